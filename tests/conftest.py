@@ -1,0 +1,36 @@
+"""Shared fixtures: one real local Ray per test session, paths to the shared real data."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("THRESHER_SHARED_DATA", ROOT.parent / "shared" / "data"))
+
+
+def shared_path(*parts: str) -> Path:
+    """A path under ../shared/data; the calling test is skipped when it is absent (fresh clones)."""
+    path = SHARED_DATA.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"shared data not present: {path}")
+    return path
+
+
+@pytest.fixture(scope="session")
+def shared_data():
+    return shared_path
+
+
+@pytest.fixture(scope="session")
+def ray_session():
+    """A real embedded Ray, started once per test session (each init costs seconds)."""
+    from thresher.raycontext import init_ray
+
+    import ray
+
+    init_ray(num_cpus=2, object_store_memory=256 * 1024 * 1024, quiet=True)
+    yield ray
+    ray.shutdown()

@@ -1,0 +1,1 @@
+"""Document filters: language, quality rules, URL blocklists, PII, learned quality classifier."""

@@ -1,0 +1,101 @@
+"""Language identification with fastText ``lid.176`` and the language filter stage.
+
+fastText predicts one line at a time, so newlines are folded into spaces before prediction
+(as FineWeb does); without that, only the first line of a page would be classified.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from dataclasses import dataclass, field
+
+import regex
+
+from thresher.document import Document, Drop
+from thresher.stage import Stage
+
+logger = logging.getLogger(__name__)
+
+LABEL_PREFIX = "__label__"
+_WS = regex.compile(r"\s+")
+
+
+@functools.lru_cache(maxsize=1)
+def _model():
+    import fasttext
+
+    from thresher.models import lid_model_path
+
+    fasttext.FastText.eprint = lambda *a, **k: None  # silence the load-model warning
+    return fasttext.load_model(str(lid_model_path()))
+
+
+def normalize(text: str) -> str:
+    return _WS.sub(" ", text).strip()
+
+
+def identify_batch(texts: list[str], k: int = 1) -> list[list[tuple[str, float]]]:
+    """Top-``k`` (language, probability) for each text. Empty texts give ``[]``."""
+    norm = [normalize(t) for t in texts]
+    idx = [i for i, t in enumerate(norm) if t]
+    out: list[list[tuple[str, float]]] = [[] for _ in texts]
+    if not idx:
+        return out
+    # predict() on a list avoids fastText's numpy-2 single-string code path.
+    labels, probs = _model().predict([norm[i] for i in idx], k=k)
+    for i, labs, ps in zip(idx, labels, probs, strict=True):
+        out[i] = [(lab[len(LABEL_PREFIX):], min(float(p), 1.0)) for lab, p in zip(labs, ps, strict=True)]
+    return out
+
+
+def identify(text: str) -> tuple[str, float]:
+    """Most likely language of ``text`` as lid.176 names it (``en``, ``de``, ``zh``...) and its
+    probability. Empty text gives ``("und", 0.0)``."""
+    top = identify_batch([text])[0]
+    return top[0] if top else ("und", 0.0)
+
+
+@dataclass
+class LanguageConfig:
+    languages: list[str] = field(default_factory=list)
+    """Languages to keep (lid.176 codes). Empty: keep every language, still annotate."""
+    threshold: float = 0.65
+    """Minimum probability of the top language (FineWeb: 0.65 for English)."""
+    thresholds: dict[str, float] = field(default_factory=dict)
+    """Per-language overrides of ``threshold``."""
+
+    def validate(self, where: str) -> None:
+        for name, value in [("threshold", self.threshold), *self.thresholds.items()]:
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"{where}.{name}: must be between 0 and 1, got {value}")
+
+
+class LanguageFilter(Stage):
+    """Annotates ``language``/``language_score`` and drops documents outside the keep-list.
+
+    Reasons: ``language_not_kept`` (confident, but another language), ``language_low_score`` (the
+    top language is kept but below its threshold), ``no_text``.
+    """
+
+    name = "language"
+    Config = LanguageConfig
+    batch_size = 512
+
+    def process_batch(self, docs: list[Document]) -> list[Document | Drop]:
+        cfg: LanguageConfig = self.config
+        keep = set(cfg.languages)
+        results: list[Document | Drop] = []
+        for doc, top in zip(docs, identify_batch([d.text for d in docs]), strict=True):
+            if not top:
+                results.append(Drop("no_text"))
+                continue
+            lang, score = top[0]
+            doc.language, doc.language_score = lang, score
+            if keep and lang not in keep:
+                results.append(Drop("language_not_kept", value=score, detail=lang))
+            elif score < cfg.thresholds.get(lang, cfg.threshold):
+                results.append(Drop("language_low_score", value=score, detail=lang))
+            else:
+                results.append(doc)
+        return results

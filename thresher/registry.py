@@ -1,0 +1,23 @@
+"""Stage names as written in configs → the classes that implement them.
+
+Import strings keep ``import thresher`` light: a stage's heavy dependencies (fastText,
+trafilatura, Scrapy) load only when a run uses it.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+STAGES: dict[str, str] = {
+    "extract": "thresher.extract.stage:ExtractStage",
+    "language": "thresher.filters.language:LanguageFilter",
+}
+
+
+def stage_class(name: str) -> type:
+    module, _, attr = STAGES[name].partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+def build_stage(name: str, config=None):
+    return stage_class(name)(config)

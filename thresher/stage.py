@@ -1,0 +1,149 @@
+"""The stage interface: documents in, documents out, counters.
+
+A stage never raises on bad input. Each document it is given ends up in exactly one of three
+places — kept, dropped with a reason, or counted as an error of some kind — and
+:class:`StageStats` checks that the three add up.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from itertools import islice
+from typing import Any, ClassVar
+
+from thresher.document import Document, Drop
+
+logger = logging.getLogger(__name__)
+
+
+class AccountingError(RuntimeError):
+    """A stage's counters do not add up: documents were lost or invented."""
+
+
+@dataclass
+class StageStats:
+    name: str
+    docs_in: int = 0
+    kept: int = 0
+    dropped: Counter = field(default_factory=Counter)
+    errors: Counter = field(default_factory=Counter)
+    seconds: float = 0.0
+    extra: Counter = field(default_factory=Counter)
+
+    def record(self, drop: Drop | None) -> None:
+        self.docs_in += 1
+        if drop is None:
+            self.kept += 1
+        elif drop.kind == "error":
+            self.errors[drop.reason] += 1
+        else:
+            self.dropped[drop.reason] += 1
+
+    def merge(self, other: StageStats) -> None:
+        self.docs_in += other.docs_in
+        self.kept += other.kept
+        self.dropped.update(other.dropped)
+        self.errors.update(other.errors)
+        self.extra.update(other.extra)
+        self.seconds += other.seconds
+
+    def check(self) -> None:
+        accounted = self.kept + sum(self.dropped.values()) + sum(self.errors.values())
+        if accounted != self.docs_in:
+            raise AccountingError(
+                f"stage {self.name!r}: {self.docs_in} documents in but kept {self.kept} + "
+                f"dropped {sum(self.dropped.values())} + errors {sum(self.errors.values())} = {accounted}"
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "in": self.docs_in,
+            "kept": self.kept,
+            "dropped": dict(sorted(self.dropped.items())),
+            "errors": dict(sorted(self.errors.items())),
+            "seconds": round(self.seconds, 3),
+        }
+        if self.extra:
+            out["extra"] = dict(sorted(self.extra.items()))
+        return out
+
+    @classmethod
+    def from_dict(cls, name: str, d: dict[str, Any]) -> StageStats:
+        return cls(
+            name=name,
+            docs_in=d["in"],
+            kept=d["kept"],
+            dropped=Counter(d.get("dropped", {})),
+            errors=Counter(d.get("errors", {})),
+            seconds=d.get("seconds", 0.0),
+            extra=Counter(d.get("extra", {})),
+        )
+
+
+class Stage:
+    """Base class of the per-document stages.
+
+    Subclasses implement :meth:`process` (one document → the same document, possibly changed, or a
+    :class:`Drop`) or, when batching pays (fastText, tokenizers), :meth:`process_batch`.
+    ``Config`` is the stage's typed configuration dataclass.
+    """
+
+    name: ClassVar[str] = "stage"
+    Config: ClassVar[type] = type(None)
+    batch_size: ClassVar[int] = 256
+
+    def __init__(self, config: Any = None) -> None:
+        self.config = config if config is not None else self.default_config()
+        self.stats = StageStats(self.name)
+
+    @classmethod
+    def default_config(cls) -> Any:
+        return cls.Config() if cls.Config is not type(None) else None
+
+    def process(self, doc: Document) -> Document | Drop:
+        raise NotImplementedError
+
+    def process_batch(self, docs: list[Document]) -> list[Document | Drop]:
+        return [self._safe_process(doc) for doc in docs]
+
+    def _safe_process(self, doc: Document) -> Document | Drop:
+        try:
+            return self.process(doc)
+        except Exception as exc:  # a bad document must never stop the run
+            logger.warning("%s: error on %s (%s): %r", self.name, doc.id, doc.source, exc)
+            return Drop(f"exception:{type(exc).__name__}", kind="error", detail=str(exc)[:500])
+
+    def apply(self, docs: list[Document]) -> list[Document]:
+        """Run the stage over a batch, in place: live documents are processed, documents dropped by
+        an earlier stage pass through untouched. Returns the same list, in the same order."""
+        live = [d for d in docs if d.drop is None]
+        if not live:
+            return docs
+        start = time.perf_counter()
+        try:
+            results = self.process_batch(live)
+        except Exception as exc:
+            logger.warning("%s: batch failed, retrying document by document: %r", self.name, exc)
+            results = [self._safe_process(d) for d in live]
+        self.stats.seconds += time.perf_counter() - start
+        for doc, result in zip(live, results, strict=True):
+            if isinstance(result, Drop):
+                result.stage = result.stage or self.name
+                doc.mark_dropped(result)
+                self.stats.record(result)
+            else:
+                self.stats.record(None)
+        return docs
+
+    def __call__(self, docs: Iterable[Document]) -> Iterator[Document]:
+        """Plain-Python use: yields the documents this stage keeps (and earlier drops, untouched)."""
+        it = iter(docs)
+        while batch := list(islice(it, self.batch_size)):
+            yield from self.apply(batch)
+
+    def close(self) -> None:
+        """Release resources (models, pools). Called once when a worker is done."""
