@@ -147,3 +147,55 @@ class Stage:
 
     def close(self) -> None:
         """Release resources (models, pools). Called once when a worker is done."""
+
+
+class DatasetStage:
+    """Base class of the stages that must see the whole dataset before deciding (dedup).
+
+    Such a stage does not rewrite documents: it returns *decisions*, one row per document to drop,
+    with the columns of :data:`DECISION_SCHEMA`. The graph runs the per-document stages before it,
+    materialises their output as shards, calls :meth:`run_ray` on those shards' documents, and then
+    applies the decisions shard by shard (each shard only reads its own decisions), so no step
+    needs every id in one process.
+
+    ``run_local`` is the single-process equivalent used without Ray and in tests.
+    """
+
+    name: ClassVar[str] = "dataset_stage"
+    Config: ClassVar[type] = type(None)
+
+    def __init__(self, config: Any = None) -> None:
+        self.config = config if config is not None else (self.Config() if self.Config is not type(None) else None)
+        self.stats = StageStats(self.name)
+
+    def run_local(self, docs: list[Document]) -> list[Document]:
+        """Mark the dropped documents in place (``doc.mark_dropped``) and count them in ``self.stats``."""
+        raise NotImplementedError
+
+    def run_ray(self, ds: Any, workdir: str) -> Any:
+        """``ds``: a ray.data.Dataset with at least columns ``id``, ``text``, ``shard`` (and ``scores``,
+        ``url``, ``source``) of the live documents. ``workdir``: a scratch directory for this stage
+        (persistent indexes, intermediate files). Returns a ray.data.Dataset with DECISION_SCHEMA."""
+        raise NotImplementedError
+
+    def extra_stats(self) -> dict[str, Any]:
+        """Stage-specific figures for stats.json (clusters, histogram, ...), read after run_ray/run_local."""
+        return {}
+
+
+def _decision_schema():
+    import pyarrow as pa
+
+    return pa.schema(
+        [
+            pa.field("id", pa.string(), nullable=False),
+            pa.field("shard", pa.string()),
+            pa.field("kind", pa.string()),  # "dropped" or "error"
+            pa.field("reason", pa.string()),  # e.g. "exact_duplicate", "minhash_duplicate"
+            pa.field("value", pa.float64()),
+            pa.field("detail", pa.string()),  # e.g. the id of the kept document
+        ]
+    )
+
+
+DECISION_SCHEMA = _decision_schema()
