@@ -1,0 +1,163 @@
+"""Crawl configuration: one typed dataclass, loadable from YAML or ``--set key=value`` overrides.
+
+Defaults are chosen for the real web: obey robots.txt, one connection per host, AutoThrottle on,
+HTML only, private networks refused. Tests and demos loosen them explicitly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from thresher.config import ConfigError, apply_overrides, from_dict
+
+# Extensions that are never HTML; links ending in them are not requested at all.
+DEFAULT_DENY_EXTENSIONS = sorted(
+    """7z apk avi bin bmp bz2 css csv dmg doc docx eot epub exe flac flv gif gz ico iso jar jpeg jpg js
+    json m4a m4v mkv mov mp3 mp4 mpeg mpg msi odp ods odt ogg otf pdf png ppt pptx ps rar rpm svg swf
+    tar tgz tif tiff ttf txt wav webm webp wma wmv woff woff2 xls xlsx xml xz zip zst""".split()
+)
+
+
+@dataclass
+class CrawlConfig:
+    seeds: list[str] = field(default_factory=list)
+    """Start URLs (the CLI adds those from ``--seeds``)."""
+
+    # ---- identity
+    user_agent: str = "ThresherBot/0.1"
+    """Product token first: robots.txt groups are matched against the part before the ``/``."""
+    contact_url: str | None = None
+    """Appended to the User-Agent as ``(+URL)`` so site owners can reach the operator."""
+
+    # ---- scope
+    same_host: bool = True
+    """Follow links only to the hosts of the seeds (host:port)."""
+    allowed_domains: list[str] = field(default_factory=list)
+    """If set, follow links to these domains and their subdomains (overrides ``same_host``)."""
+    allow_patterns: list[str] = field(default_factory=list)
+    """Regexes; when set, a URL must match one of them (seeds are exempt)."""
+    deny_patterns: list[str] = field(default_factory=list)
+    """Regexes; a URL matching any of them is never requested."""
+    max_depth: int = 5
+    """Link hops from a seed (seeds are depth 0); 0 means fetch the seeds only."""
+    max_pages: int = 0
+    """Stop after storing this many pages in total (0: no limit); counts earlier runs of the job."""
+    max_pages_per_host: int = 0
+    """Store at most this many pages per host (0: no limit)."""
+    deny_extensions: list[str] = field(default_factory=lambda: list(DEFAULT_DENY_EXTENSIONS))
+    content_types: list[str] = field(default_factory=lambda: ["text/html", "application/xhtml+xml"])
+    """Media types stored; other responses are cut off once their headers arrive."""
+    sitemaps: bool = True
+    """Read sitemaps named in robots.txt (or /sitemap.xml when none is named) for more URLs."""
+    max_sitemap_urls: int = 50_000
+    """Per sitemap file; bounds memory on giant sitemaps."""
+
+    # ---- politeness
+    obey_robots: bool = True
+    concurrent_requests: int = 16
+    """In flight at once per partition (process)."""
+    concurrent_per_host: int = 2
+    download_delay: float = 0.0
+    """Minimum seconds between requests to one host; robots.txt ``Crawl-delay`` raises it per host."""
+    autothrottle: bool = True
+    autothrottle_start_delay: float = 1.0
+    autothrottle_max_delay: float = 30.0
+    autothrottle_target_concurrency: float = 1.0
+
+    # ---- network and limits
+    timeout: float = 30.0
+    """Seconds for one download (connect + headers + body)."""
+    dns_timeout: float = 10.0
+    retries: int = 2
+    """Extra attempts on timeouts, connection errors and 5xx/429, with exponential backoff."""
+    retry_backoff_base: float = 1.0
+    max_redirects: int = 5
+    max_page_bytes: int = 10 * 1024 * 1024
+    """Cap on the bytes received and, separately, on the decompressed size (gzip bombs)."""
+    accept_encoding: str = "gzip, deflate"
+    """Sent as Accept-Encoding. The WARC keeps the payload as sent, content coding included."""
+    allow_private: bool = False
+    """Allow loopback, private, link-local, multicast and reserved addresses (tests, intranets)."""
+
+    # ---- output
+    warc_prefix: str = "thresher"
+    warc_max_bytes: int = 1024 * 1024 * 1024
+    """Roll to a new WARC file once the current one (compressed) reaches this size."""
+    store_redirects: bool = True
+    """Also archive 3xx responses (their targets are followed and archived separately)."""
+
+    # ---- execution
+    partitions: int = 1
+    """Seeds are split by host into this many Scrapy processes (Ray tasks when > 1)."""
+    log_level: str = "INFO"
+    log_interval: float = 30.0
+    """Seconds between progress lines from each partition."""
+
+    def validate(self, where: str) -> None:
+        where = where or "crawl"
+        for name in ("max_depth", "max_pages", "max_pages_per_host", "retries", "max_redirects"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{where}.{name}: must be >= 0")
+        for name in ("concurrent_requests", "concurrent_per_host", "partitions", "max_page_bytes"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{where}.{name}: must be >= 1")
+        if self.timeout <= 0 or self.dns_timeout <= 0:
+            raise ConfigError(f"{where}.timeout: must be > 0")
+        if self.download_delay < 0:
+            raise ConfigError(f"{where}.download_delay: must be >= 0")
+        if self.warc_max_bytes < 1024:
+            raise ConfigError(f"{where}.warc_max_bytes: must be >= 1024")
+        if not re.fullmatch(r"[A-Za-z0-9_.-]+", self.warc_prefix):
+            raise ConfigError(f"{where}.warc_prefix: letters, digits, '_', '.', '-' only")
+        if not re.fullmatch(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+", self.user_agent.split("/")[0]):
+            raise ConfigError(f"{where}.user_agent: must start with a product token, e.g. MyBot/1.0")
+        for name in ("allow_patterns", "deny_patterns"):
+            for i, pattern in enumerate(getattr(self, name)):
+                try:
+                    re.compile(pattern)
+                except re.error as exc:
+                    raise ConfigError(f"{where}.{name}[{i}]: invalid regex {pattern!r}: {exc}") from exc
+        for i, seed in enumerate(self.seeds):
+            if not re.match(r"https?://[^/]+", seed):
+                raise ConfigError(f"{where}.seeds[{i}]: not an http(s) URL: {seed!r}")
+
+    @property
+    def full_user_agent(self) -> str:
+        return f"{self.user_agent} (+{self.contact_url})" if self.contact_url else self.user_agent
+
+    @property
+    def robots_token(self) -> str:
+        return self.user_agent.split("/")[0]
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def crawl_config(
+    data: dict[str, Any] | None = None, overrides: list[str] | None = None, where: str = "crawl"
+) -> CrawlConfig:
+    """Build a validated CrawlConfig from a mapping plus ``key=value`` overrides."""
+    merged = apply_overrides(dict(data or {}), overrides or [])
+    return from_dict(CrawlConfig, merged, where)
+
+
+def load_crawl_config(path: str | Path | None, overrides: list[str] | None = None) -> CrawlConfig:
+    """Read a YAML file (its top level, or its ``crawl:`` section) and apply overrides."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        path = Path(path)
+        if not path.exists():
+            raise ConfigError(f"crawl config not found: {path}")
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+        if isinstance(data, dict) and isinstance(data.get("crawl"), dict):
+            data = data["crawl"]
+    return crawl_config(data, overrides)

@@ -1,0 +1,84 @@
+"""A static site served from 127.0.0.1 in a background thread, with an access log.
+
+Used by ``thresher crawl --demo``, the crawler tests and the crawl benchmark: a real HTTP/1.1
+server (keep-alive, Content-Length) whose log shows exactly which URLs the crawler requested.
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+import time
+from dataclasses import dataclass
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Hit:
+    time: float
+    method: str
+    path: str
+    status: int
+    user_agent: str
+
+
+class LoggingHandler(SimpleHTTPRequestHandler):
+    """Serves files from a directory and records every request in ``server.hits``."""
+
+    protocol_version = "HTTP/1.1"
+
+    def log_request(self, code="-", size="-"):
+        status = int(code) if str(code).isdigit() else 0
+        hit = Hit(time.time(), self.command or "", self.path, status, self.headers.get("User-Agent", "") if self.headers else "")
+        with self.server.hits_lock:
+            self.server.hits.append(hit)
+
+    def log_message(self, format, *args):  # noqa: A002 - signature fixed by the base class
+        pass
+
+
+class LocalSite:
+    """``with LocalSite(root) as site: site.url("/index.html")``."""
+
+    def __init__(self, root: str | Path, handler: type[SimpleHTTPRequestHandler] = LoggingHandler, port: int = 0):
+        self.root = Path(root)
+        factory = functools.partial(handler, directory=str(self.root))
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), factory)
+        self.server.daemon_threads = True
+        self.server.hits = []
+        self.server.hits_lock = threading.Lock()
+        self._thread = threading.Thread(target=self.server.serve_forever, name=f"localsite:{self.port}", daemon=True)
+
+    @property
+    def port(self) -> int:
+        return self.server.server_address[1]
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def url(self, path: str = "/") -> str:
+        return self.base + path
+
+    @property
+    def hits(self) -> list[Hit]:
+        with self.server.hits_lock:
+            return list(self.server.hits)
+
+    def paths(self) -> list[str]:
+        return [h.path for h in self.hits]
+
+    def start(self) -> LocalSite:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def __enter__(self) -> LocalSite:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()

@@ -1,0 +1,52 @@
+"""CrawlConfig → Scrapy settings for one partition process."""
+
+from __future__ import annotations
+
+from thresher.crawlers.config import CrawlConfig
+
+_MW = "thresher.crawlers.middlewares"
+
+
+def scrapy_settings(config: CrawlConfig) -> dict:
+    return {
+        "BOT_NAME": config.robots_token,
+        "USER_AGENT": config.full_user_agent,
+        "ROBOTSTXT_OBEY": config.obey_robots,
+        "ROBOTSTXT_USER_AGENT": config.robots_token,
+        "DEFAULT_REQUEST_HEADERS": {
+            "Accept": "text/html,application/xhtml+xml;q=0.9,*/*;q=0.5",
+            "Accept-Language": "*",
+            "Accept-Encoding": config.accept_encoding,
+        },
+        "CONCURRENT_REQUESTS": config.concurrent_requests,
+        "CONCURRENT_REQUESTS_PER_DOMAIN": config.concurrent_per_host,
+        "DOWNLOAD_DELAY": config.download_delay,
+        "AUTOTHROTTLE_ENABLED": config.autothrottle,
+        "AUTOTHROTTLE_START_DELAY": max(config.autothrottle_start_delay, config.download_delay),
+        "AUTOTHROTTLE_MAX_DELAY": config.autothrottle_max_delay,
+        "AUTOTHROTTLE_TARGET_CONCURRENCY": config.autothrottle_target_concurrency,
+        "DOWNLOAD_TIMEOUT": config.timeout,
+        "DNS_TIMEOUT": config.dns_timeout,
+        "DOWNLOAD_MAXSIZE": config.max_page_bytes,
+        "DOWNLOAD_WARNSIZE": 0,
+        "RETRY_TIMES": config.retries,
+        "THRESHER_RETRY_BACKOFF": config.retry_backoff_base,
+        "REDIRECT_MAX_TIMES": config.max_redirects,
+        "METAREFRESH_ENABLED": False,  # would bypass the redirect vetting in RawCaptureMiddleware
+        "COOKIES_ENABLED": False,  # pages archived as an anonymous visitor sees them
+        "THRESHER_ALLOW_PRIVATE": config.allow_private,
+        "DUPEFILTER_CLASS": "scrapy.dupefilters.BaseDupeFilter",  # the spider's Frontier dedups
+        "SCHEDULER_MEMORY_QUEUE": "scrapy.squeues.FifoMemoryQueue",
+        "DEPTH_LIMIT": 0,  # depth is a scope rule, checked before a request is made
+        "DOWNLOADER_MIDDLEWARES": {
+            f"{_MW}.HostSlotMiddleware": 30,
+            "thresher.crawlers.netsafety.AddressGuardMiddleware": 40,
+            "scrapy.downloadermiddlewares.retry.RetryMiddleware": None,
+            f"{_MW}.BackoffRetryMiddleware": 555,
+            f"{_MW}.RawCaptureMiddleware": 610,
+        },
+        "TELNETCONSOLE_ENABLED": False,
+        "LOG_LEVEL": config.log_level,
+        "LOGSTATS_INTERVAL": config.log_interval,
+        "LOG_FORMAT": "%(asctime)s %(levelname)s %(name)s: %(message)s",
+    }

@@ -1,0 +1,417 @@
+"""The spider of one crawl partition: follows links in scope and archives pages to WARC."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import scrapy
+from scrapy import signals
+from scrapy.exceptions import (
+    CannotResolveHostError,
+    CloseSpider,
+    DownloadCancelledError,
+    DownloadConnectionRefusedError,
+    DownloadTimeoutError,
+    IgnoreRequest,
+    StopDownload,
+)
+from scrapy.http import Request, TextResponse
+from scrapy.linkextractors import LinkExtractor
+from scrapy.spidermiddlewares.httperror import HttpError
+from scrapy.utils.gz import gunzip, gzip_magic_number
+from scrapy.utils.sitemap import Sitemap
+from twisted.internet.error import ConnectError, DNSLookupError, TCPTimedOutError, TimeoutError
+
+from thresher.crawlers.config import CrawlConfig
+from thresher.crawlers.frontier import Frontier, partition_of
+from thresher.crawlers.middlewares import PAGE, RedirectRefused
+from thresher.crawlers.netsafety import BlockedAddress
+from thresher.crawlers.scope import Scope, netloc_of
+from thresher.crawlers.warc import Exchange, RollingWarcWriter
+
+logger = logging.getLogger(__name__)
+
+SITEMAP = "sitemap"
+MAX_SITEMAPS_PER_HOST = 50
+
+
+@dataclass
+class PartitionSpec:
+    """Everything one partition process needs; written as JSON by the runner."""
+
+    config: dict
+    partition: int
+    partitions: int
+    output_dir: str
+    work_file: str
+    """Lines ``kind<TAB>depth<TAB>url``: ``scope`` (a seed host of the job), ``done`` (archived
+    earlier), ``seed`` or ``pending`` (to fetch)."""
+    journal_path: str
+    stats_path: str
+    max_pages: int = 0
+    """This partition's share of the job's remaining page budget (0: unlimited)."""
+    host_pages: dict[str, int] = field(default_factory=dict)
+    """Pages per host already archived by earlier runs (for ``max_pages_per_host``)."""
+
+    @classmethod
+    def load(cls, path: str | Path) -> PartitionSpec:
+        return cls(**json.loads(Path(path).read_text(encoding="utf-8")))
+
+
+def media_type(headers) -> str:
+    value = headers.get(b"Content-Type") or b""
+    return value.split(b";")[0].strip().lower().decode("latin-1")
+
+
+def looks_like_html(body: bytes) -> bool:
+    head = body[:1024].lstrip().lower()
+    return head.startswith((b"<!doctype html", b"<html")) or b"<html" in head
+
+
+class CrawlState:
+    """What the spider and the middlewares share: scope, seen-set, WARC writer, counters."""
+
+    def __init__(self, config: CrawlConfig, spec: PartitionSpec, stats):
+        self.config = config
+        self.spec = spec
+        self.stats = stats
+        self.scope = Scope(config, [])
+        self.frontier = Frontier(spec.journal_path)
+        self.crawl_delays: dict[str, float] = {}
+        self.host_pages: Counter = Counter(spec.host_pages)
+        self.sitemaps_per_host: Counter = Counter()
+        self.pages = 0
+        self.payload_bytes = 0
+        self.started = time.monotonic()
+        self.writer = RollingWarcWriter(
+            Path(spec.output_dir) / "warc",
+            config.warc_prefix,
+            spec.partition,
+            config.warc_max_bytes,
+            warcinfo={
+                "software": f"thresher crawler (Scrapy {scrapy.__version__})",
+                "format": "WARC File Format 1.1",
+                "conformsTo": "https://iipc.github.io/warc-specifications/specifications/warc-format/warc-1.1/",
+                "http-header-user-agent": config.full_user_agent,
+                "robots": "obey" if config.obey_robots else "ignore",
+                "isPartOf": f"partition-{spec.partition}",
+            },
+        )
+
+    def archive(self, exchange: Exchange, status: int) -> None:
+        self.writer.write(exchange)
+        self.stats.inc_value("thresher/warc_records")
+        if 200 <= status < 300:
+            self.pages += 1
+            self.payload_bytes += len(exchange.payload)
+            self.host_pages[netloc_of(exchange.url)] += 1
+            self.stats.inc_value("thresher/pages")
+        else:
+            self.stats.inc_value("thresher/redirects_archived")
+
+    def mine(self, url: str) -> bool:
+        return partition_of(netloc_of(url), self.spec.partitions) == self.spec.partition
+
+    def host_full(self, netloc: str) -> bool:
+        cap = self.config.max_pages_per_host
+        return bool(cap) and self.host_pages[netloc] >= cap
+
+    def budget_spent(self) -> bool:
+        return bool(self.spec.max_pages) and self.pages >= self.spec.max_pages
+
+    def wants(self, response) -> bool:
+        kind = media_type(response.headers)
+        if not kind:
+            return looks_like_html(response.body)
+        return kind in self.config.content_types
+
+
+class ThresherSpider(scrapy.Spider):
+    name = "thresher"
+
+    def __init__(self, spec: PartitionSpec, **kwargs):
+        super().__init__(**kwargs)
+        self.spec = spec
+        self.config = CrawlConfig(**spec.config)
+        self.links = LinkExtractor(deny_extensions=[], canonicalize=False, unique=True)
+
+    @classmethod
+    def from_crawler(cls, crawler, *args, **kwargs):
+        spider = super().from_crawler(crawler, *args, **kwargs)
+        spider.state = CrawlState(spider.config, spider.spec, crawler.stats)
+        crawler.signals.connect(spider.on_robots_parsed, signal=signals.robots_parsed)
+        crawler.signals.connect(spider.on_headers_received, signal=signals.headers_received)
+        crawler.signals.connect(spider.on_closed, signal=signals.spider_closed)
+        return spider
+
+    # ------------------------------------------------------------------ requests
+
+    def page_request(self, url: str, depth: int) -> Request:
+        return Request(
+            url,
+            callback=self.parse,
+            errback=self.on_error,
+            priority=-depth,  # breadth first: a page budget goes to shallow pages
+            meta={"depth": depth, "thresher_kind": PAGE},
+        )
+
+    async def start(self):
+        state = self.state
+        with open(self.spec.work_file, encoding="utf-8") as fh:
+            for line in fh:
+                kind, depth, url = line.rstrip("\n").split("\t", 2)
+                if kind == "scope":
+                    state.scope.add_seed(url)
+                    continue
+                if kind == "done":
+                    state.frontier.mark_seen(url)
+                    continue
+                if kind == "seed":
+                    state.scope.add_seed(url)
+                    if not self.config.obey_robots and self.config.sitemaps:
+                        self._queue_sitemap(f"{urlsplit(url).scheme}://{urlsplit(url).netloc}/sitemap.xml")
+                why = state.scope.why_not(url, int(depth), is_seed=(kind == "seed"))
+                if why is not None:
+                    self.crawler.stats.inc_value(f"thresher/skipped/{why}")
+                    continue
+                if state.frontier.claim(url):
+                    yield self.page_request(url, int(depth))
+
+    def _queue_sitemap(self, url: str) -> None:
+        netloc = netloc_of(url)
+        if self.state.sitemaps_per_host[netloc] >= MAX_SITEMAPS_PER_HOST:
+            return
+        self.state.sitemaps_per_host[netloc] += 1
+        request = Request(
+            url,
+            callback=self.parse_sitemap,
+            errback=self.on_sitemap_error,
+            priority=100,
+            meta={"thresher_kind": SITEMAP, "depth": 1},
+        )
+        self.crawler.engine.crawl(request)
+
+    # ------------------------------------------------------------------ signals
+
+    def on_robots_parsed(self, robotparser, request):
+        netloc = netloc_of(request.url)
+        delay = robotparser.crawl_delay(self.config.robots_token) if hasattr(robotparser, "crawl_delay") else None
+        if delay:
+            self._apply_crawl_delay(netloc, float(delay))
+        if not self.config.sitemaps:
+            return
+        rp = getattr(robotparser, "rp", None)
+        named = list(getattr(rp, "sitemaps", []) or [])
+        base = f"{urlsplit(request.url).scheme}://{urlsplit(request.url).netloc}"
+        for url in named or [base + "/sitemap.xml"]:
+            if self.state.scope.host_allowed(url) or netloc_of(url) == netloc:
+                self._queue_sitemap(url)
+
+    def _apply_crawl_delay(self, netloc: str, delay: float) -> None:
+        """robots.txt Crawl-delay: at least ``delay`` s between requests, one at a time."""
+        delay = max(delay, self.config.download_delay)
+        self.state.crawl_delays[netloc] = delay
+        downloader = self.crawler.engine.downloader
+        downloader.per_slot_settings[netloc] = {"delay": delay, "jitter": 0.0, "concurrency": 1}
+        slot = downloader.slots.get(netloc)
+        if slot is not None:
+            slot.delay = max(slot.delay, delay)
+            slot.jitter = 0.0
+            slot.concurrency = 1
+        self.crawler.stats.inc_value("thresher/hosts_with_crawl_delay")
+        logger.info("%s asks for Crawl-delay %.1f s", netloc, delay)
+
+    def on_headers_received(self, headers, body_length, request, spider=None):
+        """Stop non-HTML downloads as soon as their headers show it (redirects excepted)."""
+        if request.meta.get("thresher_kind") != PAGE or b"Location" in headers:
+            return
+        kind = media_type(headers)
+        if kind and kind not in self.config.content_types:
+            raise StopDownload(fail=False)
+
+    def on_closed(self, spider, reason):
+        self.state.writer.close()
+        self.state.frontier.close()
+        write_partition_stats(self, reason)
+
+    # ------------------------------------------------------------------ callbacks
+
+    def parse(self, response):
+        state = self.state
+        stats = self.crawler.stats
+        raw = response.meta.get("thresher_raw")
+        depth = response.meta.get("depth", 0)
+        if "download_stopped" in response.flags or not state.wants(response):
+            stats.inc_value("thresher/skipped/content_type")
+            return
+        if raw is None:  # should not happen: the capture middleware saw every page response
+            stats.inc_value("thresher/errors/no_raw_capture")
+            logger.error("no raw capture for %s", response.url)
+            return
+        netloc = netloc_of(response.url)
+        if state.host_full(netloc):
+            stats.inc_value("thresher/skipped/max_pages_per_host")
+            return
+        if state.budget_spent():
+            stats.inc_value("thresher/skipped/max_pages")
+            return
+        noindex, nofollow = robots_directives(response)
+        requests = []
+        if not nofollow and depth < self.config.max_depth and isinstance(response, TextResponse):
+            requests = self._follow(response, depth + 1)
+        state.frontier.flush()  # links are durable before the page counts as archived
+        if noindex:
+            stats.inc_value("thresher/skipped/noindex")
+        else:
+            state.archive(raw.exchange, status=response.status)
+        yield from requests
+        if state.budget_spent():
+            raise CloseSpider("max_pages")
+
+    def _follow(self, response, depth: int) -> list[Request]:
+        state = self.state
+        stats = self.crawler.stats
+        out = []
+        for link in self.links.extract_links(response):
+            if link.nofollow:
+                continue
+            url = link.url
+            why = state.scope.why_not(url, depth)
+            if why is None and state.host_full(netloc_of(url)):
+                why = "max_pages_per_host"
+            if why is not None:
+                stats.inc_value(f"thresher/skipped/{why}")
+                continue
+            if state.frontier.add(url, depth):
+                if state.mine(url):
+                    out.append(self.page_request(url, depth))
+                else:  # journaled; the runner hands it to its partition in the next round
+                    stats.inc_value("thresher/handed_over")
+        return out
+
+    def parse_sitemap(self, response):
+        body = response.body
+        if gzip_magic_number(response):
+            try:
+                body = gunzip(body, max_size=self.config.max_page_bytes)
+            except Exception as exc:  # corrupt or too large: count and move on
+                self.crawler.stats.inc_value("thresher/sitemap/bad")
+                logger.warning("sitemap %s unreadable: %s", response.url, exc)
+                return
+        try:
+            sitemap = Sitemap(body)
+        except Exception as exc:
+            self.crawler.stats.inc_value("thresher/sitemap/bad")
+            logger.info("sitemap %s is not a sitemap: %s", response.url, exc)
+            return
+        self.crawler.stats.inc_value("thresher/sitemap/read")
+        for i, entry in enumerate(sitemap):
+            if i >= self.config.max_sitemap_urls:
+                break
+            loc = entry.get("loc")
+            if not loc:
+                continue
+            if sitemap.type == "sitemapindex":
+                if self.state.scope.host_allowed(loc):
+                    self._queue_sitemap(loc)
+                continue
+            why = self.state.scope.why_not(loc, 1)
+            if why is not None:
+                self.crawler.stats.inc_value(f"thresher/skipped/{why}")
+                continue
+            if self.state.frontier.add(loc, 1):
+                self.crawler.stats.inc_value("thresher/sitemap/urls")
+                if self.state.mine(loc):
+                    yield self.page_request(loc, 1)
+        self.state.frontier.flush()
+
+    def on_sitemap_error(self, failure):
+        self.crawler.stats.inc_value("thresher/sitemap/unavailable")
+
+    def on_error(self, failure):
+        reason = failure_reason(failure.value)
+        if reason is None:
+            return
+        self.crawler.stats.inc_value(f"thresher/errors/{reason}")
+        level = logging.DEBUG if reason in ("http", "robots") else logging.INFO
+        logger.log(level, "%s: %s (%s)", failure.request.url, reason, failure.value)
+
+
+def robots_directives(response) -> tuple[bool, bool]:
+    """(noindex, nofollow) from X-Robots-Tag and <meta name="robots">: the site's consent."""
+    values = [v.decode("latin-1") for v in response.headers.getlist(b"X-Robots-Tag")]
+    if isinstance(response, TextResponse):
+        try:
+            values += response.xpath(
+                "//meta[translate(@name,'ROBTS','robts')='robots']/@content"
+            ).getall()
+        except Exception:  # unparsable markup: no directives
+            pass
+    tokens = set(re.split(r"[\s,]+", ",".join(values).lower()))
+    return bool(tokens & {"noindex", "none"}), bool(tokens & {"nofollow", "none"})
+
+
+def failure_reason(exc: BaseException) -> str | None:
+    """A short counter name for a failed request; None for those counted where they happen."""
+    if isinstance(exc, (BlockedAddress, RedirectRefused)):
+        return None
+    if isinstance(exc, HttpError):
+        return "http"
+    if isinstance(exc, IgnoreRequest):
+        text = str(exc)
+        if "robots.txt" in text:
+            return "robots"
+        if "decompression" in text:
+            return "decompressed_too_large"
+        return "ignored"
+    if isinstance(exc, (DownloadTimeoutError, TimeoutError, TCPTimedOutError)):
+        return "timeout"
+    if isinstance(exc, DownloadCancelledError):
+        return "too_large"
+    if isinstance(exc, (DNSLookupError, CannotResolveHostError)):
+        return "dns"
+    if isinstance(exc, (ConnectError, DownloadConnectionRefusedError)):
+        return "connection"
+    return type(exc).__name__
+
+
+def write_partition_stats(spider: ThresherSpider, reason: str) -> None:
+    state = spider.state
+    scrapy_stats = spider.crawler.stats.get_stats()
+    elapsed = time.monotonic() - state.started
+    out = {
+        "partition": spider.spec.partition,
+        "finish_reason": reason,
+        "elapsed_s": round(elapsed, 3),
+        "pages": state.pages,
+        "payload_bytes": state.payload_bytes,
+        "warc_bytes": state.writer.bytes_written,
+        "warc_files": state.writer.files_closed,
+        "requests": scrapy_stats.get("downloader/request_count", 0),
+        "response_bytes": scrapy_stats.get("downloader/response_bytes", 0),
+        "status_codes": {
+            k.rsplit("/", 1)[1]: v
+            for k, v in scrapy_stats.items()
+            if k.startswith("downloader/response_status_count/")
+        },
+        "robots_denied": scrapy_stats.get("robotstxt/forbidden", 0),
+        "blocked_address": scrapy_stats.get("thresher/blocked_address", 0),
+        "crawl_delay_hosts": dict(state.crawl_delays),
+        "errors": _counters(scrapy_stats, "thresher/errors/"),
+        "skipped": _counters(scrapy_stats, "thresher/skipped/"),
+        "redirect_refused": _counters(scrapy_stats, "thresher/redirect_refused/"),
+        "sitemap": _counters(scrapy_stats, "thresher/sitemap/"),
+        "retries": scrapy_stats.get("retry/count", 0),
+    }
+    Path(spider.spec.stats_path).write_text(json.dumps(out, indent=2, sort_keys=True), encoding="utf-8")
+
+
+def _counters(stats: dict, prefix: str) -> dict[str, int]:
+    return {k[len(prefix) :]: v for k, v in sorted(stats.items()) if k.startswith(prefix)}

@@ -1,0 +1,261 @@
+"""WARC/1.1 writing: one gzip member per record, rolled by size, ``.open`` until finished.
+
+Records are assembled here rather than with warcio's writer so that the block is exactly the
+bytes we hand in — warcio may normalise HTTP headers — and so that the digests are computed
+over precisely what is stored. warcio and fastwarc are used to read the files back (tests,
+resume).
+"""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import hashlib
+import http
+import logging
+import os
+import re
+import uuid
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+logger = logging.getLogger(__name__)
+
+OPEN_SUFFIX = ".open"
+WARC_VERSION = b"WARC/1.1"
+_NAME_RE = re.compile(r"^(?P<prefix>.+)-p(?P<part>\d{3,})-(?P<serial>\d{5,})\.warc\.gz(?:\.open)?$")
+
+
+def sha1_digest(data: bytes) -> str:
+    return "sha1:" + base64.b32encode(hashlib.sha1(data).digest()).decode("ascii")
+
+
+def warc_date(moment: datetime | None = None) -> str:
+    moment = moment or datetime.now(timezone.utc)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def record_id() -> str:
+    return f"<urn:uuid:{uuid.uuid4()}>"
+
+
+def http_request_head(method: str, url_path: str, headers: list[tuple[bytes, bytes]]) -> bytes:
+    lines = [f"{method} {url_path} HTTP/1.1".encode("latin-1")]
+    lines += [name + b": " + value for name, value in headers]
+    return b"\r\n".join(lines) + b"\r\n\r\n"
+
+
+def http_response_head(protocol: str | None, status: int, headers: list[tuple[bytes, bytes]]) -> bytes:
+    try:
+        phrase = http.HTTPStatus(status).phrase
+    except ValueError:
+        phrase = ""
+    status_line = f"{protocol or 'HTTP/1.1'} {status} {phrase}".rstrip().encode("latin-1")
+    lines = [status_line] + [name + b": " + value for name, value in headers]
+    return b"\r\n".join(lines) + b"\r\n\r\n"
+
+
+def _header_block(fields: list[tuple[str, str]]) -> bytes:
+    lines = [WARC_VERSION] + [f"{k}: {v}".encode() for k, v in fields]
+    return b"\r\n".join(lines) + b"\r\n\r\n"
+
+
+def build_record(fields: list[tuple[str, str]], block: bytes) -> bytes:
+    """A complete uncompressed record; Content-Length and WARC-Block-Digest are added here."""
+    fields = fields + [("WARC-Block-Digest", sha1_digest(block)), ("Content-Length", str(len(block)))]
+    return _header_block(fields) + block + b"\r\n\r\n"
+
+
+@dataclass
+class Exchange:
+    """One fetched URL, ready to archive."""
+
+    url: str
+    request_head: bytes
+    response_head: bytes
+    payload: bytes
+    """The body as sent by the server: content coding (gzip, br...) kept, transfer coding removed."""
+    ip_address: str | None = None
+    date: datetime | None = None
+
+
+class RollingWarcWriter:
+    """Writes ``PREFIX-pPPP-SSSSS.warc.gz`` files in ``directory``, each ``.open`` until closed.
+
+    Every record is flushed as its own gzip member, so a process killed mid-write leaves at
+    most one partial member at the end of the ``.open`` file, which ``salvage_open_files``
+    cuts off on the next start.
+    """
+
+    def __init__(
+        self,
+        directory: str | Path,
+        prefix: str,
+        partition: int,
+        max_bytes: int,
+        warcinfo: dict[str, str],
+    ):
+        self.directory = Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.prefix = prefix
+        self.partition = partition
+        self.max_bytes = max_bytes
+        self.warcinfo = warcinfo
+        self._serial = next_serial(self.directory, prefix, partition)
+        self._file = None
+        self._path: Path | None = None
+        self._warcinfo_id = ""
+        self.files_closed: list[str] = []
+        self.records = 0
+        self.bytes_written = 0
+
+    @property
+    def current_path(self) -> Path | None:
+        return self._path
+
+    def _open(self) -> None:
+        name = f"{self.prefix}-p{self.partition:03d}-{self._serial:05d}.warc.gz"
+        self._serial += 1
+        self._path = self.directory / (name + OPEN_SUFFIX)
+        self._file = open(self._path, "xb")
+        self._warcinfo_id = record_id()
+        body = "".join(f"{k}: {v}\r\n" for k, v in self.warcinfo.items()).encode()
+        fields = [
+            ("WARC-Type", "warcinfo"),
+            ("WARC-Record-ID", self._warcinfo_id),
+            ("WARC-Date", warc_date()),
+            ("WARC-Filename", name),
+            ("Content-Type", "application/warc-fields"),
+        ]
+        self._write_member(build_record(fields, body))
+
+    def _write_member(self, record: bytes) -> None:
+        assert self._file is not None
+        member = gzip.compress(record, compresslevel=6, mtime=0)
+        self._file.write(member)
+        self._file.flush()
+        self.bytes_written += len(member)
+
+    def write(self, ex: Exchange) -> None:
+        if self._file is None:
+            self._open()
+        date = warc_date(ex.date)
+        response_id, request_id = record_id(), record_id()
+        common = [("WARC-Date", date), ("WARC-Target-URI", ex.url), ("WARC-Warcinfo-ID", self._warcinfo_id)]
+        if ex.ip_address:
+            common.append(("WARC-IP-Address", ex.ip_address))
+        request_fields = [("WARC-Type", "request"), ("WARC-Record-ID", request_id)] + common + [
+            ("WARC-Concurrent-To", response_id),
+            ("Content-Type", "application/http;msgtype=request"),
+        ]
+        response_fields = [("WARC-Type", "response"), ("WARC-Record-ID", response_id)] + common + [
+            ("WARC-Payload-Digest", sha1_digest(ex.payload)),
+            ("Content-Type", "application/http;msgtype=response"),
+        ]
+        # Request first: a file cut short after it holds no response, so the URL is fetched again.
+        self._write_member(build_record(request_fields, ex.request_head))
+        self._write_member(build_record(response_fields, ex.response_head + ex.payload))
+        self.records += 1
+        if self._file is not None and self._file.tell() >= self.max_bytes:
+            self.close_current()
+
+    def close_current(self) -> None:
+        if self._file is None or self._path is None:
+            return
+        self._file.close()
+        final = self._path.with_name(self._path.name[: -len(OPEN_SUFFIX)])
+        os.replace(self._path, final)
+        self.files_closed.append(str(final))
+        logger.info("closed %s", final.name)
+        self._file = None
+        self._path = None
+
+    def close(self) -> None:
+        self.close_current()
+
+
+def next_serial(directory: Path, prefix: str, partition: int) -> int:
+    serial = 0
+    for path in directory.iterdir() if directory.exists() else ():
+        m = _NAME_RE.match(path.name)
+        if m and m["prefix"] == prefix and int(m["part"]) == partition:
+            serial = max(serial, int(m["serial"]))
+    return serial + 1
+
+
+def _complete_members_length(path: Path) -> tuple[int, int]:
+    """(bytes of leading complete gzip members that each hold a WARC record, their count)."""
+    good = 0
+    count = 0
+    with open(path, "rb") as fh:
+        pending = b""
+        while True:
+            decomp = zlib.decompressobj(wbits=31)
+            head = b""
+            consumed = 0
+            data = pending
+            pending = b""
+            while True:
+                if not data:
+                    data = fh.read(1 << 20)
+                    if not data:
+                        return good, count  # ran out inside (or before) a member
+                out = decomp.decompress(data)
+                if len(head) < 8:
+                    head += out[:8]
+                if decomp.eof:
+                    used = len(data) - len(decomp.unused_data)
+                    consumed += used
+                    pending = decomp.unused_data
+                    break
+                consumed += len(data)
+                data = b""
+            if not head.startswith(b"WARC/"):
+                return good, count
+            good += consumed
+            count += 1
+
+
+def salvage_open_files(directory: str | Path) -> list[str]:
+    """Finish ``.open`` files left by a killed crawl: keep their complete records, drop the rest.
+
+    A file with nothing but its warcinfo record is removed. Returns the paths now closed.
+    """
+    closed = []
+    directory = Path(directory)
+    if not directory.exists():
+        return closed
+    for path in sorted(directory.glob(f"*.warc.gz{OPEN_SUFFIX}")):
+        length, count = _complete_members_length(path)
+        final = path.with_name(path.name[: -len(OPEN_SUFFIX)])
+        if count <= 1:
+            path.unlink()
+            logger.info("removed %s: no complete page records", path.name)
+            continue
+        with open(path, "r+b") as fh:
+            fh.truncate(length)
+        os.replace(path, final)
+        closed.append(str(final))
+        logger.info("salvaged %s: %d complete records", final.name, count)
+    return closed
+
+
+@dataclass
+class StoredResponse:
+    url: str
+    status: int
+
+
+def iter_stored_responses(path: str | Path) -> Iterator[StoredResponse]:
+    """URL and status of every response record in a closed WARC (headers only, bodies skipped)."""
+    from fastwarc.warc import ArchiveIterator, WarcRecordType
+
+    with open(path, "rb") as fh:
+        for record in ArchiveIterator(fh, record_types=WarcRecordType.response, parse_http=True):
+            url = record.headers.get("WARC-Target-URI")
+            status = record.http_headers.status_code if record.http_headers is not None else 0
+            if url:
+                yield StoredResponse(url, int(status or 0))

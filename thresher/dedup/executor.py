@@ -1,0 +1,83 @@
+"""Run a shuffle — map every input into ``partitions`` pieces, reduce each partition — either
+in this process or as Ray tasks.
+
+With Ray the driver only holds object references and each reducer's small ``info`` dict; the
+pieces live in the object store (which spills to disk), a map task holds one input and a
+reduce task one partition. The in-process executor runs the same functions with one
+partition, which is the fast path for small inputs and the reference the Ray path must match.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class Stream:
+    """Inputs of one side of a shuffle and how to split one of them into partitions."""
+
+    inputs: Sequence[Any]
+    split: Callable[..., list]  # split(input, partitions, *args) -> list of `partitions` pieces
+    args: tuple = field(default_factory=tuple)
+
+
+class LocalExecutor:
+    partitions = 1
+
+    def shuffle(self, streams: list[Stream], reduce: Callable, args: tuple = ()) -> tuple[list, list[dict]]:
+        pieces = [[s.split(x, 1, *s.args)[0] for x in s.inputs] for s in streams]
+        payload, info = reduce(0, 1, *pieces, *args)
+        return [payload], [info]
+
+    def map(self, fn: Callable, inputs: Sequence[Any], args: tuple = ()) -> list:
+        return [fn(x, *args) for x in inputs]
+
+    def materialize(self, items: list) -> list:
+        return list(items)
+
+
+def _split_task(split, x, partitions, *args):
+    pieces = split(x, partitions, *args)
+    return pieces if partitions > 1 else pieces[0]
+
+
+def _reduce_task(reduce, p, partitions, lengths, args, *flat):
+    streams, i = [], 0
+    for n in lengths:
+        streams.append(list(flat[i : i + n]))
+        i += n
+    return reduce(p, partitions, *streams, *args)
+
+
+class RayExecutor:
+    def __init__(self, partitions: int) -> None:
+        import ray
+
+        self.partitions = partitions
+        self._split = ray.remote(_split_task)
+        self._reduce = ray.remote(num_returns=2)(_reduce_task)
+        self._map = ray.remote(lambda fn, x, args: fn(x, *args))
+        self._ray = ray
+
+    def shuffle(self, streams: list[Stream], reduce: Callable, args: tuple = ()) -> tuple[list, list[dict]]:
+        P = self.partitions
+        by_stream = []
+        for s in streams:
+            refs = [self._split.options(num_returns=P).remote(s.split, x, P, *s.args) for x in s.inputs]
+            by_stream.append([r if P > 1 else [r] for r in refs])
+        payloads, infos = [], []
+        for p in range(P):
+            flat = [pieces[p] for stream in by_stream for pieces in stream]
+            lengths = [len(stream) for stream in by_stream]
+            payload, info = self._reduce.remote(reduce, p, P, lengths, args, *flat)
+            payloads.append(payload)
+            infos.append(info)
+        return payloads, self._ray.get(infos)
+
+    def map(self, fn: Callable, inputs: Sequence[Any], args: tuple = ()) -> list:
+        return [self._map.remote(fn, x, args) for x in inputs]
+
+    def materialize(self, items: list) -> list:
+        return self._ray.get(items)

@@ -1,0 +1,245 @@
+"""Gopher quality and repetition rules (Rae et al. 2021, "Scaling Language Models", appendix A1),
+with the thresholds FineWeb ran.
+
+Both stages drop with a reason named ``gopher_<rule>`` and the measured value, so the dropped
+table says how far past the threshold a page was.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from itertools import accumulate
+from typing import Any
+
+from thresher.document import Document, Drop
+from thresher.filters.base import LanguageAwareStage, validate_language_overrides
+from thresher.filters.text import SYMBOL_CHARS, NoSegmenter, split_words
+
+# The Gopher paper's stop words ("the, be, to, of, and, that, have, with"), matched case-sensitively
+# as in FineWeb. Chinese: the commonest function words; pages in languages without a list skip
+# the rule (counted as ``stop_words_skipped:<lang>``) rather than failing it.
+DEFAULT_STOP_WORDS: dict[str, list[str]] = {
+    "en": ["the", "be", "to", "of", "and", "that", "have", "with"],
+    "zh": ["的", "了", "是", "在", "和", "有", "我", "不", "这", "也"],
+}
+
+
+@dataclass
+class GopherQualityConfig:
+    min_doc_words: int | None = 50
+    """Fewer non-symbol words: ``gopher_short_doc``. None disables (as does 0, for every threshold)."""
+    max_doc_words: int | None = 100_000
+    min_avg_word_length: float | None = 3
+    max_avg_word_length: float | None = 10
+    max_symbol_word_ratio: float | None = 0.1
+    """'#' and ellipses per word."""
+    max_bullet_lines_ratio: float | None = 0.9
+    max_ellipsis_lines_ratio: float | None = 0.3
+    min_alpha_words_ratio: float | None = 0.8
+    """Share of words holding at least one letter."""
+    min_stop_words: int | None = 2
+    """Distinct stop words of the page's language that must occur."""
+    stop_words: dict[str, list[str]] = field(default_factory=lambda: dict(DEFAULT_STOP_WORDS))
+    languages: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Per-language overrides of any key above, e.g. ``{zh: {min_avg_word_length: 1}}``."""
+    default_language: str = "en"
+    """Language assumed for documents the language stage has not labelled."""
+
+    def validate(self, where: str) -> None:
+        validate_language_overrides(self, where)
+
+
+class GopherQualityFilter(LanguageAwareStage):
+    """Reasons: ``gopher_short_doc``, ``gopher_long_doc``, ``gopher_below_avg_threshold``,
+    ``gopher_above_avg_threshold``, ``gopher_too_many_hashes``, ``gopher_too_many_ellipsis``,
+    ``gopher_too_many_bullets``, ``gopher_too_many_end_ellipsis``, ``gopher_below_alpha_threshold``,
+    ``gopher_enough_stop_words`` (too few)."""
+
+    name = "gopher_quality"
+    Config = GopherQualityConfig
+    # Chinese words are one to three characters long, and jieba segments punctuation-free runs.
+    builtin_overrides = {"zh": {"min_avg_word_length": 1, "max_avg_word_length": 6}}
+
+    def process(self, doc: Document) -> Document | Drop:
+        lang = self.language_of(doc)
+        cfg: GopherQualityConfig = self.config_for(lang)
+        text = doc.text
+        try:
+            words = split_words(text, lang)
+        except NoSegmenter:
+            self.stats.extra[f"no_segmenter:{lang}"] += 1
+            return doc
+        n_words = len(words)
+        content = [w for w in words if not SYMBOL_CHARS.issuperset(w)]
+        n_content = len(content)
+        if cfg.min_doc_words and n_content < cfg.min_doc_words:
+            return Drop("gopher_short_doc", value=n_content)
+        if cfg.max_doc_words and n_content > cfg.max_doc_words:
+            return Drop("gopher_long_doc", value=n_content)
+        if n_content:
+            avg = sum(map(len, content)) / n_content
+            if cfg.min_avg_word_length and avg < cfg.min_avg_word_length:
+                return Drop("gopher_below_avg_threshold", value=avg)
+            if cfg.max_avg_word_length and avg > cfg.max_avg_word_length:
+                return Drop("gopher_above_avg_threshold", value=avg)
+            doc.scores["gopher_avg_word_length"] = round(avg, 4)
+        if not n_words:
+            return doc
+        if cfg.max_symbol_word_ratio:
+            ratio = text.count("#") / n_words
+            if ratio > cfg.max_symbol_word_ratio:
+                return Drop("gopher_too_many_hashes", value=ratio)
+            ratio = (text.count("...") + text.count("…")) / n_words
+            if ratio > cfg.max_symbol_word_ratio:
+                return Drop("gopher_too_many_ellipsis", value=ratio)
+        lines = text.splitlines()
+        if lines and cfg.max_bullet_lines_ratio:
+            ratio = sum(line.lstrip().startswith(("•", "-")) for line in lines) / len(lines)
+            if ratio > cfg.max_bullet_lines_ratio:
+                return Drop("gopher_too_many_bullets", value=ratio)
+        if lines and cfg.max_ellipsis_lines_ratio:
+            ratio = sum(line.rstrip().endswith(("...", "…")) for line in lines) / len(lines)
+            if ratio > cfg.max_ellipsis_lines_ratio:
+                return Drop("gopher_too_many_end_ellipsis", value=ratio)
+        if cfg.min_alpha_words_ratio:
+            ratio = sum(any(c.isalpha() for c in w) for w in words) / n_words
+            if ratio < cfg.min_alpha_words_ratio:
+                return Drop("gopher_below_alpha_threshold", value=ratio)
+            doc.scores["gopher_alpha_words_ratio"] = round(ratio, 4)
+        if cfg.min_stop_words:
+            stop_words = cfg.stop_words.get(lang)
+            if stop_words is None:
+                self.stats.extra[f"stop_words_skipped:{lang}"] += 1
+            else:
+                found = len(set(stop_words).intersection(words))
+                if found < cfg.min_stop_words:
+                    return Drop("gopher_enough_stop_words", value=found)
+        doc.scores["gopher_words"] = n_content
+        return doc
+
+
+@dataclass
+class GopherRepetitionConfig:
+    dup_line_frac: float | None = 0.3
+    """Share of lines that repeat an earlier line."""
+    dup_para_frac: float | None = 0.3
+    dup_line_char_frac: float | None = 0.2
+    """Characters in repeated lines / all characters."""
+    dup_para_char_frac: float | None = 0.2
+    top_n_grams: dict[int, float] = field(default_factory=lambda: {2: 0.2, 3: 0.18, 4: 0.16})
+    """n → largest share of characters the most frequent n-gram may cover."""
+    dup_n_grams: dict[int, float] = field(
+        default_factory=lambda: {5: 0.15, 6: 0.14, 7: 0.13, 8: 0.12, 9: 0.11, 10: 0.10}
+    )
+    """n → largest share of characters in repeated (non-overlapping) n-grams."""
+    languages: dict[str, dict[str, Any]] = field(default_factory=dict)
+    default_language: str = "en"
+
+    def validate(self, where: str) -> None:
+        for key, table in (("top_n_grams", self.top_n_grams), ("dup_n_grams", self.dup_n_grams)):
+            if any(n < 1 for n in table):
+                raise ValueError(f"{where}.{key}: n must be >= 1")
+        validate_language_overrides(self, where)
+
+
+_PARAGRAPH_BREAK = re.compile(r"\n{2,}")
+_LINE_BREAK = re.compile(r"\n+")
+
+
+def repeated(items: list) -> tuple[int, int]:
+    """(items equal to an earlier item, their total length)."""
+    seen: set = set()
+    count = chars = 0
+    for item in items:
+        if item in seen:
+            count += 1
+            chars += len(item)
+        else:
+            seen.add(item)
+    return count, chars
+
+
+def _ngrams(ids: list[int], n: int) -> list[tuple[int, ...]]:
+    return list(zip(*(ids[i:] for i in range(n)))) if len(ids) >= n else []
+
+
+def top_ngram_chars(ids: list[int], prefix: list[int], n: int) -> int:
+    """Characters the most frequent n-gram covers, counting the spaces between its words
+    (the first n-gram to reach the top count wins ties)."""
+    grams = _ngrams(ids, n)
+    if not grams:
+        return 0
+    counts = Counter(grams)
+    top_count = max(counts.values())
+    for i, gram in enumerate(grams):
+        if counts[gram] == top_count:
+            return (prefix[i + n] - prefix[i] + n - 1) * top_count
+    return 0  # unreachable
+
+
+def repeated_ngram_chars(ids: list[int], prefix: list[int], n: int) -> int:
+    """Characters in n-grams that repeat an earlier one, scanning left to right and jumping past a
+    repeat so that overlapping repeats are not counted twice."""
+    grams = _ngrams(ids, n)
+    if len(set(grams)) == len(grams):
+        return 0
+    seen: set = set()
+    chars = idx = 0
+    end = len(grams)
+    while idx < end:
+        gram = grams[idx]
+        if gram in seen:
+            chars += prefix[idx + n] - prefix[idx]
+            idx += n
+        else:
+            seen.add(gram)
+            idx += 1
+    return chars
+
+
+class GopherRepetitionFilter(LanguageAwareStage):
+    """Reasons: ``gopher_empty_doc``, ``gopher_dup_para_frac``, ``gopher_dup_para_char_frac``,
+    ``gopher_dup_line_frac``, ``gopher_dup_line_char_frac``, ``gopher_top_<n>_gram``,
+    ``gopher_duplicated_<n>_n_grams``."""
+
+    name = "gopher_repetition"
+    Config = GopherRepetitionConfig
+
+    def process(self, doc: Document) -> Document | Drop:
+        lang = self.language_of(doc)
+        cfg: GopherRepetitionConfig = self.config_for(lang)
+        text = doc.text
+        if not text:
+            return Drop("gopher_empty_doc")
+        n_chars = len(text)
+        paragraphs = _PARAGRAPH_BREAK.split(text.strip())
+        dups, dup_chars = repeated(paragraphs)
+        if cfg.dup_para_frac and dups / len(paragraphs) > cfg.dup_para_frac:
+            return Drop("gopher_dup_para_frac", value=dups / len(paragraphs))
+        if cfg.dup_para_char_frac and dup_chars / n_chars > cfg.dup_para_char_frac:
+            return Drop("gopher_dup_para_char_frac", value=dup_chars / n_chars)
+        lines = _LINE_BREAK.split(text)
+        dups, dup_chars = repeated(lines)
+        if cfg.dup_line_frac and dups / len(lines) > cfg.dup_line_frac:
+            return Drop("gopher_dup_line_frac", value=dups / len(lines))
+        if cfg.dup_line_char_frac and dup_chars / n_chars > cfg.dup_line_char_frac:
+            return Drop("gopher_dup_line_char_frac", value=dup_chars / n_chars)
+        try:
+            words = split_words(text, lang)
+        except NoSegmenter:
+            self.stats.extra[f"no_segmenter:{lang}"] += 1
+            return doc
+        vocab: dict[str, int] = {}
+        ids = [vocab.setdefault(w, len(vocab)) for w in words]
+        prefix = [0, *accumulate(map(len, words))]
+        for n, limit in sorted(cfg.top_n_grams.items()):
+            share = top_ngram_chars(ids, prefix, n) / n_chars
+            if share > limit:
+                return Drop(f"gopher_top_{n}_gram", value=share)
+        for n, limit in sorted(cfg.dup_n_grams.items()):
+            share = repeated_ngram_chars(ids, prefix, n) / n_chars
+            if share > limit:
+                return Drop(f"gopher_duplicated_{n}_n_grams", value=share)
+        return doc
