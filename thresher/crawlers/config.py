@@ -84,6 +84,8 @@ class CrawlConfig:
     """Sent as Accept-Encoding. The WARC keeps the payload as sent, content coding included."""
     allow_private: bool = False
     """Allow loopback, private, link-local, multicast and reserved addresses (tests, intranets)."""
+    allow_private_hosts: list[str] = field(default_factory=list)
+    """Hosts (``host`` or ``host:port``) allowed even on private addresses; all others refused."""
 
     # ---- output
     warc_prefix: str = "thresher"

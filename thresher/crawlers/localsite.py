@@ -28,11 +28,27 @@ class LoggingHandler(SimpleHTTPRequestHandler):
 
     protocol_version = "HTTP/1.1"
 
+    def parse_request(self):
+        self.arrived = time.time()  # the log records arrival, not when the response was ready
+        return super().parse_request()
+
     def log_request(self, code="-", size="-"):
         status = int(code) if str(code).isdigit() else 0
-        hit = Hit(time.time(), self.command or "", self.path, status, self.headers.get("User-Agent", "") if self.headers else "")
+        hit = Hit(
+            getattr(self, "arrived", time.time()),
+            self.command or "",
+            self.path,
+            status,
+            self.headers.get("User-Agent", "") if self.headers else "",
+        )
         with self.server.hits_lock:
             self.server.hits.append(hit)
+
+    def handle_one_request(self):
+        try:
+            super().handle_one_request()
+        except (ConnectionResetError, BrokenPipeError):  # the client gave up (timeouts, size caps)
+            self.close_connection = True
 
     def log_message(self, format, *args):  # noqa: A002 - signature fixed by the base class
         pass
@@ -41,14 +57,18 @@ class LoggingHandler(SimpleHTTPRequestHandler):
 class LocalSite:
     """``with LocalSite(root) as site: site.url("/index.html")``."""
 
-    def __init__(self, root: str | Path, handler: type[SimpleHTTPRequestHandler] = LoggingHandler, port: int = 0):
+    def __init__(
+        self, root: str | Path, handler: type[SimpleHTTPRequestHandler] = LoggingHandler, port: int = 0
+    ):
         self.root = Path(root)
         factory = functools.partial(handler, directory=str(self.root))
         self.server = ThreadingHTTPServer(("127.0.0.1", port), factory)
         self.server.daemon_threads = True
         self.server.hits = []
         self.server.hits_lock = threading.Lock()
-        self._thread = threading.Thread(target=self.server.serve_forever, name=f"localsite:{self.port}", daemon=True)
+        self._thread = threading.Thread(
+            target=self.server.serve_forever, name=f"localsite:{self.port}", daemon=True
+        )
 
     @property
     def port(self) -> int:

@@ -21,7 +21,7 @@ from scrapy.downloadermiddlewares.retry import RetryMiddleware
 from scrapy.exceptions import IgnoreRequest
 from scrapy.http import Request
 
-from thresher.crawlers.netsafety import BlockedAddress, is_public_address
+from thresher.crawlers.netsafety import AddressPolicy, BlockedAddress, is_public_address
 from thresher.crawlers.scope import netloc_of
 from thresher.crawlers.warc import Exchange, http_request_head, http_response_head
 
@@ -98,7 +98,7 @@ class RawCaptureMiddleware:
 
     def __init__(self, crawler):
         self.crawler = crawler
-        self.allow_private = crawler.settings.getbool("THRESHER_ALLOW_PRIVATE")
+        self.policy = AddressPolicy.from_settings(crawler.settings)
 
     @classmethod
     def from_crawler(cls, crawler):
@@ -112,7 +112,7 @@ class RawCaptureMiddleware:
         return None
 
     def process_response(self, request, response, spider=None):
-        if response.ip_address is not None and not self.allow_private:
+        if response.ip_address is not None and not self.policy.exempt(response.url):
             if not is_public_address(response.ip_address):
                 self.crawler.stats.inc_value("thresher/blocked_address")
                 raise BlockedAddress(f"connected to non-public address {response.ip_address}")

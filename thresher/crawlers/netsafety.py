@@ -45,6 +45,30 @@ def literal_address(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address 
         return None
 
 
+class AddressPolicy:
+    """Which (host, address) pairs may be fetched."""
+
+    def __init__(self, allow_private: bool, allow_hosts: list[str]):
+        self.allow_private = allow_private
+        self.allow_hosts = {h.lower() for h in allow_hosts}
+
+    @classmethod
+    def from_settings(cls, settings) -> AddressPolicy:
+        return cls(
+            settings.getbool("THRESHER_ALLOW_PRIVATE"), settings.getlist("THRESHER_ALLOW_PRIVATE_HOSTS")
+        )
+
+    def exempt(self, url: str) -> bool:
+        """No check needed: everything is allowed, or this host is on the allow list."""
+        if self.allow_private:
+            return True
+        if not self.allow_hosts:
+            return False
+        from thresher.crawlers.scope import host_of, netloc_of
+
+        return netloc_of(url) in self.allow_hosts or host_of(url) in self.allow_hosts
+
+
 class AddressGuardMiddleware:
     """Downloader middleware: resolve the host, refuse non-public addresses unless allowed.
 
@@ -52,16 +76,16 @@ class AddressGuardMiddleware:
     Every request goes through it again after a redirect, so redirects are covered too.
     """
 
-    def __init__(self, crawler, allow_private: bool):
+    def __init__(self, crawler):
         self.crawler = crawler
-        self.allow_private = allow_private
+        self.policy = AddressPolicy.from_settings(crawler.settings)
 
     @classmethod
     def from_crawler(cls, crawler):
-        return cls(crawler, crawler.settings.getbool("THRESHER_ALLOW_PRIVATE"))
+        return cls(crawler)
 
     async def process_request(self, request, spider=None):
-        if self.allow_private:
+        if self.policy.exempt(request.url):
             return None
         host = urlparse_cached(request).hostname or ""
         address = literal_address(host)

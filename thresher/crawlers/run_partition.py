@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from pathlib import Path
 
 from thresher.crawlers.config import CrawlConfig
 from thresher.crawlers.settings import scrapy_settings
@@ -22,6 +23,8 @@ def run(spec_path: str) -> int:
     process = CrawlerProcess(settings=scrapy_settings(config), install_root_handler=True)
     process.crawl(ThresherSpider, spec=spec)
     process.start()
+    if not Path(spec.stats_path).exists():  # the spider never closed cleanly
+        return 1
     return 0
 
 

@@ -122,7 +122,7 @@ def plan_round(
         with open(work_file, "w", encoding="utf-8") as fh:
             for url in {netloc_of(u): u for u in config.seeds}.values():
                 fh.write(f"scope\t0\t{url}\n")
-            for key, url in job.done.items():
+            for url in job.done.values():
                 if partition_of(netloc_of(url), n) == part:
                     fh.write(f"done\t0\t{url}\n")
             for kind, depth, url in sorted(shares[part], key=lambda t: (t[0] != "seed", t[1])):
@@ -198,7 +198,9 @@ def crawl(config: CrawlConfig, out_dir: str | Path, use_ray: bool | None = None)
     if job.done:
         logger.info(
             "resuming: %d URLs archived in %d WARC files, %d still to fetch",
-            len(job.done), job.warc_files, len(work),
+            len(job.done),
+            job.warc_files,
+            len(work),
         )
     run_id = time.strftime("%Y%m%dT%H%M%S")
     dispatched: set[int] = set()
@@ -233,10 +235,18 @@ def crawl(config: CrawlConfig, out_dir: str | Path, use_ray: bool | None = None)
 
 def summarise(partitions: list[dict], elapsed: float) -> dict:
     totals: dict = {
-        "pages": 0, "payload_bytes": 0, "response_bytes": 0, "warc_bytes": 0, "requests": 0,
-        "robots_denied": 0, "blocked_address": 0, "retries": 0,
+        "pages": 0,
+        "payload_bytes": 0,
+        "response_bytes": 0,
+        "warc_bytes": 0,
+        "requests": 0,
+        "robots_denied": 0,
+        "blocked_address": 0,
+        "retries": 0,
     }
-    merged: dict[str, Counter] = {k: Counter() for k in ("status_codes", "errors", "skipped", "redirect_refused", "sitemap")}
+    merged: dict[str, Counter] = {
+        k: Counter() for k in ("status_codes", "errors", "skipped", "redirect_refused", "sitemap")
+    }
     failed = 0
     for p in partitions:
         if p.get("failed"):
@@ -272,5 +282,7 @@ def format_summary(s: dict) -> str:
         lines.append(f"  skipped: {s['skipped']}")
     if s["failed_partitions"]:
         lines.append(f"  FAILED partitions: {s['failed_partitions']}")
-    lines.append(f"  output: {s['output_dir']}/warc ({len(s['warc_files'])} files), stats in crawl-stats.json")
+    lines.append(
+        f"  output: {s['output_dir']}/warc ({len(s['warc_files'])} files), stats in crawl-stats.json"
+    )
     return "\n".join(lines)

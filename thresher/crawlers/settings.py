@@ -35,6 +35,7 @@ def scrapy_settings(config: CrawlConfig) -> dict:
         "METAREFRESH_ENABLED": False,  # would bypass the redirect vetting in RawCaptureMiddleware
         "COOKIES_ENABLED": False,  # pages archived as an anonymous visitor sees them
         "THRESHER_ALLOW_PRIVATE": config.allow_private,
+        "THRESHER_ALLOW_PRIVATE_HOSTS": list(config.allow_private_hosts),
         "DUPEFILTER_CLASS": "scrapy.dupefilters.BaseDupeFilter",  # the spider's Frontier dedups
         "SCHEDULER_MEMORY_QUEUE": "scrapy.squeues.FifoMemoryQueue",
         "DEPTH_LIMIT": 0,  # depth is a scope rule, checked before a request is made
@@ -46,6 +47,7 @@ def scrapy_settings(config: CrawlConfig) -> dict:
             f"{_MW}.RawCaptureMiddleware": 610,
         },
         "TELNETCONSOLE_ENABLED": False,
+        "EXTENSIONS": {"scrapy.extensions.remote_control.RemoteControl": None},  # no listening port
         "LOG_LEVEL": config.log_level,
         "LOGSTATS_INTERVAL": config.log_interval,
         "LOG_FORMAT": "%(asctime)s %(levelname)s %(name)s: %(message)s",

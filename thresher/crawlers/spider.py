@@ -9,7 +9,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
 
 import scrapy
 from scrapy import signals
@@ -23,11 +23,12 @@ from scrapy.exceptions import (
     StopDownload,
 )
 from scrapy.http import Request, TextResponse
-from scrapy.linkextractors import LinkExtractor
 from scrapy.spidermiddlewares.httperror import HttpError
 from scrapy.utils.gz import gunzip, gzip_magic_number
+from scrapy.utils.response import get_base_url
 from scrapy.utils.sitemap import Sitemap
 from twisted.internet.error import ConnectError, DNSLookupError, TCPTimedOutError, TimeoutError
+from w3lib.url import safe_url_string
 
 from thresher.crawlers.config import CrawlConfig
 from thresher.crawlers.frontier import Frontier, partition_of
@@ -78,10 +79,10 @@ def looks_like_html(body: bytes) -> bool:
 class CrawlState:
     """What the spider and the middlewares share: scope, seen-set, WARC writer, counters."""
 
-    def __init__(self, config: CrawlConfig, spec: PartitionSpec, stats):
+    def __init__(self, config: CrawlConfig, spec: PartitionSpec, crawler):
         self.config = config
         self.spec = spec
-        self.stats = stats
+        self.crawler = crawler
         self.scope = Scope(config, [])
         self.frontier = Frontier(spec.journal_path)
         self.crawl_delays: dict[str, float] = {}
@@ -104,6 +105,10 @@ class CrawlState:
                 "isPartOf": f"partition-{spec.partition}",
             },
         )
+
+    @property
+    def stats(self):
+        return self.crawler.stats
 
     def archive(self, exchange: Exchange, status: int) -> None:
         self.writer.write(exchange)
@@ -140,12 +145,11 @@ class ThresherSpider(scrapy.Spider):
         super().__init__(**kwargs)
         self.spec = spec
         self.config = CrawlConfig(**spec.config)
-        self.links = LinkExtractor(deny_extensions=[], canonicalize=False, unique=True)
 
     @classmethod
     def from_crawler(cls, crawler, *args, **kwargs):
         spider = super().from_crawler(crawler, *args, **kwargs)
-        spider.state = CrawlState(spider.config, spider.spec, crawler.stats)
+        spider.state = CrawlState(spider.config, spider.spec, crawler)
         crawler.signals.connect(spider.on_robots_parsed, signal=signals.robots_parsed)
         crawler.signals.connect(spider.on_headers_received, signal=signals.headers_received)
         crawler.signals.connect(spider.on_closed, signal=signals.spider_closed)
@@ -202,7 +206,9 @@ class ThresherSpider(scrapy.Spider):
 
     def on_robots_parsed(self, robotparser, request):
         netloc = netloc_of(request.url)
-        delay = robotparser.crawl_delay(self.config.robots_token) if hasattr(robotparser, "crawl_delay") else None
+        delay = (
+            robotparser.crawl_delay(self.config.robots_token) if hasattr(robotparser, "crawl_delay") else None
+        )
         if delay:
             self._apply_crawl_delay(netloc, float(delay))
         if not self.config.sitemaps:
@@ -279,10 +285,7 @@ class ThresherSpider(scrapy.Spider):
         state = self.state
         stats = self.crawler.stats
         out = []
-        for link in self.links.extract_links(response):
-            if link.nofollow:
-                continue
-            url = link.url
+        for url in extract_links(response):
             why = state.scope.why_not(url, depth)
             if why is None and state.host_full(netloc_of(url)):
                 why = "max_pages_per_host"
@@ -344,14 +347,43 @@ class ThresherSpider(scrapy.Spider):
         logger.log(level, "%s: %s (%s)", failure.request.url, reason, failure.value)
 
 
+def extract_links(response) -> list[str]:
+    """Absolute URLs of <a>/<area> hrefs, without fragments or rel=nofollow, each once.
+
+    Scrapy's LinkExtractor does the same but builds a Link object and canonicalises every
+    anchor; documentation pages carry hundreds of same-page ``#fragment`` links, so dropping
+    repeats first makes link extraction several times cheaper.
+    """
+    try:
+        root = response.selector.root
+        base = get_base_url(response)
+    except Exception:  # markup lxml cannot parse: no links rather than a failed page
+        return []
+    seen: set[str] = set()
+    out = []
+    for el in root.iter("a", "area"):
+        href = el.get("href")
+        if not href:
+            continue
+        href = href.strip()
+        if not href or href.startswith("#"):
+            continue
+        rel = el.get("rel")
+        if rel and "nofollow" in rel.lower().split():
+            continue
+        url = urljoin(base, href).split("#", 1)[0]
+        if url not in seen:
+            seen.add(url)
+            out.append(safe_url_string(url, encoding=response.encoding))
+    return out
+
+
 def robots_directives(response) -> tuple[bool, bool]:
     """(noindex, nofollow) from X-Robots-Tag and <meta name="robots">: the site's consent."""
     values = [v.decode("latin-1") for v in response.headers.getlist(b"X-Robots-Tag")]
     if isinstance(response, TextResponse):
         try:
-            values += response.xpath(
-                "//meta[translate(@name,'ROBTS','robts')='robots']/@content"
-            ).getall()
+            values += response.xpath("//meta[translate(@name,'ROBTS','robts')='robots']/@content").getall()
         except Exception:  # unparsable markup: no directives
             pass
     tokens = set(re.split(r"[\s,]+", ",".join(values).lower()))

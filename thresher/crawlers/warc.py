@@ -147,14 +147,22 @@ class RollingWarcWriter:
         common = [("WARC-Date", date), ("WARC-Target-URI", ex.url), ("WARC-Warcinfo-ID", self._warcinfo_id)]
         if ex.ip_address:
             common.append(("WARC-IP-Address", ex.ip_address))
-        request_fields = [("WARC-Type", "request"), ("WARC-Record-ID", request_id)] + common + [
-            ("WARC-Concurrent-To", response_id),
-            ("Content-Type", "application/http;msgtype=request"),
-        ]
-        response_fields = [("WARC-Type", "response"), ("WARC-Record-ID", response_id)] + common + [
-            ("WARC-Payload-Digest", sha1_digest(ex.payload)),
-            ("Content-Type", "application/http;msgtype=response"),
-        ]
+        request_fields = (
+            [("WARC-Type", "request"), ("WARC-Record-ID", request_id)]
+            + common
+            + [
+                ("WARC-Concurrent-To", response_id),
+                ("Content-Type", "application/http;msgtype=request"),
+            ]
+        )
+        response_fields = (
+            [("WARC-Type", "response"), ("WARC-Record-ID", response_id)]
+            + common
+            + [
+                ("WARC-Payload-Digest", sha1_digest(ex.payload)),
+                ("Content-Type", "application/http;msgtype=response"),
+            ]
+        )
         # Request first: a file cut short after it holds no response, so the URL is fetched again.
         self._write_member(build_record(request_fields, ex.request_head))
         self._write_member(build_record(response_fields, ex.response_head + ex.payload))

@@ -94,7 +94,7 @@ def _group_firsts(src: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return first, np.cumsum(first) - 1
 
 
-def large_star_reduce(parts: list[pa.Table]) -> tuple[pa.Table, dict]:
+def large_star_reduce(p: int, partitions: int, parts: list[pa.Table]) -> tuple[pa.Table, dict]:
     """Every node links its larger neighbours to the smallest node of its neighbourhood."""
     src, dst = _gather(parts)
     info = dict(zip(("edges", "fingerprint"), fingerprint(src[src < dst], dst[src < dst]), strict=True))
@@ -106,7 +106,7 @@ def large_star_reduce(parts: list[pa.Table]) -> tuple[pa.Table, dict]:
     return edges_table(smallest[larger], dst[larger]), info
 
 
-def small_star_reduce(parts: list[pa.Table]) -> tuple[pa.Table, dict]:
+def small_star_reduce(p: int, partitions: int, parts: list[pa.Table]) -> tuple[pa.Table, dict]:
     """Every node and its smaller neighbours are linked to the smallest of them."""
     src, dst = _gather(parts)
     info = dict(zip(("edges", "fingerprint"), fingerprint(src[src < dst], dst[src < dst]), strict=True))

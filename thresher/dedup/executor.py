@@ -24,12 +24,21 @@ class Stream:
 
 
 class LocalExecutor:
-    partitions = 1
+    """In this process. More than one partition only serves to test the partitioned logic
+    without Ray."""
+
+    def __init__(self, partitions: int = 1) -> None:
+        self.partitions = partitions
 
     def shuffle(self, streams: list[Stream], reduce: Callable, args: tuple = ()) -> tuple[list, list[dict]]:
-        pieces = [[s.split(x, 1, *s.args)[0] for x in s.inputs] for s in streams]
-        payload, info = reduce(0, 1, *pieces, *args)
-        return [payload], [info]
+        P = self.partitions
+        split = [[s.split(x, P, *s.args) for x in s.inputs] for s in streams]
+        payloads, infos = [], []
+        for p in range(P):
+            payload, info = reduce(p, P, *[[pieces[p] for pieces in stream] for stream in split], *args)
+            payloads.append(payload)
+            infos.append(info)
+        return payloads, infos
 
     def map(self, fn: Callable, inputs: Sequence[Any], args: tuple = ()) -> list:
         return [fn(x, *args) for x in inputs]

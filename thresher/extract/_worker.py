@@ -1,7 +1,6 @@
 """The child side of :class:`thresher.extract.guard.SubprocessRunner`: one trafilatura per process.
 
-Run as ``python -m thresher.extract._worker READ_FD WRITE_FD``. Frames on both pipes are an
-8-byte big-endian length followed by a pickle. The first request carries the extractor options;
+Run as ``python -m thresher.extract._worker READ_FD WRITE_FD`` (frames: :mod:`._frames`). The first request carries the extractor options;
 the worker answers ``("ready",)`` once trafilatura is imported, then one reply per page:
 ``("ok", text, metadata)`` or ``("error", exception type name, message)``.
 
@@ -12,39 +11,11 @@ page (a watchdog thread notices the parent id change), so a killed Ray worker le
 from __future__ import annotations
 
 import os
-import pickle
-import struct
 import sys
 import threading
 import time
 
-HEADER = struct.Struct(">Q")
-
-
-def read_exact(fd: int, n: int) -> bytes | None:
-    chunks = []
-    while n:
-        chunk = os.read(fd, min(n, 1 << 20))
-        if not chunk:
-            return None
-        chunks.append(chunk)
-        n -= len(chunk)
-    return b"".join(chunks)
-
-
-def read_frame(fd: int):
-    head = read_exact(fd, HEADER.size)
-    if head is None:
-        return None
-    body = read_exact(fd, HEADER.unpack(head)[0])
-    return None if body is None else pickle.loads(body)
-
-
-def write_frame(fd: int, obj) -> None:
-    body = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
-    data = memoryview(HEADER.pack(len(body)) + body)
-    while data:
-        data = data[os.write(fd, data):]
+from thresher.extract._frames import read_frame, write_frame
 
 
 def _exit_when_orphaned(parent: int) -> None:

@@ -23,11 +23,12 @@ import subprocess
 import sys
 import threading
 import time
+import weakref
 from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 
-from thresher.extract import _worker
+from thresher.extract import _frames
 from thresher.extract.extractors import Extraction, TrafilaturaExtractor, TrafilaturaOptions
 
 logger = logging.getLogger(__name__)
@@ -76,6 +77,12 @@ def alarm(seconds: float):
         signal.signal(signal.SIGALRM, old)
 
 
+def _kill_process(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait()
+
+
 class SubprocessRunner:
     """A persistent ``thresher.extract._worker`` child, restarted after a timeout or a crash."""
 
@@ -105,8 +112,10 @@ class SubprocessRunner:
             os.close(child_read)
             os.close(child_write)
         self._to_child, self._from_child = parent_write, parent_read
+        # a stage that is never closed (Ray workers just exit) must not leave its child behind
+        self._finalizer = weakref.finalize(self, _kill_process, self._proc)
         try:
-            _worker.write_frame(self._to_child, asdict(self.options))
+            _frames.write_frame(self._to_child, asdict(self.options))
             reply = self._read_reply(STARTUP_TIMEOUT_S)
         except (ExtractionTimeout, OSError) as exc:
             self._kill()
@@ -142,14 +151,14 @@ class SubprocessRunner:
         import pickle
 
         deadline = time.monotonic() + timeout
-        size = _worker.HEADER.unpack(self._read_exact(_worker.HEADER.size, deadline))[0]
+        size = _frames.HEADER.unpack(self._read_exact(_frames.HEADER.size, deadline))[0]
         return pickle.loads(self._read_exact(size, deadline))
 
     def extract(self, html: str, url: str | None) -> Extraction:
         if self._proc is None:
             self._start()
         try:
-            _worker.write_frame(self._to_child, (html, url))
+            _frames.write_frame(self._to_child, (html, url))
             reply = self._read_reply(self.timeout_s if self.timeout_s > 0 else 1e9)
         except ExtractionTimeout:
             self._restart("timeout")

@@ -1,128 +1,250 @@
-"""HTML → text with trafilatura, configured as FineWeb ran it (favour precision, no comments).
+"""HTML → text, cheap-first: most pages of a crawl are dropped later anyway, so find out early.
 
-Guard rails around the extractor: a size cap before parsing, a binary-content check, charset
-resolution (:mod:`thresher.extract.charset`) and a per-page time limit, so that one pathological
-page costs one counted error instead of a stuck worker.
+``cascade`` (the default) runs, per batch of pages:
+
+1. prefilters on the raw payload — size cap, declared/sniffed non-HTML, binary bytes;
+2. charset resolution (:mod:`thresher.extract.charset`: header → ``<meta>`` → detection);
+3. resiliparse's main-content text (≈ 20× cheaper than trafilatura), and fastText language ID
+   on it, for the whole batch at once;
+4. an early drop of the pages that cannot survive the language filter (``early_language_not_kept``)
+   or have almost no visible text (``early_too_short``) — without ever running trafilatura;
+5. trafilatura, with FineWeb's settings, for the final text and metadata of the survivors.
+
+The early drop is deliberately lenient (a page goes on unless the kept languages get almost no
+probability on the cheap text): the final :class:`~thresher.filters.language.LanguageFilter`
+still decides on trafilatura's text, so the cascade only saves work, it does not re-decide.
+``trafilatura`` and ``resiliparse`` modes run that one extractor on every page.
+
+When resiliparse's main-content heuristics find (almost) nothing, the page's whole visible text
+is used for the early decision instead: those heuristics miss some article layouts that
+trafilatura handles, and such a page must not be dropped as "too short".
 """
 
 from __future__ import annotations
 
 import logging
-import signal
-import threading
-from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Literal
 from urllib.parse import urlsplit
 
 from thresher.document import Document, Drop
 from thresher.extract.charset import decode_html
+from thresher.extract.extractors import Extraction, TrafilaturaExtractor, TrafilaturaOptions, resiliparse_text
+from thresher.extract.guard import ExtractionTimeout, ExtractorError, GuardedTrafilatura, WorkerCrashed
+from thresher.extract.sniff import looks_binary, non_html_reason
 from thresher.stage import Stage
 
 logger = logging.getLogger(__name__)
 
-HTML_TYPES = ("text/html", "application/xhtml+xml")
-
-
-class ExtractionTimeout(Exception):
-    pass
-
-
-@contextmanager
-def time_limit(seconds: float):
-    """Interrupt the block after ``seconds`` (SIGALRM; only possible on the main thread)."""
-    if seconds <= 0 or threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def _raise(signum, frame):
-        raise ExtractionTimeout(f"extraction took longer than {seconds}s")
-
-    old = signal.signal(signal.SIGALRM, _raise)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, old)
-
 
 @dataclass
 class ExtractConfig:
+    mode: Literal["cascade", "trafilatura", "resiliparse"] = "cascade"
+    """``cascade``: resiliparse + language ID first, trafilatura only on pages that can survive."""
+    languages: list[str] = field(default_factory=list)
+    """Target languages (lid.176 codes) for the cascade's early drop; empty: no early language drop.
+    Use the same list as the ``language`` stage."""
+    early_language_min_score: float = 0.05
+    """A page goes on to trafilatura only if some target language gets at least this probability
+    (among the top 5) on resiliparse's text. Far below the final filter's threshold on purpose."""
+    early_min_chars: int = 20
+    """Pages with fewer visible characters are dropped before trafilatura (``early_too_short``)."""
+    main_content_min_chars: int = 200
+    """Below this many main-content characters, the early decision uses the page's whole text."""
     favor_precision: bool = True
     include_comments: bool = False
+    include_tables: bool = True
     deduplicate: bool = True
+    """trafilatura's cross-page paragraph dedup (FineWeb: on); one cache per stage instance."""
+    with_metadata: bool = True
+    """Title, author, date, sitename from trafilatura (about half of its cost on news pages)."""
     timeout_s: float = 10.0
-    """Per-page limit; a page that takes longer is dropped as error ``timeout``."""
+    """Per-page limit on trafilatura; a page that takes longer is dropped as error ``timeout``."""
+    timeout_mode: Literal["auto", "signal", "subprocess", "off"] = "auto"
+    """How the limit is enforced (see :mod:`thresher.extract.guard`); ``auto``: SIGALRM on the
+    main thread, a killable child process elsewhere."""
     max_html_bytes: int = 5 * 1024 * 1024
     """Pages larger than this are not parsed (error ``too_large``)."""
     min_text_chars: int = 1
     """Documents with less extracted text are dropped as ``no_text``."""
 
+    def validate(self, where: str) -> None:
+        if not 0.0 <= self.early_language_min_score <= 1.0:
+            raise ValueError(f"{where}.early_language_min_score: must be between 0 and 1")
+        for name in ("early_min_chars", "main_content_min_chars", "max_html_bytes", "min_text_chars"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{where}.{name}: must be >= 0")
 
-def looks_binary(payload: bytes) -> bool:
-    """NUL bytes or a known binary signature in the first KiB: not a web page whatever the header says."""
-    head = payload[:1024]
-    if b"\x00" in head:
-        return True
-    return head.startswith((b"%PDF", b"\x89PNG", b"GIF8", b"\xff\xd8\xff", b"PK\x03\x04", b"\x1f\x8b"))
-
-
-def _extract(html: str, url: str | None, cfg: ExtractConfig) -> tuple[str | None, dict]:
-    import trafilatura
-
-    result = trafilatura.bare_extraction(
-        html,
-        url=url,
-        favor_precision=cfg.favor_precision,
-        include_comments=cfg.include_comments,
-        deduplicate=cfg.deduplicate,
-        with_metadata=True,
-    )
-    if result is None:
-        return None, {}
-    meta = {k: getattr(result, k, None) for k in ("title", "author", "date", "hostname", "sitename")}
-    return result.text, {k: v for k, v in meta.items() if v}
+    def trafilatura_options(self) -> TrafilaturaOptions:
+        return TrafilaturaOptions(
+            favor_precision=self.favor_precision,
+            include_comments=self.include_comments,
+            include_tables=self.include_tables,
+            deduplicate=self.deduplicate,
+            with_metadata=self.with_metadata,
+        )
 
 
 def extract_text(html: bytes | str, url: str | None = None) -> str | None:
-    """Main text of one page with the default extraction settings (for checking a page by hand)."""
+    """Main text of one page with the default trafilatura settings, for checking a page by hand.
+
+    Binary payloads give None. Each call starts with an empty duplicate-paragraph cache, so the
+    answer for a page does not depend on the pages looked at before it.
+    """
     if isinstance(html, bytes):
+        if looks_binary(html):
+            return None
         html = decode_html(html)[0]
-    text, _ = _extract(html, url, ExtractConfig())
+    cfg = ExtractConfig()
+    text = TrafilaturaExtractor(cfg.trafilatura_options())(html, url).text
     return text or None
 
 
+@dataclass
+class _Page:
+    """A page on its way through one batch."""
+
+    doc: Document
+    html: str = ""
+    result: Document | Drop | None = None
+
+
 class ExtractStage(Stage):
-    """Reasons: ``no_text`` (nothing extracted); errors: ``too_large``, ``binary``, ``timeout``,
-    ``parse_error``."""
+    """Reasons: ``non_html``, ``early_language_not_kept``, ``early_too_short``, ``no_text``;
+    errors: ``too_large``, ``binary``, ``timeout``, ``parse_error``, ``worker_crash``.
+
+    ``stats.extra`` counts ``trafilatura_pages``, ``resiliparse_pages`` and ``worker_restarts``,
+    so a run shows how much work the cascade saved.
+    """
 
     name = "extract"
     Config = ExtractConfig
+    batch_size = 256
+
+    def __init__(self, config: ExtractConfig | None = None) -> None:
+        super().__init__(config)
+        cfg: ExtractConfig = self.config
+        self._trafilatura = GuardedTrafilatura(cfg.trafilatura_options(), cfg.timeout_s, cfg.timeout_mode)
 
     def process(self, doc: Document) -> Document | Drop:
+        return self.process_batch([doc])[0]
+
+    def process_batch(self, docs: list[Document]) -> list[Document | Drop]:
         cfg: ExtractConfig = self.config
+        pages = [_Page(doc) for doc in docs]
+        live = [p for p in pages if not self._prefilter(p)]
+        if cfg.mode == "resiliparse":
+            for page in live:
+                page.result = self._resiliparse_final(page)
+        else:
+            if cfg.mode == "cascade":
+                live = self._early_drop(live)
+            for page in live:
+                page.result = self._trafilatura_final(page)
+        return [p.result for p in pages]
+
+    # ----------------------------------------------------------------- steps
+
+    def _prefilter(self, page: _Page) -> bool:
+        """Decide what needs no parser. True when ``page.result`` is already set."""
+        cfg: ExtractConfig = self.config
+        doc = page.doc
         payload = doc.html
-        if payload is None:  # already text (e.g. read from Parquet): nothing to extract
-            return doc if doc.text else Drop("no_text")
+        if payload is None:  # already text (e.g. read from Parquet or WET): nothing to extract
+            page.result = doc if doc.text else Drop("no_text")
+            return True
         if len(payload) > cfg.max_html_bytes:
-            return Drop("too_large", kind="error", value=len(payload))
+            page.result = Drop("too_large", kind="error", value=len(payload))
+            return True
+        why = non_html_reason(payload, doc.content_type, doc.url)
+        if why is not None:
+            page.result = Drop("non_html", detail=why)
+            return True
         if looks_binary(payload):
-            return Drop("binary", kind="error")
-        html, encoding, how = decode_html(payload, doc.content_type)
+            page.result = Drop("binary", kind="error", detail=doc.content_type)
+            return True
+        page.html, encoding, how = decode_html(payload, doc.content_type)
+        doc.metadata["encoding"] = encoding
+        doc.metadata["encoding_source"] = how
+        return False
+
+    def _early_drop(self, pages: list[_Page]) -> list[_Page]:
+        """Resiliparse + language ID on the batch; returns the pages that go on to trafilatura."""
+        cfg: ExtractConfig = self.config
+        texts: list[str] = []
+        going: list[_Page] = []
+        for page in pages:
+            try:
+                text, _ = resiliparse_text(page.html, main_content=True)
+                if len(text.strip()) < cfg.main_content_min_chars:
+                    text, _ = resiliparse_text(page.html, main_content=False)
+            except Exception as exc:  # resiliparse failed: let trafilatura have its go
+                logger.debug("resiliparse failed on %s: %r", page.doc.id, exc)
+                text = None
+            self.stats.extra["resiliparse_pages"] += 1
+            if text is not None and len(text.strip()) < cfg.early_min_chars:
+                page.result = Drop("early_too_short", value=len(text.strip()))
+                continue
+            going.append(page)
+            texts.append(text or "")
+        if not cfg.languages:
+            return going
+        from thresher.filters.language import identify_batch
+
+        targets = set(cfg.languages)
+        survivors = []
+        for page, text, top in zip(going, texts, identify_batch(texts, k=5), strict=True):
+            if text and top:
+                score = max((p for lang, p in top if lang in targets), default=0.0)
+                if score < cfg.early_language_min_score:
+                    page.result = Drop("early_language_not_kept", value=score, detail=top[0][0])
+                    continue
+            survivors.append(page)
+        return survivors
+
+    def _trafilatura_final(self, page: _Page) -> Document | Drop:
+        cfg: ExtractConfig = self.config
+        self.stats.extra["trafilatura_pages"] += 1
+        restarts = self._trafilatura.restarts
         try:
-            with time_limit(cfg.timeout_s):
-                text, meta = _extract(html, doc.url, cfg)
+            result = self._trafilatura.extract(page.html, page.doc.url)
         except ExtractionTimeout:
             return Drop("timeout", kind="error", value=cfg.timeout_s)
+        except WorkerCrashed as exc:
+            return Drop("worker_crash", kind="error", detail=str(exc)[:300])
+        except ExtractorError as exc:
+            return Drop("parse_error", kind="error", detail=str(exc)[:300])
         except Exception as exc:  # lxml and trafilatura raise a zoo of exceptions on broken markup
             return Drop("parse_error", kind="error", detail=f"{type(exc).__name__}: {exc}"[:300])
-        if not text or len(text) < cfg.min_text_chars:
-            return Drop("no_text", value=len(text or ""))
+        finally:
+            self.stats.extra["worker_restarts"] += self._trafilatura.restarts - restarts
+        return self._finish(page, result)
+
+    def _resiliparse_final(self, page: _Page) -> Document | Drop:
+        self.stats.extra["resiliparse_pages"] += 1
+        try:
+            text, title = resiliparse_text(page.html, main_content=True)
+        except Exception as exc:
+            return Drop("parse_error", kind="error", detail=f"{type(exc).__name__}: {exc}"[:300])
+        return self._finish(page, Extraction(text.strip(), {"title": title} if title else {}))
+
+    def _finish(self, page: _Page, result: Extraction) -> Document | Drop:
+        cfg: ExtractConfig = self.config
+        text = result.text or ""
+        if len(text) < max(1, cfg.min_text_chars):
+            return Drop("no_text", value=len(text))
+        doc = page.doc
         doc.text = text
         doc.html = None
-        meta["encoding"] = encoding
-        meta["encoding_source"] = how
-        if doc.url and "hostname" not in meta:
-            meta["hostname"] = urlsplit(doc.url).hostname
-        doc.metadata.update(meta)
+        doc.metadata.update(result.metadata)
+        if doc.url and "hostname" not in doc.metadata:
+            try:
+                hostname = urlsplit(doc.url).hostname
+            except ValueError:
+                hostname = None
+            if hostname:
+                doc.metadata["hostname"] = hostname
         return doc
+
+    def close(self) -> None:
+        self._trafilatura.close()

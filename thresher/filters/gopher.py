@@ -10,8 +10,9 @@ from __future__ import annotations
 import re
 from collections import Counter
 from dataclasses import dataclass, field
-from itertools import accumulate
 from typing import Any
+
+import numpy as np
 
 from thresher.document import Document, Drop
 from thresher.filters.base import LanguageAwareStage, validate_language_overrides
@@ -161,41 +162,77 @@ def repeated(items: list) -> tuple[int, int]:
     return count, chars
 
 
-def _ngrams(ids: list[int], n: int) -> list[tuple[int, ...]]:
-    return list(zip(*(ids[i:] for i in range(n)))) if len(ids) >= n else []
+_MULT = np.uint64(0x9E3779B97F4A7C15)
 
 
-def top_ngram_chars(ids: list[int], prefix: list[int], n: int) -> int:
-    """Characters the most frequent n-gram covers, counting the spaces between its words
-    (the first n-gram to reach the top count wins ties)."""
-    grams = _ngrams(ids, n)
-    if not grams:
+class NGramIndex:
+    """The n-grams of a word sequence as 64-bit rolling hashes, with where each first occurs.
+
+    Comparing hashes instead of joined strings or tuples keeps the work in numpy; two different
+    n-grams share a hash with probability about 2^-64 per pair, far below one in a corpus.
+    """
+
+    def __init__(self, words: list[str]) -> None:
+        # Python's string hash is computed in C and cached on the string: a cheap word id.
+        self.ids = np.fromiter(map(hash, words), dtype=np.int64, count=len(words)).view(np.uint64)
+        self.prefix = np.zeros(len(words) + 1, dtype=np.int64)
+        np.cumsum(np.fromiter(map(len, words), dtype=np.int64, count=len(words)), out=self.prefix[1:])
+        self._hash = self.ids + np.uint64(1)
+        self._n = 1
+
+    def hashes(self, n: int) -> np.ndarray:
+        """Hashes of the n-grams; n must not decrease between calls."""
+        if n < self._n:
+            raise ValueError("n-gram sizes must be asked in increasing order")
+        while self._n < n and len(self._hash):
+            self._hash = self._hash[:-1] * _MULT + self.ids[self._n:] + np.uint64(1)
+            self._n += 1
+        return self._hash if self._n == n else self._hash[:0]
+
+    def span_chars(self, start: int, n: int) -> int:
+        """Characters of the words ``start .. start+n-1`` (without separators)."""
+        return int(self.prefix[start + n] - self.prefix[start])
+
+
+def top_ngram_chars(index: NGramIndex, n: int) -> int:
+    """Characters the most frequent n-gram covers, counting the spaces between its words; ties go
+    to the n-gram that occurs first."""
+    h = index.hashes(n)
+    if not len(h):
         return 0
-    counts = Counter(grams)
-    top_count = max(counts.values())
-    for i, gram in enumerate(grams):
-        if counts[gram] == top_count:
-            return (prefix[i + n] - prefix[i] + n - 1) * top_count
-    return 0  # unreachable
+    _, first, counts = np.unique(h, return_index=True, return_counts=True)
+    top = counts.max()
+    start = int(first[counts == top].min())
+    return (index.span_chars(start, n) + n - 1) * int(top)
 
 
-def repeated_ngram_chars(ids: list[int], prefix: list[int], n: int) -> int:
-    """Characters in n-grams that repeat an earlier one, scanning left to right and jumping past a
-    repeat so that overlapping repeats are not counted twice."""
-    grams = _ngrams(ids, n)
-    if len(set(grams)) == len(grams):
+def repeated_ngram_chars(index: NGramIndex, n: int) -> int:
+    """Characters in n-grams that repeat an earlier one, scanning left to right and jumping past
+    a repeat so that overlapping repeats are not counted twice.
+
+    Only positions whose n-gram occurred before can be repeats; between two such positions every
+    n-gram is new and is simply remembered, so the scan visits the candidates only.
+    """
+    h = index.hashes(n)
+    if len(h) < 2:
         return 0
-    seen: set = set()
-    chars = idx = 0
-    end = len(grams)
-    while idx < end:
-        gram = grams[idx]
-        if gram in seen:
-            chars += prefix[idx + n] - prefix[idx]
-            idx += n
+    _, first, inverse = np.unique(h, return_index=True, return_inverse=True)
+    candidates = np.flatnonzero(first[inverse] < np.arange(len(h)))
+    if not len(candidates):
+        return 0
+    values = h.tolist()
+    seen: set[int] = set()
+    chars = pos = 0
+    for c in candidates.tolist():
+        if c < pos:
+            continue
+        seen.update(values[pos:c])
+        if values[c] in seen:
+            chars += index.span_chars(c, n)
+            pos = c + n
         else:
-            seen.add(gram)
-            idx += 1
+            seen.add(values[c])
+            pos = c + 1
     return chars
 
 
@@ -231,15 +268,14 @@ class GopherRepetitionFilter(LanguageAwareStage):
         except NoSegmenter:
             self.stats.extra[f"no_segmenter:{lang}"] += 1
             return doc
-        vocab: dict[str, int] = {}
-        ids = [vocab.setdefault(w, len(vocab)) for w in words]
-        prefix = [0, *accumulate(map(len, words))]
+        index = NGramIndex(words)
         for n, limit in sorted(cfg.top_n_grams.items()):
-            share = top_ngram_chars(ids, prefix, n) / n_chars
+            share = top_ngram_chars(index, n) / n_chars
             if share > limit:
                 return Drop(f"gopher_top_{n}_gram", value=share)
+        index = NGramIndex(words) if cfg.dup_n_grams and min(cfg.dup_n_grams) < index._n else index
         for n, limit in sorted(cfg.dup_n_grams.items()):
-            share = repeated_ngram_chars(ids, prefix, n) / n_chars
+            share = repeated_ngram_chars(index, n) / n_chars
             if share > limit:
                 return Drop(f"gopher_duplicated_{n}_n_grams", value=share)
         return doc

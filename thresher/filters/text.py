@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import re
 import string
 import sys
 import unicodedata
@@ -48,16 +49,16 @@ TERMINAL_PUNCTUATION: tuple[str, ...] = tuple(
 # followed by a digit, as in 10:30 or 1,000).
 _SEPARATE = r";@#$%&?!()\[\]{}<>\"“”«»‘’„`"
 _WORD = rf"(?:[^\s{_SEPARATE}:,.\-]|[:,](?=\d)|\.(?!\.\.)|-(?!-))+"
-_TOKEN = regex.compile(rf"\.\.\.|--|[{_SEPARATE}]|[:,]|{_WORD}")
-_CONTRACTION = regex.compile(r"(?i)^(.+?)(n't|'s|'re|'ve|'ll|'m|'d)$")
+_TOKEN = re.compile(rf"\.\.\.|--|[{_SEPARATE}]|[:,]|{_WORD}")
+_CONTRACTION = re.compile(r"(?i)^(.+?)(n't|'s|'re|'ve|'ll|'m|'d)$")
 
 # Abbreviations that keep their period (lower case, without the period). Single letters
 # (initials) are abbreviations too; other words ending in a period end a sentence.
 ABBREVIATIONS = frozenset(
     """mr mrs ms messrs dr prof rev hon sr jr st mt ft gen col lt maj capt sgt cmdr adm gov sen rep reps
     pres inc ltd co corp bros cie jan feb aug sep sept oct nov dec mon tue tues wed thu thurs fri sat
-    ave blvd vs calif fla ill mass mich minn penn tenn wash wis conn ariz colo okla ore nev ky kan ga
-    pa va vt ph.d u.s u.s.a u.k u.n a.m p.m d.c n.y l.a no""".split()
+    ave blvd vs calif fla ill mich minn tenn wash wis conn ariz colo okla ore nev ky kan ga
+    pa va vt ph.d u.s u.s.a u.k u.n a.m p.m d.c n.y l.a""".split()
 )
 
 
@@ -69,7 +70,16 @@ def _is_abbreviation(word: str) -> bool:
 def _split_latin(text: str) -> list[str]:
     out: list[str] = []
     append = out.append
-    for tok in _TOKEN.findall(text):
+    for chunk in text.split():
+        if chunk.isalnum():  # most words: nothing to split
+            append(chunk)
+            continue
+        _split_chunk(chunk, append)
+    return out
+
+
+def _split_chunk(chunk: str, append) -> None:
+    for tok in _TOKEN.findall(chunk):
         if len(tok) > 1:
             if "'" in tok:
                 if tok[0] == "'" and len(tok) > 1:
@@ -86,7 +96,6 @@ def _split_latin(text: str) -> list[str]:
                 append(tok[:-1])
                 tok = "."
         append(tok)
-    return out
 
 
 @functools.lru_cache(maxsize=1)

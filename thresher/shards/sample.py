@@ -104,3 +104,12 @@ def build_sample_tokens(
         validation_fraction=validation_fraction,
         shards=writer.shards,
     )
+
+
+def small_sample_tokens(out_dir: str | os.PathLike, data_dir: str | os.PathLike) -> Path:
+    """A ~0.7M-token sample that builds in seconds (tests, quick checks); reused when present."""
+    out = Path(out_dir)
+    if not (out / "manifest.json").exists():
+        build_sample_tokens(out, data_dir, vocab_size=1024, languages=4, bpe_sample_every=4,
+                            target_tokens=60_000, row_group_tokens=8_192, validation_fraction=0.1)
+    return out

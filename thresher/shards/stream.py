@@ -33,8 +33,10 @@ import hashlib
 import json
 import logging
 import os
-from collections import OrderedDict
+import threading
+from collections import OrderedDict, deque
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -51,6 +53,8 @@ PAD = -1  # marks padding inside a window before it is split into inputs and tar
 DEFAULT_SHUFFLE_BUFFER_TOKENS = 1 << 24
 GATHER_BLOCK_TOKENS = 1 << 20  # bounds the int64 index arrays of the document shuffle
 OPEN_FILES = 16
+DEFAULT_READ_THREADS = 2
+DEFAULT_READ_AHEAD = 8  # row groups decoded ahead of the packer (~2 MiB each at the default size)
 
 
 @dataclass(frozen=True)
@@ -100,6 +104,7 @@ class TokenCorpus:
         self.shards = [ShardInfo.from_dict(s) for s in manifest["shards"] if s["split"] == split]
         if not self.shards:
             raise ValueError(f"no {split} shards listed in {self.root / 'manifest.json'}")
+        self.dtype = np.dtype(manifest["tokenizer"]["dtype"])
         for s in self.shards:
             p = self.root / s.path
             try:
@@ -121,22 +126,30 @@ class TokenCorpus:
         self.total_tokens = int(self.unit_tokens.sum())
         ident = [(s.path, s.sha256) for s in self.shards]
         self.fingerprint = hashlib.sha256(json.dumps(ident).encode()).hexdigest()[:16]
-        self._files: OrderedDict[int, pq.ParquetFile] = OrderedDict()
+        self._local = threading.local()
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
-        state["_files"] = OrderedDict()
+        del state["_local"]
         return state
 
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._local = threading.local()
+
     def _file(self, shard: int) -> pq.ParquetFile:
-        pf = self._files.get(shard)
+        """An open file, cached per thread: reader threads never share a ParquetFile."""
+        files: OrderedDict[int, pq.ParquetFile] | None = getattr(self._local, "files", None)
+        if files is None:
+            files = self._local.files = OrderedDict()
+        pf = files.get(shard)
         if pf is None:
-            pf = pq.ParquetFile(self.root / self.shards[shard].path)
-            self._files[shard] = pf
-            if len(self._files) > OPEN_FILES:
-                self._files.popitem(last=False)[1].close()
+            pf = pq.ParquetFile(self.root / self.shards[shard].path, page_checksum_verification=True)
+            files[shard] = pf
+            if len(files) > OPEN_FILES:
+                files.popitem(last=False)[1].close()
         else:
-            self._files.move_to_end(shard)
+            files.move_to_end(shard)
         return pf
 
     def read_unit(self, unit: int) -> tuple[np.ndarray, np.ndarray]:
@@ -146,7 +159,7 @@ class TokenCorpus:
         try:
             column = self._file(shard).read_row_group(rg, columns=["tokens"]).column(0).combine_chunks()
         except Exception as exc:
-            self._files.pop(shard, None)
+            getattr(self._local, "files", {}).pop(shard, None)
             raise ShardError(f"cannot read row group {rg} of token shard {path}: {exc}") from exc
         flat = column.flatten().to_numpy()
         offsets = column.offsets.to_numpy().astype(np.int64)
@@ -167,13 +180,27 @@ def batches_per_consumer(total: int, n_consumers: int, cfg: PackingConfig) -> in
     Consumer ranges hold ``total // n_consumers`` or one token more."""
     if cfg.tail == "drop":
         return (total // n_consumers) // cfg.batch_tokens
-    return -(-(-(-total // n_consumers)) // cfg.batch_tokens)
+    largest = -(-total // n_consumers)
+    return -(-largest // cfg.batch_tokens)
 
 
 class ConsumerEpoch:
     """One consumer's share of one epoch: its pieces of units, grouped into shuffle chunks."""
 
-    def __init__(self, corpus: TokenCorpus, cfg: PackingConfig, epoch: int, consumer: int, n_consumers: int):
+    def __init__(
+        self,
+        corpus: TokenCorpus,
+        cfg: PackingConfig,
+        epoch: int,
+        consumer: int,
+        n_consumers: int,
+        *,
+        read_threads: int = DEFAULT_READ_THREADS,
+        read_ahead: int = DEFAULT_READ_AHEAD,
+    ):
+        if read_threads < 1 or read_ahead < 1:
+            raise ValueError("read_threads and read_ahead must be positive")
+        self.read_threads, self.read_ahead = read_threads, read_ahead
         if not 0 <= consumer < n_consumers:
             raise ValueError(f"consumer {consumer} outside [0, {n_consumers})")
         self.corpus, self.cfg, self.epoch, self.consumer = corpus, cfg, epoch, consumer
@@ -207,75 +234,115 @@ class ConsumerEpoch:
             self.chunk_tokens.append(n)
         self.n_tokens = hi - lo
 
-    def _chunk_blocks(self, index: int) -> Iterator[np.ndarray]:
+    def _chunk_blocks(self, index: int, reads: list[tuple[np.ndarray, np.ndarray]]) -> Iterator[np.ndarray]:
         """The chunk's tokens with its documents permuted, in blocks of about a million tokens."""
         flats, doc_starts, doc_ends, base = [], [], [], 0
-        for unit, a, b in self.chunks[index]:
-            flat, offsets = self.corpus.read_unit(unit)
+        for (_unit, a, b), (flat, offsets) in zip(self.chunks[index], reads, strict=True):
             s, e = offsets[:-1], offsets[1:]
             keep = (e > a) & (s < b)
             doc_starts.append(np.maximum(s[keep], a) - a + base)
             doc_ends.append(np.minimum(e[keep], b) - a + base)
             flats.append(flat[a:b])
             base += b - a
-        flat = flats[0] if len(flats) == 1 else np.concatenate(flats)
         if not self.cfg.shuffle:
-            for i in range(0, flat.size, GATHER_BLOCK_TOKENS):
-                yield flat[i : i + GATHER_BLOCK_TOKENS]
+            for flat in flats:
+                yield flat
             return
+        flat = flats[0] if len(flats) == 1 else np.concatenate(flats)
         starts, ends = np.concatenate(doc_starts), np.concatenate(doc_ends)
         perm = np.random.default_rng([self.cfg.seed, self.epoch, self.consumer, index]).permutation(starts.size)
         starts, lengths = starts[perm], (ends - starts)[perm]
         out_ends = np.cumsum(lengths)
         cut = 0
         while cut < starts.size:
-            limit = (out_ends[cut - 1] if cut else 0) + GATHER_BLOCK_TOKENS
-            stop = max(int(np.searchsorted(out_ends, limit, "right")), cut + 1)
+            block_start = int(out_ends[cut - 1]) if cut else 0
+            stop = max(int(np.searchsorted(out_ends, block_start + GATHER_BLOCK_TOKENS, "right")), cut + 1)
             lens = lengths[cut:stop]
-            block_start = out_ends[cut - 1] if cut else 0
+            # output position p of document k reads flat[starts[k] + p - (its first output position)]
             shift = starts[cut:stop] - (out_ends[cut:stop] - lens - block_start)
-            index_array = np.repeat(shift, lens) + np.arange(int(lens.sum()), dtype=np.int64)
-            yield flat[index_array]
+            yield flat[np.repeat(shift, lens) + np.arange(int(out_ends[stop - 1]) - block_start)]
             cut = stop
 
     def tokens_from(self, offset: int) -> Iterator[np.ndarray]:
-        """The consumer's packed token stream from ``offset`` on, as consecutive arrays."""
+        """The consumer's packed token stream from ``offset`` on, as consecutive arrays.
+
+        Row groups are decoded by ``read_threads`` threads (Arrow releases the GIL) up to
+        ``read_ahead`` units ahead, so decoding overlaps packing and the trainer's step."""
         ends = np.cumsum(self.chunk_tokens)
         chunk = int(np.searchsorted(ends, offset, "right"))
         skip = offset - (int(ends[chunk - 1]) if chunk else 0)
-        for index in range(chunk, len(self.chunks)):
-            for block in self._chunk_blocks(index):
-                if skip >= block.size:
-                    skip -= block.size
+        todo = iter([unit for index in range(chunk, len(self.chunks)) for unit, _, _ in self.chunks[index]])
+        pool = ThreadPoolExecutor(self.read_threads, thread_name_prefix="thresher-shard-read")
+        futures: deque[Future] = deque()
+
+        def fill() -> None:
+            while len(futures) < self.read_ahead and (unit := next(todo, None)) is not None:
+                futures.append(pool.submit(self.corpus.read_unit, unit))
+
+        try:
+            for index in range(chunk, len(self.chunks)):
+                reads = []
+                for _ in self.chunks[index]:
+                    fill()
+                    reads.append(futures.popleft().result())
+                fill()
+                for block in self._chunk_blocks(index, reads):
+                    if skip >= block.size:
+                        skip -= block.size
+                        continue
+                    yield block[skip:] if skip else block
+                    skip = 0
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+    def _filled(self, start: int) -> Iterator[tuple[np.ndarray, int]]:
+        """Contiguous ``batch_tokens`` buffers (token dtype) from batch ``start`` on, and how many
+        of their tokens are real (fewer only at the end). Buffers may be views: read, don't write."""
+        bt = self.cfg.batch_tokens
+        stream = self.tokens_from(start * bt)
+        head = np.zeros(0, dtype=self.corpus.dtype)
+        try:
+            for _ in range(start, self.n_batches):
+                while head.size == 0 and (block := next(stream, None)) is not None:
+                    head = block
+                if head.size >= bt:  # the whole batch lies in one block: no copy
+                    out, head = head[:bt], head[bt:]
+                    yield out, bt
                     continue
-                yield block[skip:] if skip else block
-                skip = 0
+                out = np.empty(bt, dtype=self.corpus.dtype)
+                filled = 0
+                while filled < bt:
+                    if head.size == 0:
+                        block = next(stream, None)
+                        if block is None:
+                            break
+                        head = block
+                    take = min(head.size, bt - filled)
+                    out[filled : filled + take] = head[:take]
+                    filled += take
+                    head = head[take:]
+                yield out, filled
+        finally:
+            stream.close()
 
     def batches(self, start: int = 0, dtype: Any = np.int64) -> Iterator[np.ndarray]:
         """Windows ``[batch_size, seq_len + 1]`` from batch ``start`` on; padding is ``PAD``."""
-        bt = self.cfg.batch_tokens
-        stream = self.tokens_from(start * bt)
-        pending: list[np.ndarray] = []
-        for _ in range(start, self.n_batches):
-            out = np.empty(bt, dtype=dtype)
-            filled = 0
-            while filled < bt:
-                if not pending:
-                    block = next(stream, None)
-                    if block is None:
-                        break
-                    pending.append(block)
-                head = pending[0]
-                take = min(head.size, bt - filled)
-                out[filled : filled + take] = head[:take]
-                filled += take
-                if take == head.size:
-                    pending.pop(0)
-                else:
-                    pending[0] = head[take:]
-            if filled < bt:
-                out[filled:] = PAD
+        for buf, n in self._filled(start):
+            out = np.full(self.cfg.batch_tokens, PAD, dtype=dtype)
+            out[:n] = buf[:n]
             yield out.reshape(self.cfg.batch_size, self.cfg.window)
+
+    def pairs(self, start: int = 0, dtype: Any = np.int64) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """(inputs, targets) ``[batch_size, seq_len]`` from batch ``start`` on (see :func:`split_windows`)."""
+        shape = (self.cfg.batch_size, self.cfg.window)
+        for buf, n in self._filled(start):
+            if n == self.cfg.batch_tokens:  # the common case: one conversion pass per array
+                w = buf.reshape(shape)
+                yield w[:, :-1].astype(dtype, order="C"), w[:, 1:].astype(dtype, order="C")
+            else:
+                out = np.full(self.cfg.batch_tokens, PAD, dtype=dtype)
+                out[:n] = buf[:n]
+                yield split_windows(out.reshape(shape), self.corpus.eot_id)
 
 
 def split_windows(windows: np.ndarray, eot_id: int) -> tuple[np.ndarray, np.ndarray]:

@@ -258,6 +258,7 @@ def write_token_shard(
             compression="zstd",
             use_dictionary=["id"],
             write_statistics=["n_tokens"],
+            write_page_checksum=True,  # lets readers tell a damaged file from bad data
         ) as writer:
             for a, b in bounds:
                 writer.write_table(table.slice(a, b - a), row_group_size=b - a)

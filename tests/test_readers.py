@@ -1,0 +1,115 @@
+"""Readers account for every record of real WARC files, including broken ones."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from collections import Counter
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from tests.conftest import shared_path
+from thresher.readers import expand_inputs
+from thresher.readers.records import read_jsonl, read_parquet
+from thresher.readers.warc import read_warc
+
+DOC_RECORDS = {"response", "resource", "revisit", "conversion"}
+
+
+def _warcio_document_records(path: Path) -> int | None:
+    """Independent count of document-like records, or None when warcio cannot read the file."""
+    from warcio.archiveiterator import ArchiveIterator
+
+    n = 0
+    try:
+        with open(path, "rb") as fh:
+            for rec in ArchiveIterator(fh):
+                if rec.rec_type in DOC_RECORDS:
+                    n += 1
+    except Exception:
+        return None
+    return n
+
+
+def test_every_document_record_is_accounted_for():
+    root = shared_path("warc-samples")
+    checked = 0
+    for path in sorted(root.rglob("*.warc*")):
+        docs = list(read_warc(str(path)))
+        expected = _warcio_document_records(path)
+        if expected is not None:
+            assert len([d for d in docs if not d.id.endswith("-corrupt")]) == expected, path.name
+            checked += 1
+        for d in docs:  # nothing is silently empty: kept pages have a payload, the rest a reason
+            assert (d.drop is None and (d.html or d.text)) or (d.drop and d.drop.reason), (path.name, d.id)
+    assert checked >= 18
+
+
+def test_revisits_and_non_html_are_dropped_with_reasons():
+    docs = list(read_warc(str(shared_path("warc-samples", "pywb-iana-2014-with-revisits.warc.gz"))))
+    reasons = Counter(d.drop.reason for d in docs if d.drop)
+    assert reasons["revisit"] == 123
+    assert reasons["non_html"] > 0
+    kept = [d for d in docs if d.drop is None]
+    assert kept and all(d.html.lstrip()[:1] == b"<" for d in kept)
+
+
+def test_euc_jp_pages_decode_to_japanese():
+    from thresher.extract.charset import decode_html
+
+    docs = [d for d in read_warc(str(shared_path("warc-samples", "resiliparse-clueweb09-ja-quirk.warc.gz"))) if d.drop is None]
+    assert len(docs) == 29  # WARC/0.18 and a Content-Encoding header over a decoded body
+    text, encoding, how = decode_html(docs[0].html, docs[0].content_type)
+    assert encoding == "euc_jp" and how == "header"
+    assert "ブリーフケース" in text
+
+
+def test_wet_conversion_records_are_text_documents():
+    docs = list(read_warc(str(shared_path("warc-samples", "whirlwind-cc-main-2024-22.warc.wet.gz"))))
+    assert len(docs) == 1 and docs[0].drop is None
+    assert "Escopete" in docs[0].text and docs[0].html is None
+
+
+def test_wget_angle_bracket_uris_are_cleaned():
+    docs = [d for d in read_warc(str(shared_path("warc-samples", "dolma-wget-sample-0000.warc.gz"))) if d.drop is None]
+    assert docs and all(d.url.startswith("http") and not d.url.endswith(">") for d in docs)
+
+
+def test_corrupt_gzip_is_counted_not_raised(tmp_path):
+    src = shared_path("warc-samples", "resiliparse-cc-main-2020-34-excerpt.warc.gz").read_bytes()
+    broken = tmp_path / "broken.warc.gz"
+    cut = len(src) // 2
+    broken.write_bytes(src[:cut] + b"\x00garbage" * 100 + src[cut + 5000 :])
+    docs = list(read_warc(str(broken)))
+    errors = [d for d in docs if d.drop and d.drop.kind == "error"]
+    assert errors and errors[-1].drop.reason == "corrupt_warc"
+    assert 0 < sum(d.drop is None for d in docs) < 16
+
+
+def test_jsonl_and_parquet_keep_ids_and_count_bad_lines(tmp_path):
+    path = tmp_path / "docs.jsonl.gz"
+    with gzip.open(path, "wt") as f:
+        f.write(json.dumps({"id": "a1", "text": "hello world", "url": "http://x/", "lang_hint": "en"}) + "\n")
+        f.write("{not json\n")
+        f.write(json.dumps({"id": "a2", "text": ""}) + "\n")
+    docs = list(read_jsonl(str(path)))
+    assert [d.id for d in docs][0] == "a1" and docs[0].metadata == {"lang_hint": "en"}
+    assert [d.drop.reason for d in docs[1:]] == ["bad_json", "no_text"]
+    pq.write_table(pa.table({"id": ["x", "y"], "text": ["one", "two"]}), tmp_path / "d.parquet")
+    assert [d.id for d in read_parquet(str(tmp_path / "d.parquet"))] == ["x", "y"]
+
+
+def test_expand_inputs_globs_dirs_and_errors(tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "x.warc.gz").write_bytes(b"")
+    (tmp_path / "a" / "notes.txt").write_text("")
+    (tmp_path / "y.jsonl").write_text("")
+    assert expand_inputs([str(tmp_path / "a")]) == [str(tmp_path / "a" / "x.warc.gz")]
+    assert len(expand_inputs([str(tmp_path / "*.jsonl"), str(tmp_path / "a")])) == 2
+    from thresher.readers.inputs import InputError
+
+    with pytest.raises(InputError, match="input not found"):
+        expand_inputs([str(tmp_path / "missing.warc.gz")])

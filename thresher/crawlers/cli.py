@@ -1,0 +1,110 @@
+"""``thresher crawl``: crawl seeds (or the bundled demo site) into WARC files."""
+
+from __future__ import annotations
+
+import logging
+import re
+from pathlib import Path
+
+from thresher.config import ConfigError
+
+logger = logging.getLogger(__name__)
+
+DEMO_SITE = Path(__file__).resolve().parents[2] / "examples" / "demo-site"
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "crawl",
+        help="crawl the web (politely) into WARC files",
+        description="Crawl seed URLs into WARC/1.1 files in DIR/warc. Re-running with the same "
+        "--output resumes the job without refetching archived pages.",
+    )
+    p.add_argument("urls", nargs="*", metavar="URL", help="seed URLs (in addition to --seeds)")
+    p.add_argument("--seeds", metavar="FILE", help="file with one seed URL per line (# comments)")
+    p.add_argument("--output", "-o", metavar="DIR", required=True, help="job directory")
+    p.add_argument("--config", metavar="YAML", help="crawl settings (top level or a crawl: section)")
+    p.add_argument("--max-pages", type=int, help="stop after this many archived pages")
+    p.add_argument("--partitions", type=int, help="Scrapy processes (Ray tasks when > 1)")
+    p.add_argument("--allow-private", action="store_true", help="allow private/loopback addresses")
+    p.add_argument(
+        "--demo", action="store_true", help="serve the bundled demo site on 127.0.0.1 and crawl it"
+    )
+    p.add_argument("--ray-address", help="Ray cluster to join (default: $RAY_ADDRESS or a local Ray)")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a crawl setting, e.g. --set max_depth=3 (repeatable)",
+    )
+    p.set_defaults(func=run_crawl)
+
+
+def read_seed_file(path: str | Path) -> list[str]:
+    """Seed URLs from a file; malformed lines are skipped with a warning, never fatal."""
+    seeds, bad = [], 0
+    for n, line in enumerate(Path(path).read_text(encoding="utf-8", errors="replace").splitlines(), 1):
+        line = line.split("#", 1)[0].strip() if line.lstrip().startswith("#") else line.strip()
+        if not line:
+            continue
+        if re.match(r"https?://[^/\s]+", line) and " " not in line:
+            seeds.append(line)
+        else:
+            bad += 1
+            logger.warning("%s:%d: not an http(s) URL, skipped: %r", path, n, line[:200])
+    if bad:
+        logger.warning("%s: %d malformed seed lines skipped", path, bad)
+    return seeds
+
+
+def run_crawl(args) -> int:
+    from thresher.crawlers.config import load_crawl_config
+    from thresher.crawlers.runner import crawl, format_summary
+
+    overrides = list(args.overrides)
+    if args.max_pages is not None:
+        overrides.append(f"max_pages={args.max_pages}")
+    if args.partitions is not None:
+        overrides.append(f"partitions={args.partitions}")
+    if args.allow_private or args.demo:
+        overrides.append("allow_private=true")
+    try:
+        config = load_crawl_config(args.config, overrides)
+        seeds = list(config.seeds) + list(args.urls)
+        if args.seeds:
+            if not Path(args.seeds).exists():
+                raise ConfigError(f"--seeds: file not found: {args.seeds}")
+            seeds += read_seed_file(args.seeds)
+        config.seeds = list(dict.fromkeys(seeds))
+        config.validate("crawl")
+    except ConfigError as exc:
+        logger.error("%s", exc)
+        return 2
+    site = None
+    if args.demo:
+        from thresher.crawlers.localsite import LocalSite
+
+        if not DEMO_SITE.is_dir():
+            logger.error("demo site not found at %s (it ships with the source tree)", DEMO_SITE)
+            return 2
+        site = LocalSite(DEMO_SITE).start()
+        config.seeds.insert(0, site.url("/"))
+        if not any(o.startswith("autothrottle=") for o in overrides):
+            config.autothrottle = False  # our own server: no need to probe for a polite rate
+        logger.info("serving the demo site (%s) at %s", DEMO_SITE, site.url("/"))
+    if not config.seeds:
+        logger.error("no seeds: give URLs, --seeds FILE, or --demo")
+        return 2
+    if config.partitions > 1:
+        from thresher.raycontext import init_ray
+
+        init_ray(args.ray_address)
+    try:
+        summary = crawl(config, args.output)
+    finally:
+        if site is not None:
+            site.stop()
+    print(format_summary(summary))
+    return 1 if summary["failed_partitions"] else 0

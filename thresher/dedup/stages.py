@@ -1,0 +1,412 @@
+"""The dedup stages: :class:`ExactDedup` and :class:`MinHashDedup`.
+
+Both turn each document into a row of keys (:func:`exact_doc_table`, :func:`minhash_doc_table`)
+and hand those rows to :mod:`thresher.dedup.engine`, which finds clusters of documents sharing
+keys and keeps one per cluster. The kept document is the first by (shard, id) — or the longest,
+or the highest score, ties broken by (shard, id) — so results do not depend on worker count
+or block layout. Documents run through ``run_local`` carry no shard and are ordered by id.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import math
+import os
+import time
+from dataclasses import dataclass
+from typing import Any, Literal
+from urllib.parse import urlsplit, urlunsplit
+
+import numpy as np
+import pyarrow as pa
+
+from thresher.dedup.engine import DOC_TABLE_SCHEMA, EngineResult, EngineSettings, run_engine
+from thresher.dedup.executor import LocalExecutor, RayExecutor
+from thresher.dedup.signatures import (
+    BAND_KEY_VERSION,
+    LshParams,
+    MinHasher,
+    band_keys,
+    hash64,
+    optimal_params,
+)
+from thresher.dedup.text import NORMALIZATION_VERSION, normalize, shingle_batch
+from thresher.document import Document, Drop
+from thresher.stage import DECISION_SCHEMA, DatasetStage
+
+logger = logging.getLogger(__name__)
+
+KeepPolicy = Literal["first", "longest", "score"]
+INPUT_COLUMNS = ("id", "text", "shard", "url", "scores")
+
+
+@dataclass
+class _CommonConfig:
+    keep: KeepPolicy = "first"
+    """Which document of a cluster survives: first (smallest shard, then id), longest, or
+    highest ``score_key`` score (documents without the score rank last)."""
+    score_key: str = "quality"
+    mode: Literal["auto", "local", "ray"] = "auto"
+    """auto: cluster in the driver process up to ``local_max_docs`` documents, else as Ray tasks."""
+    local_max_docs: int = 200_000
+    partitions: int = 0
+    """Shuffle partitions of the Ray path; 0 picks 2 per CPU, at least one per million documents."""
+
+    def _validate_common(self, where: str) -> None:
+        if self.local_max_docs < 0:
+            raise ValueError(f"{where}.local_max_docs: must be >= 0")
+        if self.partitions < 0:
+            raise ValueError(f"{where}.partitions: must be >= 0 (0 = automatic)")
+        if self.keep == "score" and not self.score_key:
+            raise ValueError(f"{where}.score_key: required with keep: score")
+
+
+@dataclass
+class ExactDedupConfig(_CommonConfig):
+    url: bool = False
+    """Also treat documents with the same normalised URL as duplicates."""
+
+    def validate(self, where: str) -> None:
+        self._validate_common(where)
+
+
+@dataclass
+class MinHashDedupConfig(_CommonConfig):
+    num_perm: int = 112
+    seed: int = 1
+    shingle_size: int = 5
+    bands: int = 14
+    rows: int = 8
+    threshold: float | None = None
+    """Target Jaccard similarity; when set, bands × rows come from datasketch's optimiser for
+    ``num_perm`` and override ``bands``/``rows``."""
+    against: str | list[str] | None = None
+    """Index directories (``index_output`` of earlier runs): documents duplicating any of their
+    documents are dropped, the earlier documents always being the ones kept."""
+    index_output: str | None = None
+    """Directory to save this run's band keys to, for later runs' ``against``."""
+    max_cc_steps: int = 64
+
+    def validate(self, where: str) -> None:
+        self._validate_common(where)
+        if self.num_perm < 1 or self.seed < 0 or self.shingle_size < 1:
+            raise ValueError(f"{where}: num_perm and shingle_size must be >= 1, seed >= 0")
+        if self.threshold is not None and not 0.0 < self.threshold < 1.0:
+            raise ValueError(f"{where}.threshold: must be between 0 and 1, got {self.threshold}")
+        if self.threshold is None and (self.bands < 1 or self.rows < 1 or self.bands * self.rows > self.num_perm):
+            raise ValueError(
+                f"{where}: bands × rows ({self.bands} × {self.rows}) must be between 1 and num_perm ({self.num_perm})"
+            )
+
+    def lsh(self) -> LshParams:
+        return optimal_params(self.threshold, self.num_perm) if self.threshold else LshParams(self.bands, self.rows)
+
+    def against_list(self) -> list[str]:
+        if not self.against:
+            return []
+        return [self.against] if isinstance(self.against, str) else list(self.against)
+
+    def index_params(self) -> dict[str, Any]:
+        lsh = self.lsh()
+        return {
+            "format": "thresher-minhash-index-1",
+            "num_perm": self.num_perm,
+            "seed": self.seed,
+            "shingle_size": self.shingle_size,
+            "bands": lsh.bands,
+            "rows": lsh.rows,
+            "normalization": NORMALIZATION_VERSION,
+            "band_key": BAND_KEY_VERSION,
+            "hash": "datasketch-sha1_hash32-affine32",
+        }
+
+
+# --------------------------------------------------------------------------- key rows
+
+
+def _column(batch: pa.Table, name: str, default: Any) -> list:
+    if name in batch.column_names:
+        return batch.column(name).to_pylist()
+    return [default] * batch.num_rows
+
+
+def _scores(batch: pa.Table, key: str | None) -> pa.Array:
+    if not key:
+        return pa.nulls(batch.num_rows, pa.float64())
+    out = []
+    for raw in _column(batch, "scores", None):
+        try:
+            value = (json.loads(raw) if isinstance(raw, str) else (raw or {})).get(key)
+            out.append(float(value) if value is not None and math.isfinite(float(value)) else None)
+        except (ValueError, TypeError, AttributeError):
+            out.append(None)  # malformed scores rank like missing ones
+    return pa.array(out, pa.float64())
+
+
+def _doc_table(batch: pa.Table, texts: list[str], offsets: np.ndarray, keys: np.ndarray, score_key: str | None):
+    ids = [str(i) for i in _column(batch, "id", "")]
+    return pa.table(
+        {
+            "node": pa.array(hash64(ids), pa.uint64()),
+            "id": pa.array(ids, pa.string()),
+            "shard": pa.array([s or "" for s in _column(batch, "shard", "")], pa.string()),
+            "length": pa.array([len(t) for t in texts], pa.int64()),
+            "score": _scores(batch, score_key),
+            "keys": pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), pa.array(keys, pa.uint64())),
+        },
+        schema=DOC_TABLE_SCHEMA,
+    )
+
+
+def normalize_url(url: str) -> str:
+    """Scheme and host lower-cased, default port, fragment and trailing slash dropped."""
+    parts = urlsplit(url.strip())
+    host = (parts.hostname or "").lower()
+    if parts.port and not (parts.scheme, parts.port) in (("http", 80), ("https", 443)):
+        host = f"{host}:{parts.port}"
+    path = parts.path.rstrip("/") or "/"
+    return urlunsplit((parts.scheme.lower(), host, path, parts.query, ""))
+
+
+def exact_doc_table(batch: pa.Table, url: bool, score_key: str | None) -> pa.Table:
+    texts = [t or "" for t in _column(batch, "text", "")]
+    keys: list[str] = []
+    offsets = [0]
+    urls = _column(batch, "url", None)
+    for text, u in zip(texts, urls, strict=True):
+        norm = normalize(text)
+        if norm:
+            keys.append("t\x00" + norm)
+        if url and u:
+            keys.append("u\x00" + normalize_url(u))
+        offsets.append(len(keys))
+    return _doc_table(batch, texts, np.array(offsets), hash64(keys), score_key)
+
+
+@functools.lru_cache(maxsize=4)
+def _hasher(num_perm: int, seed: int, shingle_size: int) -> MinHasher:
+    return MinHasher(num_perm, seed, shingle_size)
+
+
+def minhash_doc_table(batch: pa.Table, config: MinHashDedupConfig, score_key: str | None) -> pa.Table:
+    texts = [t or "" for t in _column(batch, "text", "")]
+    hasher = _hasher(config.num_perm, config.seed, config.shingle_size)
+    shingles = shingle_batch(texts, config.shingle_size)
+    sig = hasher.signatures_of(shingles)
+    lsh = config.lsh()
+    has_shingles = np.diff(shingles.doc_offsets) > 0
+    keys = band_keys(sig[has_shingles], lsh).reshape(-1)
+    offsets = np.zeros(len(texts) + 1, dtype=np.int64)
+    np.cumsum(np.where(has_shingles, lsh.bands, 0), out=offsets[1:])
+    return _doc_table(batch, texts, offsets, keys, score_key)
+
+
+# --------------------------------------------------------------------------- stages
+
+
+def _documents_table(docs: list[Document]) -> pa.Table:
+    return pa.table(
+        {
+            "id": [d.id for d in docs],
+            "text": [d.text for d in docs],
+            "shard": [""] * len(docs),
+            "url": [d.url for d in docs],
+            "scores": [json.dumps(d.scores) if d.scores else None for d in docs],
+        }
+    )
+
+
+class _KeyDedup(DatasetStage):
+    """Shared driver: key rows (in Ray Data or in-process) → engine → decisions."""
+
+    reason: str = ""
+    block_size = 1024
+
+    def __init__(self, config: Any = None) -> None:
+        super().__init__(config)
+        self.result: EngineResult | None = None
+        self.executor_used = ""
+
+    # subclasses
+    def doc_table(self, batch: pa.Table) -> pa.Table:
+        raise NotImplementedError
+
+    def settings(self) -> EngineSettings:
+        return EngineSettings(reason=self.reason, keep=self.config.keep)
+
+    def prepare(self) -> None:
+        """Checks and set-up before any work (index compatibility, output directories)."""
+
+    def _score_key(self) -> str | None:
+        return self.config.score_key if self.config.keep == "score" else None
+
+    def _executor(self, n_docs: int):
+        mode = self.config.mode
+        if mode == "local" or (mode == "auto" and n_docs <= self.config.local_max_docs):
+            return LocalExecutor()
+        import ray
+
+        partitions = self.config.partitions
+        if not partitions:
+            cpus = int(ray.cluster_resources().get("CPU", 1))
+            partitions = min(512, max(2 * cpus, math.ceil(n_docs / 1_000_000)))
+        return RayExecutor(partitions)
+
+    def _record(self, result: EngineResult, n_docs: int, started: float) -> None:
+        self.result = result
+        removed = int(result.stats.get("removed", 0))
+        self.stats.docs_in += n_docs
+        self.stats.kept += n_docs - removed
+        if removed:
+            self.stats.dropped[self.reason] += removed
+        self.stats.seconds += time.perf_counter() - started
+        self.stats.extra.update({"clusters": int(result.stats.get("clusters", 0))})
+        self.stats.check()
+
+    def decide(self, tables: list[pa.Table]) -> list[pa.Table]:
+        """Decisions for in-memory key tables (``doc_table`` output); Ray tasks when the
+        input is larger than ``local_max_docs`` (Ray must then be initialised)."""
+        started = time.perf_counter()
+        self.prepare()
+        n_docs = sum(t.num_rows for t in tables)
+        executor = self._executor(n_docs)
+        self.executor_used = "local" if isinstance(executor, LocalExecutor) else f"ray:{executor.partitions}"
+        if isinstance(executor, LocalExecutor):
+            result = run_engine(tables, self.settings(), executor)
+            decisions = result.decisions
+        else:
+            import ray
+
+            result = run_engine([ray.put(t) for t in tables], self.settings(), executor)
+            decisions = ray.get(result.decisions)
+        self._record(result, n_docs, started)
+        return decisions
+
+    def run_local(self, docs: list[Document]) -> list[Document]:
+        started = time.perf_counter()
+        self.prepare()
+        live = [d for d in docs if d.drop is None]
+        tables = [
+            self.doc_table(_documents_table(live[i : i + self.block_size])) for i in range(0, len(live), self.block_size)
+        ]
+        self.executor_used = "local"
+        result = run_engine(tables, self.settings(), LocalExecutor())
+        by_id: dict[str, list[Document]] = {}
+        for d in live:
+            by_id.setdefault(d.id, []).append(d)
+        for table in result.decisions:
+            for row in table.to_pylist():
+                doc = by_id[row["id"]].pop()
+                doc.mark_dropped(Drop(row["reason"], value=row["value"], detail=row["detail"], stage=self.name))
+        self._record(result, len(live), started)
+        return docs
+
+    def run_ray(self, ds: Any, workdir: str) -> Any:
+        import ray
+
+        started = time.perf_counter()
+        self.prepare()
+        present = [c for c in INPUT_COLUMNS if c in ds.schema().names]
+        keyed = ds.select_columns(present).map_batches(
+            _apply_doc_table, fn_args=(self,), batch_format="pyarrow", batch_size=self.block_size
+        )
+        keyed = keyed.materialize()
+        n_docs = keyed.count()
+        refs = keyed.to_arrow_refs()
+        executor = self._executor(n_docs)
+        self.executor_used = "local" if isinstance(executor, LocalExecutor) else f"ray:{executor.partitions}"
+        logger.info("%s: %d documents, clustering with %s", self.name, n_docs, self.executor_used)
+        if isinstance(executor, LocalExecutor):
+            result = run_engine(ray.get(refs), self.settings(), executor)
+            tables = [t for t in result.decisions if t.num_rows] or [DECISION_SCHEMA.empty_table()]
+            out = ray.data.from_arrow(tables)
+        else:
+            result = run_engine(refs, self.settings(), executor)
+            out = ray.data.from_arrow_refs(result.decisions)
+        self._record(result, n_docs, started)
+        return out
+
+    def extra_stats(self) -> dict[str, Any]:
+        if self.result is None:
+            return {}
+        s = self.result.stats
+        hist = self.result.histogram
+        return {
+            "clusters": int(s.get("clusters", 0)),
+            "removed": int(s.get("removed", 0)),
+            "cluster_size_histogram": dict(sorted(hist.items(), key=lambda kv: int(kv[0].split("-")[0]))),
+            "clusters_matching_index": int(s.get("clusters_matching_index", 0)),
+            "executor": self.executor_used,
+        }
+
+    def __getstate__(self):  # shipped to Ray workers for the key-row map: drop run state
+        state = self.__dict__.copy()
+        state["result"] = None
+        return state
+
+
+def _apply_doc_table(batch: pa.Table, stage: _KeyDedup) -> pa.Table:
+    return stage.doc_table(batch)
+
+
+class ExactDedup(_KeyDedup):
+    """Drops documents whose normalised text (and optionally URL) equals another's."""
+
+    name = "exact_dedup"
+    Config = ExactDedupConfig
+    reason = "exact_duplicate"
+
+    def doc_table(self, batch: pa.Table) -> pa.Table:
+        return exact_doc_table(batch, self.config.url, self._score_key())
+
+
+class MinHashDedup(_KeyDedup):
+    """Drops near-duplicates: documents sharing a MinHash LSH band with another, transitively."""
+
+    name = "minhash_dedup"
+    Config = MinHashDedupConfig
+    reason = "minhash_duplicate"
+
+    def doc_table(self, batch: pa.Table) -> pa.Table:
+        return minhash_doc_table(batch, self.config, self._score_key())
+
+    def settings(self) -> EngineSettings:
+        return EngineSettings(
+            reason=self.reason,
+            keep=self.config.keep,
+            against=self.config.against_list(),
+            index_output=self.config.index_output,
+            max_cc_steps=self.config.max_cc_steps,
+        )
+
+    def prepare(self) -> None:
+        params = self.config.index_params()
+        for path in self.config.against_list():
+            meta = os.path.join(path, "params.json")
+            if not os.path.exists(meta):
+                raise ValueError(f"{self.name}.against: {path} is not a dedup index (no params.json)")
+            with open(meta, encoding="utf-8") as f:
+                theirs = json.load(f)
+            if theirs != params:
+                diff = {k: (theirs.get(k), v) for k, v in params.items() if theirs.get(k) != v}
+                raise ValueError(f"{self.name}.against: {path} was built with other settings (index, this run): {diff}")
+        out = self.config.index_output
+        if out:
+            keys_dir = os.path.join(out, "keys")
+            if os.path.isdir(keys_dir) and os.listdir(keys_dir):
+                raise ValueError(f"{self.name}.index_output: {out} already holds an index; choose a new directory")
+            os.makedirs(keys_dir, exist_ok=True)
+            with open(os.path.join(out, "params.json"), "w", encoding="utf-8") as f:
+                json.dump(params, f, indent=2, sort_keys=True)
+
+    def extra_stats(self) -> dict[str, Any]:
+        out = super().extra_stats()
+        if out:
+            lsh = self.config.lsh()
+            out.update(bands=lsh.bands, rows=lsh.rows, num_perm=self.config.num_perm)
+        return out
+
+
+__all__ = ["ExactDedup", "ExactDedupConfig", "MinHashDedup", "MinHashDedupConfig", "normalize_url"]

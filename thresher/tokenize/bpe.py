@@ -1,0 +1,277 @@
+"""Byte-level BPE encoding with tiktoken's exact semantics, fast in plain Python.
+
+The ids for a piece of text are decided as tiktoken decides them: the text is split by the
+pre-tokenisation regex; a piece whose bytes are a token becomes that token; any other piece is
+merged from single bytes by repeatedly joining the adjacent pair whose concatenation has the lowest
+rank (the leftmost on a tie). Ranks are the token ids.
+
+Speed comes from doing almost no Python work per piece. Text is dominated by a small set of
+recurring pieces, so a dict maps each piece (a ``str``, straight out of ``regex.findall``) to its
+tuple of ids. Encoding a text is then three C-level passes — ``findall``, ``map(cache.get)`` and
+``chain.from_iterable`` — and Python code runs only for pieces seen for the first time. The cache
+starts with every token that is valid UTF-8 and is reset to that when it outgrows its bound.
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+import operator
+from collections.abc import Iterable, Mapping, Sequence
+from itertools import chain, compress
+
+import numpy as np
+
+from thresher.tokenize.pretokenize import (
+    CL100K_PATTERN,
+    ENDOFTEXT,
+    compile_pattern,
+    special_splitter,
+    without_lone_surrogates,
+)
+
+logger = logging.getLogger(__name__)
+
+NO_RANK = 1 << 62
+LONG_PIECE = 256
+"""Pieces longer than this (bytes) are merged with a heap in O(n log n) instead of rescanning all
+pairs after each merge, so a megabyte-long run of letters cannot stall a worker."""
+DEFAULT_CACHE_SIZE = 300_000
+"""Cached pieces beyond the vocabulary; ~80 MB at most. A few hundred thousand distinct pieces
+cover almost every occurrence in web text."""
+MAX_CACHED_PIECE = 64
+"""Longer pieces are encoded every time they occur rather than cached: they rarely recur."""
+
+
+def token_dtype(vocab_size: int) -> np.dtype:
+    """The smallest unsigned dtype that holds every id: uint16 up to 65,536 tokens, else uint32."""
+    return np.dtype(np.uint16) if vocab_size <= 1 << 16 else np.dtype(np.uint32)
+
+
+def merge_piece(piece: bytes, ranks: Mapping[bytes, int]) -> list[int]:
+    """Ids of ``piece`` by rank-ordered merging (the piece is assumed not to be a token itself)."""
+    if len(piece) > LONG_PIECE:
+        return _merge_long_piece(piece, ranks)
+    get = ranks.get
+    bounds = list(range(len(piece) + 1))
+    pair_ranks = [get(piece[i : i + 2], NO_RANK) for i in range(len(piece) - 1)]
+    while pair_ranks:
+        best = min(pair_ranks)
+        if best == NO_RANK:
+            break
+        i = pair_ranks.index(best)  # the leftmost of equal ranks
+        del bounds[i + 1]
+        del pair_ranks[i]
+        if i < len(pair_ranks):
+            pair_ranks[i] = get(piece[bounds[i] : bounds[i + 2]], NO_RANK)
+        if i > 0:
+            pair_ranks[i - 1] = get(piece[bounds[i - 1] : bounds[i + 1]], NO_RANK)
+    return [ranks[piece[s:e]] for s, e in zip(bounds, bounds[1:])]
+
+
+def _merge_long_piece(piece: bytes, ranks: Mapping[bytes, int]) -> list[int]:
+    """Same result as :func:`merge_piece`, with a heap of (rank, start) and a linked list of parts."""
+    get = ranks.get
+    n = len(piece)
+    nxt = list(range(1, n + 1))  # part starting at i ends at nxt[i]
+    prv = list(range(-1, n))
+    alive = [True] * n
+    heap = [(r, i) for i in range(n - 1) if (r := get(piece[i : i + 2])) is not None]
+    heapq.heapify(heap)
+    while heap:
+        r, i = heapq.heappop(heap)
+        if not alive[i] or nxt[i] >= n:
+            continue
+        j = nxt[i]
+        end = nxt[j]
+        if get(piece[i:end]) != r:  # stale: the pair at i changed since this entry was pushed
+            continue
+        alive[j] = False
+        nxt[i] = end
+        if end < n:
+            prv[end] = i
+            if (r2 := get(piece[i : nxt[end]])) is not None:
+                heapq.heappush(heap, (r2, i))
+        left = prv[i]
+        if left >= 0 and (r2 := get(piece[left:end])) is not None:
+            heapq.heappush(heap, (r2, left))
+    out = []
+    i = 0
+    while i < n:
+        out.append(ranks[piece[i : nxt[i]]])
+        i = nxt[i]
+    return out
+
+
+class BPETokenizer:
+    """A byte-level BPE tokenizer: ``mergeable_ranks`` (token bytes → id, the 256 single bytes
+    included), a pre-tokenisation ``pattern`` and special tokens (name → id, above the ranks).
+
+    Encoding matches ``tiktoken.Encoding(pat_str=pattern, mergeable_ranks=..., special_tokens=...)``
+    id for id. Train one with :func:`thresher.tokenize.train.train_tokenizer`.
+    """
+
+    def __init__(
+        self,
+        mergeable_ranks: Mapping[bytes, int],
+        pattern: str = CL100K_PATTERN,
+        special_tokens: Mapping[str, int] | Sequence[str] = (ENDOFTEXT,),
+        cache_size: int = DEFAULT_CACHE_SIZE,
+    ) -> None:
+        self._ranks = dict(mergeable_ranks)
+        missing = [b for b in range(256) if bytes([b]) not in self._ranks]
+        if missing:
+            raise ValueError(f"mergeable_ranks lacks {len(missing)} single bytes (e.g. {missing[0]}): not byte-level")
+        if len(set(self._ranks.values())) != len(self._ranks):
+            raise ValueError("mergeable_ranks maps two tokens to the same id")
+        n_ranks = max(self._ranks.values()) + 1
+        if not isinstance(special_tokens, Mapping):
+            special_tokens = {name: n_ranks + i for i, name in enumerate(dict.fromkeys(special_tokens))}
+        self._special = dict(special_tokens)
+        clash = set(self._special.values()) & set(self._ranks.values())
+        if clash:
+            raise ValueError(f"special token ids collide with ordinary tokens: {sorted(clash)[:5]}")
+        self.pattern = pattern
+        self._regex = compile_pattern(pattern)
+        self._special_regex = special_splitter(self._special)
+        self._decoder: list[bytes | None] = [None] * max([n_ranks - 1, *self._special.values()], default=0)
+        self._decoder.append(None)
+        for token, i in self._ranks.items():
+            self._decoder[i] = token
+        for name, i in self._special.items():
+            self._decoder[i] = name.encode("utf-8")
+        self.cache_size = cache_size
+        self._base_cache = self._token_pieces()
+        self._cache: dict[str, tuple[int, ...]] = dict(self._base_cache)
+
+    def _token_pieces(self) -> dict[str, tuple[int, ...]]:
+        pieces = {}
+        for token, i in self._ranks.items():
+            try:
+                pieces[token.decode("utf-8")] = (i,)
+            except UnicodeDecodeError:
+                pass
+        return pieces
+
+    # -- vocabulary ------------------------------------------------------------------------------
+
+    @property
+    def vocab_size(self) -> int:
+        """One more than the largest id (ordinary or special): the size of an embedding table."""
+        return len(self._decoder)
+
+    @property
+    def n_ranks(self) -> int:
+        return len(self._ranks)
+
+    @property
+    def special_tokens(self) -> dict[str, int]:
+        return dict(self._special)
+
+    @property
+    def eot_id(self) -> int:
+        """Id of ``<|endoftext|>``, the document separator."""
+        try:
+            return self._special[ENDOFTEXT]
+        except KeyError:
+            raise ValueError(f"this tokenizer has no {ENDOFTEXT} special token") from None
+
+    @property
+    def dtype(self) -> np.dtype:
+        return token_dtype(self.vocab_size)
+
+    def mergeable_ranks(self) -> dict[bytes, int]:
+        return dict(self._ranks)
+
+    def token_bytes(self, token_id: int) -> bytes:
+        token = self._decoder[token_id] if 0 <= token_id < len(self._decoder) else None
+        if token is None:
+            raise ValueError(f"unknown token id {token_id}")
+        return token
+
+    # -- encoding --------------------------------------------------------------------------------
+
+    def encode_ordinary(self, text: str) -> list[int]:
+        """Ids of ``text`` with special-token names treated as plain text (what a pipeline wants
+        for web text: a page that contains ``<|endoftext|>`` must not end a document early)."""
+        try:
+            return self._encode_chunk(text)
+        except UnicodeEncodeError:
+            return self._encode_chunk(without_lone_surrogates(text))
+
+    def encode(self, text: str, allowed_special: Iterable[str] | str = "all") -> list[int]:
+        """Ids of ``text``; occurrences of the ``allowed_special`` names (default: all) become
+        their special ids."""
+        if self._special_regex is None or allowed_special != "all" and not allowed_special:
+            return self.encode_ordinary(text)
+        allowed = self._special if allowed_special == "all" else set(allowed_special)
+        if not any(name in text for name in allowed):
+            return self.encode_ordinary(text)
+        out: list[int] = []
+        plain: list[str] = []
+        for i, chunk in enumerate(self._special_regex.split(text)):
+            if i % 2 == 1 and chunk in allowed:
+                out += self.encode_ordinary("".join(plain))
+                plain.clear()
+                out.append(self._special[chunk])
+            else:
+                plain.append(chunk)
+        out += self.encode_ordinary("".join(plain))
+        return out
+
+    def encode_batch(self, texts: Iterable[str], allowed_special: Iterable[str] | str = "all") -> list[list[int]]:
+        return [self.encode(t, allowed_special) for t in texts]
+
+    def encode_ordinary_batch(self, texts: Iterable[str]) -> list[list[int]]:
+        return [self.encode_ordinary(t) for t in texts]
+
+    def _encode_chunk(self, text: str) -> list[int]:
+        pieces = self._regex.findall(text)
+        cache = self._cache
+        ids = list(map(cache.get, pieces))
+        if None in ids:
+            fresh, all_cached = self._encode_new(set(compress(pieces, map(operator.not_, ids))))
+            if all_cached and self._cache is cache:
+                ids = list(map(cache.__getitem__, pieces))
+            else:  # the cache was reset, or some pieces were too long to keep
+                ids = [i if i is not None else fresh[p] for p, i in zip(pieces, ids)]
+        return list(chain.from_iterable(ids))
+
+    def _encode_new(self, pieces: set[str]) -> tuple[dict[str, tuple[int, ...]], bool]:
+        """Ids of pieces seen for the first time; all but the longest are remembered."""
+        cache = self._cache
+        if len(cache) + len(pieces) > len(self._base_cache) + self.cache_size:
+            self._cache = cache = dict(self._base_cache)
+        ranks = self._ranks
+        fresh = {}
+        all_cached = True
+        for piece in pieces:
+            data = piece.encode("utf-8")
+            ids = fresh[piece] = tuple(merge_piece(data, ranks))
+            if len(data) <= MAX_CACHED_PIECE:
+                cache[piece] = ids
+            else:
+                all_cached = False
+        return fresh, all_cached
+
+    def clear_cache(self) -> None:
+        self._cache = dict(self._base_cache)
+
+    # -- decoding --------------------------------------------------------------------------------
+
+    def decode_bytes(self, ids: Iterable[int]) -> bytes:
+        if isinstance(ids, np.ndarray):
+            ids = ids.tolist()
+        try:
+            return b"".join(map(self._decoder.__getitem__, ids))
+        except (TypeError, IndexError):
+            bad = next(i for i in ids if not 0 <= i < len(self._decoder) or self._decoder[i] is None)
+            raise ValueError(f"unknown token id {bad}") from None
+
+    def decode(self, ids: Iterable[int], errors: str = "replace") -> str:
+        """Text of ``ids``. A sequence cut inside a multi-byte character decodes with U+FFFD for
+        the partial character (``errors='replace'``), as tiktoken does."""
+        return self.decode_bytes(ids).decode("utf-8", errors)
+
+    def __repr__(self) -> str:
+        return f"BPETokenizer(n_ranks={self.n_ranks}, specials={sorted(self._special)}, vocab_size={self.vocab_size})"
