@@ -48,6 +48,9 @@ demo: $(VENV)/.installed  ## run the whole pipeline on the bundled demo WARC →
 run: $(VENV)/.installed  ## run CONFIG=... [OUT=...] (e.g. make run CONFIG=pipeline/configs/fineweb.yaml)
 	$(THRESHER) run $(CONFIG) --output $(OUT)
 
+crawl: $(VENV)/.installed  ## crawl SEEDS=FILE [OUT=DIR] [ARGS=...]; no SEEDS: the bundled demo site on 127.0.0.1
+	$(THRESHER) crawl $(if $(SEEDS),--seeds $(SEEDS),--demo) --output $(if $(filter command line environment,$(origin OUT)),$(OUT),out/crawl) $(ARGS)
+
 test: $(VENV)/.installed-dev  ## install everything and run the whole test suite
 	$(PY) -m pytest $(PYTEST_ARGS)
 

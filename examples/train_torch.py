@@ -26,9 +26,10 @@ class TinyGPT(nn.Module):
     def __init__(self, vocab: int, seq_len: int, dim: int = 64, layers: int = 2, heads: int = 4):
         super().__init__()
         self.embed = nn.Embedding(vocab, dim)
+        nn.init.normal_(self.embed.weight, std=0.02)  # tied with the output head: keep logits small
         self.pos = nn.Parameter(torch.zeros(seq_len, dim))
         block = nn.TransformerEncoderLayer(dim, heads, 2 * dim, dropout=0.0, batch_first=True, norm_first=True)
-        self.blocks = nn.TransformerEncoder(block, layers)
+        self.blocks = nn.TransformerEncoder(block, layers, enable_nested_tensor=False)
         self.norm = nn.LayerNorm(dim)
         self.register_buffer("causal", nn.Transformer.generate_square_subsequent_mask(seq_len), persistent=False)
 

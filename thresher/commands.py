@@ -29,6 +29,11 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--address", help="Ray cluster address (default: $RAY_ADDRESS, else an embedded local Ray)")
     p.add_argument("--local", action="store_true", help="run in this process without Ray (debugging)")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue an interrupted run in the same output directory (skips input files already done)",
+    )
 
 
 def load_run_config(args: argparse.Namespace):
@@ -58,7 +63,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     except (ConfigError, InputError) as exc:
         print(f"thresher: config error: {exc}", file=sys.stderr)
         return 2
-    result = run_pipeline(cfg, local=args.local)
+    result = run_pipeline(cfg, local=args.local, resume=args.resume)
     print("\n".join(result.summary_lines()))
     print(f"\n{result.documents} documents in {result.shards} shard(s), {result.seconds:.1f}s")
     print(f"documents: {result.output / 'documents'}")

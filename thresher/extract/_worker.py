@@ -1,8 +1,9 @@
-"""The child side of :class:`thresher.extract.guard.SubprocessRunner`: one trafilatura per process.
+"""The child side of :class:`thresher.extract.guard.SubprocessRunner`: the extractors in a process
+of their own, so that a page they get stuck on can be ended with SIGKILL.
 
-Run as ``python -m thresher.extract._worker READ_FD WRITE_FD`` (frames: :mod:`._frames`). The first request carries the extractor options;
-the worker answers ``("ready",)`` once trafilatura is imported, then one reply per page:
-``("ok", text, metadata)`` or ``("error", exception type name, message)``.
+Run as ``python -m thresher.extract._worker READ_FD WRITE_FD`` (frames: :mod:`._frames`). The first
+request carries the trafilatura options; the worker answers ``("ready",)``, then one reply per
+``(task, args)`` request: ``("ok", value)`` or ``("error", exception type name, message)``.
 
 The worker exits on end-of-file, and also when its parent disappears while it is busy on a
 page (a watchdog thread notices the parent id change), so a killed Ray worker leaves no orphan.
@@ -27,18 +28,19 @@ def _exit_when_orphaned(parent: int) -> None:
 
 def main(read_fd: int, write_fd: int) -> int:
     threading.Thread(target=_exit_when_orphaned, args=(os.getppid(),), daemon=True).start()
-    from thresher.extract.extractors import TrafilaturaExtractor, TrafilaturaOptions
+    from thresher.extract.extractors import Extractors, TrafilaturaOptions
 
     options = read_frame(read_fd)
     if options is None:
         return 0
-    extractor = TrafilaturaExtractor(TrafilaturaOptions(**options))
+    extractors = Extractors(TrafilaturaOptions(**options))
+    extractors.prepare("trafilatura")
+    extractors.prepare("early_text")
     write_frame(write_fd, ("ready",))
     while (request := read_frame(read_fd)) is not None:
-        html, url = request
+        task, args = request
         try:
-            result = extractor(html, url)
-            reply = ("ok", result.text, result.metadata)
+            reply = ("ok", extractors.run(task, args))
         except Exception as exc:  # MemoryError and RecursionError included: report, go on
             reply = ("error", type(exc).__name__, str(exc)[:300])
         write_frame(write_fd, reply)

@@ -11,6 +11,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 METADATA_FIELDS = ("title", "author", "date", "hostname", "sitename")
+WARM_UP_PAGE = (
+    "<html><head><title>Warm-up</title><meta name='author' content='Nobody'></head><body><article>"
+    + "<p>A paragraph long enough to go through every step of the extractors once.</p>" * 8
+    + "</article></body></html>"
+)
 
 
 @dataclass(frozen=True)
@@ -71,10 +76,53 @@ def resiliparse_text(html: str, main_content: bool = True) -> tuple[str, str | N
 
     Comments are left out as in the trafilatura settings, so the two extractors aim at the same text.
     """
-    from resiliparse.extract.html2text import extract_plain_text
     from resiliparse.parse.html import HTMLTree
 
     tree = HTMLTree.parse(html)
-    text = extract_plain_text(tree, preserve_formatting=True, main_content=main_content, comments=False)
     title = (tree.title or "").strip() or None
-    return text, title
+    return _plain_text(tree, main_content), title
+
+
+def early_text(html: str, main_content_min_chars: int) -> str:
+    """The text the cascade judges a page by: resiliparse's main content, or the whole visible
+    text when the main-content heuristics find less than ``main_content_min_chars``."""
+    from resiliparse.parse.html import HTMLTree
+
+    tree = HTMLTree.parse(html)
+    text = _plain_text(tree, True)
+    if len(text.strip()) < main_content_min_chars:
+        text = _plain_text(tree, False)
+    return text
+
+
+def _plain_text(tree, main_content: bool) -> str:
+    from resiliparse.extract.html2text import extract_plain_text
+
+    return extract_plain_text(tree, preserve_formatting=True, main_content=main_content, comments=False)
+
+
+class Extractors:
+    """What a sandbox (this process or a child) runs: tasks by name, so requests can cross a pipe."""
+
+    def __init__(self, options: TrafilaturaOptions) -> None:
+        self.options = options
+        self._trafilatura: TrafilaturaExtractor | None = None
+
+    def prepare(self, task: str) -> None:
+        """Pay the one-off costs (imports, lazy module state) of ``task`` outside any time limit:
+        the first page must not time out for what the process start-up costs."""
+        if task == "trafilatura" and self._trafilatura is None:
+            self._trafilatura = TrafilaturaExtractor(self.options)
+            TrafilaturaExtractor(TrafilaturaOptions(deduplicate=False))(WARM_UP_PAGE)
+        elif task != "trafilatura":
+            early_text(WARM_UP_PAGE, 0)
+
+    def run(self, task: str, args: tuple) -> Any:
+        if task == "trafilatura":
+            self.prepare(task)
+            return self._trafilatura(*args)
+        if task == "early_text":
+            return early_text(*args)
+        if task == "resiliparse":
+            return resiliparse_text(*args)
+        raise ValueError(f"unknown extraction task {task!r}")

@@ -1,16 +1,17 @@
-"""Run trafilatura on one page with a time limit that really ends a runaway parse.
+"""Run the extractors on one page with a time limit that really ends a runaway parse.
 
-Two ways to stop a page that takes too long:
+Both extractors can run away: trafilatura in Python code (regexes, tree walks), resiliparse's
+main-content heuristics in C (time grows faster than the square of the nesting depth: a page of
+10,000 unclosed ``<div>`` takes 16 s). Ways to enforce the limit:
 
-* ``signal``: SIGALRM raises inside the parse. Nearly free, but only possible on the main
-  thread, and only at a point where the interpreter runs (a hang inside C code is not interrupted
-  until it returns).
-* ``subprocess``: the page is parsed in a persistent child process; on timeout the child is
-  killed (SIGKILL cannot be ignored) and a new one is started for the next page. Works on any
-  thread — Ray runs actor methods off the main thread — and also survives a crash of the parser.
-  Costs one pickle of the page each way.
-
-``auto`` picks ``signal`` on the main thread and ``subprocess`` elsewhere, page by page.
+* ``subprocess`` (default): the extractors live in a persistent child process; on timeout the
+  child is killed (SIGKILL cannot be ignored or delayed by C code) and a new one starts with the
+  next page. Works on any thread — Ray may run UDFs off the main thread — and survives a crash
+  of the parser. Costs one pickle of the page and its text through a pipe per call.
+* ``signal``: SIGALRM raises inside the parse. Nearly free, main thread only, and it cannot
+  interrupt C code: the resiliparse page above still takes its 16 s before the alarm is seen.
+* ``auto``: ``signal`` on the main thread, ``subprocess`` elsewhere, call by call.
+* ``off``: no limit.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from thresher.extract import _frames
-from thresher.extract.extractors import Extraction, TrafilaturaExtractor, TrafilaturaOptions
+from thresher.extract.extractors import Extractors, TrafilaturaOptions
 
 logger = logging.getLogger(__name__)
 
@@ -154,11 +155,11 @@ class SubprocessRunner:
         size = _frames.HEADER.unpack(self._read_exact(_frames.HEADER.size, deadline))[0]
         return pickle.loads(self._read_exact(size, deadline))
 
-    def extract(self, html: str, url: str | None) -> Extraction:
+    def run(self, task: str, args: tuple):
         if self._proc is None:
             self._start()
         try:
-            _frames.write_frame(self._to_child, (html, url))
+            _frames.write_frame(self._to_child, (task, args))
             reply = self._read_reply(self.timeout_s if self.timeout_s > 0 else 1e9)
         except ExtractionTimeout:
             self._restart("timeout")
@@ -167,7 +168,7 @@ class SubprocessRunner:
             self._restart("crash")
             raise WorkerCrashed(str(exc)) from exc
         if reply[0] == "ok":
-            return Extraction(reply[1], reply[2])
+            return reply[1]
         raise ExtractorError(reply[1], reply[2])
 
     def _restart(self, why: str) -> None:
@@ -179,16 +180,17 @@ class SubprocessRunner:
         self._kill()
 
 
-class GuardedTrafilatura:
-    """trafilatura with a per-page time limit, by the method ``mode`` names (see module doc)."""
+class Sandbox:
+    """Runs extraction tasks (see :class:`~thresher.extract.extractors.Extractors`) under a per-call
+    time limit enforced as ``mode`` says (see module doc)."""
 
-    def __init__(self, options: TrafilaturaOptions, timeout_s: float, mode: str = "auto") -> None:
+    def __init__(self, options: TrafilaturaOptions, timeout_s: float, mode: str = "subprocess") -> None:
         if mode not in ("auto", "signal", "subprocess", "off"):
             raise ValueError(f"unknown timeout mode {mode!r}")
         self.options = options
         self.timeout_s = timeout_s
         self.mode = mode
-        self._local: TrafilaturaExtractor | None = None
+        self._local: Extractors | None = None
         self._child: SubprocessRunner | None = None
 
     @property
@@ -196,26 +198,27 @@ class GuardedTrafilatura:
         return self._child.restarts if self._child else 0
 
     def _method(self) -> str:
+        if self.timeout_s <= 0 or self.mode == "off":
+            return "off"
         if self.mode == "auto":
-            if self.timeout_s <= 0:
-                return "off"
             return "signal" if on_main_thread() else "subprocess"
         if self.mode == "signal" and not on_main_thread():
             raise RuntimeError("timeout_mode 'signal' needs the main thread; use 'auto' or 'subprocess'")
         return self.mode
 
-    def extract(self, html: str, url: str | None = None) -> Extraction:
+    def run(self, task: str, *args):
         method = self._method()
         if method == "subprocess":
             if self._child is None:
                 self._child = SubprocessRunner(self.options, self.timeout_s)
-            return self._child.extract(html, url)
+            return self._child.run(task, args)
         if self._local is None:
-            self._local = TrafilaturaExtractor(self.options)
+            self._local = Extractors(self.options)
+        self._local.prepare(task)
         if method == "signal":
             with alarm(self.timeout_s):
-                return self._local(html, url)
-        return self._local(html, url)
+                return self._local.run(task, args)
+        return self._local.run(task, args)
 
     def close(self) -> None:
         if self._child is not None:

@@ -29,8 +29,8 @@ from urllib.parse import urlsplit
 
 from thresher.document import Document, Drop
 from thresher.extract.charset import decode_html
-from thresher.extract.extractors import Extraction, TrafilaturaExtractor, TrafilaturaOptions, resiliparse_text
-from thresher.extract.guard import ExtractionTimeout, ExtractorError, GuardedTrafilatura, WorkerCrashed
+from thresher.extract.extractors import Extraction, TrafilaturaExtractor, TrafilaturaOptions
+from thresher.extract.guard import ExtractionTimeout, ExtractorError, Sandbox, WorkerCrashed
 from thresher.extract.sniff import looks_binary, non_html_reason
 from thresher.stage import Stage
 
@@ -59,10 +59,10 @@ class ExtractConfig:
     with_metadata: bool = True
     """Title, author, date, sitename from trafilatura (about half of its cost on news pages)."""
     timeout_s: float = 10.0
-    """Per-page limit on trafilatura; a page that takes longer is dropped as error ``timeout``."""
-    timeout_mode: Literal["auto", "signal", "subprocess", "off"] = "auto"
-    """How the limit is enforced (see :mod:`thresher.extract.guard`); ``auto``: SIGALRM on the
-    main thread, a killable child process elsewhere."""
+    """Per-page limit on each extractor call; a page that takes longer is dropped as error ``timeout``."""
+    timeout_mode: Literal["subprocess", "auto", "signal", "off"] = "subprocess"
+    """How the limit is enforced (see :mod:`thresher.extract.guard`). ``subprocess`` is the only
+    one that stops a parse stuck in C code; ``signal`` is cheaper, main thread only."""
     max_html_bytes: int = 5 * 1024 * 1024
     """Pages larger than this are not parsed (error ``too_large``)."""
     min_text_chars: int = 1
@@ -124,7 +124,7 @@ class ExtractStage(Stage):
     def __init__(self, config: ExtractConfig | None = None) -> None:
         super().__init__(config)
         cfg: ExtractConfig = self.config
-        self._trafilatura = GuardedTrafilatura(cfg.trafilatura_options(), cfg.timeout_s, cfg.timeout_mode)
+        self._sandbox = Sandbox(cfg.trafilatura_options(), cfg.timeout_s, cfg.timeout_mode)
 
     def process(self, doc: Document) -> Document | Drop:
         return self.process_batch([doc])[0]
@@ -174,14 +174,13 @@ class ExtractStage(Stage):
         texts: list[str] = []
         going: list[_Page] = []
         for page in pages:
-            try:
-                text, _ = resiliparse_text(page.html, main_content=True)
-                if len(text.strip()) < cfg.main_content_min_chars:
-                    text, _ = resiliparse_text(page.html, main_content=False)
-            except Exception as exc:  # resiliparse failed: let trafilatura have its go
-                logger.debug("resiliparse failed on %s: %r", page.doc.id, exc)
-                text = None
             self.stats.extra["resiliparse_pages"] += 1
+            text = self._call(page, "early_text", page.html, cfg.main_content_min_chars)
+            if isinstance(text, Drop):
+                if text.reason == "timeout":
+                    page.result = text
+                    continue
+                text = None  # resiliparse failed on the markup: let trafilatura have its go
             if text is not None and len(text.strip()) < cfg.early_min_chars:
                 page.result = Drop("early_too_short", value=len(text.strip()))
                 continue
@@ -202,30 +201,35 @@ class ExtractStage(Stage):
             survivors.append(page)
         return survivors
 
-    def _trafilatura_final(self, page: _Page) -> Document | Drop:
+    def _call(self, page: _Page, task: str, *args):
+        """One sandboxed extractor call; failures come back as the Drop that counts them."""
         cfg: ExtractConfig = self.config
-        self.stats.extra["trafilatura_pages"] += 1
-        restarts = self._trafilatura.restarts
+        restarts = self._sandbox.restarts
         try:
-            result = self._trafilatura.extract(page.html, page.doc.url)
+            return self._sandbox.run(task, *args)
         except ExtractionTimeout:
-            return Drop("timeout", kind="error", value=cfg.timeout_s)
+            logger.info("extract: %s timed out after %ss on %s (%s)", task, cfg.timeout_s, page.doc.id, page.doc.url)
+            return Drop("timeout", kind="error", value=cfg.timeout_s, detail=task)
         except WorkerCrashed as exc:
-            return Drop("worker_crash", kind="error", detail=str(exc)[:300])
+            return Drop("worker_crash", kind="error", detail=f"{task}: {exc}"[:300])
         except ExtractorError as exc:
-            return Drop("parse_error", kind="error", detail=str(exc)[:300])
+            return Drop("parse_error", kind="error", detail=f"{task}: {exc}"[:300])
         except Exception as exc:  # lxml and trafilatura raise a zoo of exceptions on broken markup
-            return Drop("parse_error", kind="error", detail=f"{type(exc).__name__}: {exc}"[:300])
+            return Drop("parse_error", kind="error", detail=f"{task}: {type(exc).__name__}: {exc}"[:300])
         finally:
-            self.stats.extra["worker_restarts"] += self._trafilatura.restarts - restarts
-        return self._finish(page, result)
+            self.stats.extra["worker_restarts"] += self._sandbox.restarts - restarts
+
+    def _trafilatura_final(self, page: _Page) -> Document | Drop:
+        self.stats.extra["trafilatura_pages"] += 1
+        result = self._call(page, "trafilatura", page.html, page.doc.url)
+        return result if isinstance(result, Drop) else self._finish(page, result)
 
     def _resiliparse_final(self, page: _Page) -> Document | Drop:
         self.stats.extra["resiliparse_pages"] += 1
-        try:
-            text, title = resiliparse_text(page.html, main_content=True)
-        except Exception as exc:
-            return Drop("parse_error", kind="error", detail=f"{type(exc).__name__}: {exc}"[:300])
+        result = self._call(page, "resiliparse", page.html, True)
+        if isinstance(result, Drop):
+            return result
+        text, title = result
         return self._finish(page, Extraction(text.strip(), {"title": title} if title else {}))
 
     def _finish(self, page: _Page, result: Extraction) -> Document | Drop:
@@ -247,4 +251,4 @@ class ExtractStage(Stage):
         return doc
 
     def close(self) -> None:
-        self._trafilatura.close()
+        self._sandbox.close()

@@ -57,7 +57,8 @@ class C4QualityFilter(LanguageAwareStage):
     Config = C4Config
 
     def process(self, doc: Document) -> Document | Drop:
-        cfg: C4Config = self.config_for(self.language_of(doc))
+        lang = self.language_of(doc)
+        cfg: C4Config = self.config_for(lang)
         min_sentences = cfg.min_num_sentences or 0
         min_words = cfg.min_words_per_line or 0
         max_len = cfg.max_word_length
@@ -90,7 +91,7 @@ class C4QualityFilter(LanguageAwareStage):
                 removed["c4_line_policy"] += 1
                 continue
             if sentences < min_sentences:  # only the comparison matters: stop counting once reached
-                sentences += count_sentences(line)
+                sentences += count_sentences(line, lang)
             kept.append(line)
         if sentences < min_sentences:
             return Drop("c4_too_few_sentences", value=sentences)

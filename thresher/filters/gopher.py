@@ -52,6 +52,10 @@ class GopherQualityConfig:
         validate_language_overrides(self, where)
 
 
+def _has_letter(word: str) -> bool:
+    return any(c.isalpha() for c in word)
+
+
 class GopherQualityFilter(LanguageAwareStage):
     """Reasons: ``gopher_short_doc``, ``gopher_long_doc``, ``gopher_below_avg_threshold``,
     ``gopher_above_avg_threshold``, ``gopher_too_many_hashes``, ``gopher_too_many_ellipsis``,
@@ -73,7 +77,7 @@ class GopherQualityFilter(LanguageAwareStage):
             self.stats.extra[f"no_segmenter:{lang}"] += 1
             return doc
         n_words = len(words)
-        content = [w for w in words if not SYMBOL_CHARS.issuperset(w)]
+        content = [w for w in words if w.isalnum() or not SYMBOL_CHARS.issuperset(w)]
         n_content = len(content)
         if cfg.min_doc_words and n_content < cfg.min_doc_words:
             return Drop("gopher_short_doc", value=n_content)
@@ -105,7 +109,7 @@ class GopherQualityFilter(LanguageAwareStage):
             if ratio > cfg.max_ellipsis_lines_ratio:
                 return Drop("gopher_too_many_end_ellipsis", value=ratio)
         if cfg.min_alpha_words_ratio:
-            ratio = sum(any(c.isalpha() for c in w) for w in words) / n_words
+            ratio = sum(w.isalpha() or _has_letter(w) for w in words) / n_words
             if ratio < cfg.min_alpha_words_ratio:
                 return Drop("gopher_below_alpha_threshold", value=ratio)
             doc.scores["gopher_alpha_words_ratio"] = round(ratio, 4)

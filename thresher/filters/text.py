@@ -64,25 +64,44 @@ ABBREVIATIONS = frozenset(
 
 def _is_abbreviation(word: str) -> bool:
     stem = word[:-1].lower()
-    return len(stem) == 1 or stem in ABBREVIATIONS or stem.rsplit("-", 1)[-1] in ABBREVIATIONS
+    return (len(stem) == 1 and stem.isalpha()) or stem in ABBREVIATIONS or stem.rsplit("-", 1)[-1] in ABBREVIATIONS
+
+
+_CLOSERS = frozenset(")]}>\"'”’»")
 
 
 def _split_latin(text: str) -> list[str]:
     out: list[str] = []
     append = out.append
-    for chunk in text.split():
+    chunks = text.split()
+    last = len(chunks) - 1
+    for i, chunk in enumerate(chunks):
         if chunk.isalnum():  # most words: nothing to split
             append(chunk)
             continue
-        _split_chunk(chunk, append)
+        next_lower = i < last and chunks[i + 1][:1].islower()
+        _split_chunk(chunk, next_lower, append)
     return out
 
 
-def _split_chunk(chunk: str, append) -> None:
-    for tok in _TOKEN.findall(chunk):
+def _keeps_period(word: str, next_lower: bool) -> bool:
+    """Whether a period ending a word belongs to it (abbreviation, initial, or an ordinal number
+    followed by a lower-case word) rather than ending the sentence."""
+    stem = word[:-1]
+    if stem.isdigit():
+        return next_lower
+    return _is_abbreviation(word)
+
+
+def _split_chunk(chunk: str, next_lower: bool, append) -> None:
+    tokens = _TOKEN.findall(chunk)
+    final = len(tokens) - 1  # the last token before closing brackets and quotes
+    while final > 0 and tokens[final] in _CLOSERS:
+        final -= 1
+    for k, tok in enumerate(tokens):
         if len(tok) > 1:
             if "'" in tok:
-                if tok[0] == "'" and len(tok) > 1:
+                if tok[0] == "'":
                     append("'")
                     tok = tok[1:]
                 m = _CONTRACTION.match(tok)
@@ -92,7 +111,8 @@ def _split_chunk(chunk: str, append) -> None:
                 elif tok[-1] == "'" and len(tok) > 1:
                     append(tok[:-1])
                     tok = "'"
-            if tok[-1] == "." and len(tok) > 1 and tok[-2] != "." and not _is_abbreviation(tok):
+            if (k == final and tok[-1] == "." and len(tok) > 1 and tok[-2] != "."
+                    and not _keeps_period(tok, next_lower)):
                 append(tok[:-1])
                 tok = "."
         append(tok)
@@ -158,24 +178,35 @@ def split_words(text: str, language: str = "en") -> list[str]:
     return _split_latin(text)
 
 
-_SENTENCE_END = regex.compile(r"(\.\.\.|\p{Sentence_Terminal})[\"'”’»)\]]*(?=\s+\S)")
+# Sentence ends: for English ". ? !" then a space, as English Punkt has it; for other languages
+# any Unicode sentence terminal (। ؟ ። ...) then a space; where words are not separated by
+# spaces (。), the terminal alone.
+_CLOSE = r"[\"'”’»)\]]*"
+_SENTENCE_END = {
+    "en": re.compile(rf"(\.\.\.|[.?!]){_CLOSE}\s+(\S)"),
+    "spaced": regex.compile(rf"(\.\.\.|\p{{Sentence_Terminal}}){_CLOSE}\s+(\S)"),
+    "spaceless": regex.compile(rf"(\.\.\.|\p{{Sentence_Terminal}}){_CLOSE}\s*(\S)"),
+}
 _OPENERS = "\"'“‘«([{"
+_SPACELESS = frozenset({"zh", "ja", "th", "lo", "km", "my", "bo"})
 
 
-def count_sentences(line: str) -> int:
-    """Sentences in one line. A boundary is a terminal mark followed by more text, except an
-    ellipsis, and a period after an abbreviation or an initial."""
+def count_sentences(line: str, language: str = "en") -> int:
+    """Sentences in one line. A boundary is a terminal mark followed by more text, except after
+    an ellipsis, and except a period that belongs to its word (see :func:`_keeps_period`)."""
     if not line.strip():
         return 0
+    kind = "en" if language == "en" else "spaceless" if language in _SPACELESS else "spaced"
+    pattern = _SENTENCE_END[kind]
     count = 1
-    for m in _SENTENCE_END.finditer(line):
+    for m in pattern.finditer(line):
         mark = m.group(1)
         if mark == "...":
             continue
         if mark == ".":
             start = line.rfind(" ", 0, m.start()) + 1
             word = line[start : m.start() + 1].lstrip(_OPENERS)
-            if len(word) < 2 or _is_abbreviation(word):
+            if len(word) < 2 or _keeps_period(word, m.group(2).islower()):
                 continue
         count += 1
     return count

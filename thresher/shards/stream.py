@@ -33,6 +33,7 @@ import hashlib
 import json
 import logging
 import os
+import sys
 import threading
 from collections import OrderedDict, deque
 from collections.abc import Iterator
@@ -293,7 +294,8 @@ class ConsumerEpoch:
                     yield block[skip:] if skip else block
                     skip = 0
         finally:
-            pool.shutdown(wait=True, cancel_futures=True)
+            if not sys.is_finalizing():  # a generator collected at interpreter exit: threads are gone
+                pool.shutdown(wait=True, cancel_futures=True)
 
     def _filled(self, start: int) -> Iterator[tuple[np.ndarray, int]]:
         """Contiguous ``batch_tokens`` buffers (token dtype) from batch ``start`` on, and how many
