@@ -16,7 +16,7 @@ SEEDS  ?=
 export RAY_AUTH_MODE ?= disabled
 export RAY_USAGE_STATS_ENABLED ?= 0
 
-.PHONY: help install install-dev models demo run crawl test test-fast lint bench report clean
+.PHONY: help install install-dev models demo run crawl test test-fast lint bench report clean chromium
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
@@ -51,10 +51,18 @@ run: $(VENV)/.installed  ## run CONFIG=... [OUT=...] (e.g. make run CONFIG=pipel
 crawl: $(VENV)/.installed  ## crawl SEEDS=FILE [OUT=DIR] [ARGS=...]; no SEEDS: the bundled demo site on 127.0.0.1
 	$(THRESHER) crawl $(if $(SEEDS),--seeds $(SEEDS),--demo) --output $(if $(filter command line environment,$(origin OUT)),$(OUT),out/crawl) $(ARGS)
 
-test: $(VENV)/.installed-dev  ## install everything and run the whole test suite
+report: $(VENV)/.installed  ## write OUT/report.html for a finished run (make report OUT=out/demo)
+	$(THRESHER) report $(OUT)
+
+# Headless Chromium renders the run report in its test (Debian package; skipped when not root).
+chromium:
+	@command -v chromium >/dev/null 2>&1 || [ "$$(id -u)" != 0 ] || \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null)
+
+test: $(VENV)/.installed-dev chromium  ## install everything and run the whole test suite
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-test-fast: $(VENV)/.installed-dev  ## the fast tests only (skips those marked slow)
+test-fast: $(VENV)/.installed-dev chromium  ## the fast tests only (skips those marked slow)
 	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
 
 lint: $(VENV)/.installed-dev  ## ruff

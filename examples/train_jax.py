@@ -82,8 +82,10 @@ def main() -> None:
     m = jax.tree_util.tree_map(jnp.zeros_like, params)
     v = jax.tree_util.tree_map(jnp.zeros_like, params)
     n_params = sum(x.size for x in jax.tree_util.tree_leaves(params))
-    print(f"{n_params:,} parameters on {jax.devices()[0].platform} x{jax.device_count()}; "
-          f"host {jax.process_index()}/{jax.process_count()}, {len(data)} batches per epoch")
+    print(
+        f"{n_params:,} parameters on {jax.devices()[0].platform} x{jax.device_count()}; "
+        f"host {jax.process_index()}/{jax.process_count()}, {len(data)} batches per epoch"
+    )
 
     step, tokens, start = 0, 0, time.perf_counter()
     while step < args.steps:

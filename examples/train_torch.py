@@ -28,10 +28,14 @@ class TinyGPT(nn.Module):
         self.embed = nn.Embedding(vocab, dim)
         nn.init.normal_(self.embed.weight, std=0.02)  # tied with the output head: keep logits small
         self.pos = nn.Parameter(torch.zeros(seq_len, dim))
-        block = nn.TransformerEncoderLayer(dim, heads, 2 * dim, dropout=0.0, batch_first=True, norm_first=True)
+        block = nn.TransformerEncoderLayer(
+            dim, heads, 2 * dim, dropout=0.0, batch_first=True, norm_first=True
+        )
         self.blocks = nn.TransformerEncoder(block, layers, enable_nested_tensor=False)
         self.norm = nn.LayerNorm(dim)
-        self.register_buffer("causal", nn.Transformer.generate_square_subsequent_mask(seq_len), persistent=False)
+        self.register_buffer(
+            "causal", nn.Transformer.generate_square_subsequent_mask(seq_len), persistent=False
+        )
 
     def forward(self, idx: torch.Tensor) -> torch.Tensor:
         h = self.embed(idx) + self.pos[: idx.shape[1]]
@@ -46,13 +50,17 @@ def main() -> None:
     ap.add_argument("--seq-len", type=int, default=128)
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
-    ap.add_argument("--checkpoint", default=None, help="save model + loader state here at the end; resume if present")
+    ap.add_argument(
+        "--checkpoint", default=None, help="save model + loader state here at the end; resume if present"
+    )
     args = ap.parse_args()
 
     rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
     device = "cuda" if torch.cuda.is_available() else "cpu"
     torch.manual_seed(0)
-    data = TokenDataset(args.tokens_dir, args.seq_len, batch_size=args.batch_size, rank=rank, world_size=world)
+    data = TokenDataset(
+        args.tokens_dir, args.seq_len, batch_size=args.batch_size, rank=rank, world_size=world
+    )
     loader = TokenLoader(data, num_workers=args.workers, pin_memory=device == "cuda")
     model = TinyGPT(data.vocab_size, args.seq_len).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
@@ -83,8 +91,10 @@ def main() -> None:
             if step == args.steps:
                 break
     if args.checkpoint:
-        torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "data": loader.state_dict()},
-                   args.checkpoint)
+        torch.save(
+            {"model": model.state_dict(), "opt": opt.state_dict(), "data": loader.state_dict()},
+            args.checkpoint,
+        )
 
 
 if __name__ == "__main__":

@@ -118,10 +118,12 @@ def test_rule_family_agrees_with_datatrove(decisions, family):
     assert agree >= MIN_AGREEMENT, f"{family}: agreement {agree:.4f}; e.g. (ours, theirs) {disagreements}"
     # Not a vacuous agreement: the family drops real pages on both sides.
     assert sum(not o for o, *_ in rows) >= 10
-    # Our drop reasons name datatrove's rule, with the family's prefix.
-    for kept_o, reason_o, kept_t, reason_t, _ in rows:
-        if not kept_o and not kept_t and reason_t:
-            assert reason_o.endswith(reason_t.removeprefix("gopher_")), (reason_o, reason_t)
+    # Where both drop, mostly for the same rule (ours: datatrove's name with the family's prefix).
+    # The rules run in the same order, so a different reason means the two sides measured a
+    # value on different sides of a threshold (see the module docstring), never a renamed rule.
+    both = [(ro, rt) for o, ro, t, rt, _ in rows if not o and not t and rt]
+    same_rule = sum(ro.endswith(rt.removeprefix("gopher_")) for ro, rt in both)
+    assert same_rule >= MIN_AGREEMENT * len(both), [(ro, rt) for ro, rt in both if not ro.endswith(rt)][:5]
 
 
 @pytest.fixture(scope="session")

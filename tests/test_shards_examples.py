@@ -29,8 +29,17 @@ def tokens_dir(tmp_path_factory, shared_data):
 def test_example_trains(tokens_dir, tmp_path, script, framework):
     pytest.importorskip(framework)
     batch_flag = "--batch-size" if framework == "torch" else "--global-batch-size"
-    cmd = [sys.executable, str(ROOT / "examples" / script), str(tokens_dir), "--steps", "20",
-           "--seq-len", "64", batch_flag, "8"]
+    cmd = [
+        sys.executable,
+        str(ROOT / "examples" / script),
+        str(tokens_dir),
+        "--steps",
+        "20",
+        "--seq-len",
+        "64",
+        batch_flag,
+        "8",
+    ]
     if framework == "torch":
         cmd += ["--checkpoint", str(tmp_path / "ckpt.pt")]
     # one intra-op thread: OpenMP spin-waiting on a shared 2-core box costs minutes

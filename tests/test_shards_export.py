@@ -23,9 +23,16 @@ def tokens_dir(tmp_path_factory, shared_data):
 
 def split_stream(tokens_dir, split):
     manifest = json.loads((tokens_dir / MANIFEST_NAME).read_text())
-    parts = [np.concatenate([np.asarray(t, np.uint16) for t in
-                             pq.read_table(tokens_dir / s["path"]).column("tokens").to_pylist()])
-             for s in manifest["shards"] if s["split"] == split]
+    parts = [
+        np.concatenate(
+            [
+                np.asarray(t, np.uint16)
+                for t in pq.read_table(tokens_dir / s["path"]).column("tokens").to_pylist()
+            ]
+        )
+        for s in manifest["shards"]
+        if s["split"] == split
+    ]
     return np.concatenate(parts)
 
 
@@ -41,8 +48,23 @@ def test_export_llmc_header_and_tokens(tmp_path, tokens_dir):
 
 def test_export_nanogpt_validation_split_in_pieces(tmp_path, tokens_dir):
     out = tmp_path / "val.bin"
-    assert main(["shards", "export-bin", str(tokens_dir), str(out), "--split", "validation",
-                 "--format", "nanogpt", "--max-tokens-per-file", "20000"]) == 0
+    assert (
+        main(
+            [
+                "shards",
+                "export-bin",
+                str(tokens_dir),
+                str(out),
+                "--split",
+                "validation",
+                "--format",
+                "nanogpt",
+                "--max-tokens-per-file",
+                "20000",
+            ]
+        )
+        == 0
+    )
     files = sorted(tmp_path.glob("val_*.bin"))
     expected = split_stream(tokens_dir, "validation")
     assert len(files) == -(-expected.size // 20_000)

@@ -33,7 +33,9 @@ def split_docs(tokens_dir, split):
     docs = []
     for s in manifest["shards"]:
         if s["split"] == split:
-            docs += [np.asarray(t) for t in pq.read_table(tokens_dir / s["path"]).column("tokens").to_pylist()]
+            docs += [
+                np.asarray(t) for t in pq.read_table(tokens_dir / s["path"]).column("tokens").to_pylist()
+            ]
     return docs
 
 
@@ -42,7 +44,7 @@ def consumer_stream(windows: list[np.ndarray]) -> np.ndarray:
     flat = np.concatenate([w.reshape(-1) for w in windows]) if windows else np.zeros(0, np.int64)
     pad = np.flatnonzero(flat == PAD)
     if pad.size:
-        assert np.all(flat[pad[0]:] == PAD), "padding inside the stream"
+        assert np.all(flat[pad[0] :] == PAD), "padding inside the stream"
         flat = flat[: pad[0]]
     return flat
 
@@ -100,8 +102,16 @@ LOADER_BATCH = 16  # fewer, larger batches keep the worker-process runs short
 
 
 def loader_batches(tokens_dir, world, workers, rank, **kw):
-    ds = TokenDataset(tokens_dir, SEQ, batch_size=LOADER_BATCH, rank=rank, world_size=world, seed=3,
-                      shuffle_buffer_tokens=50_000, **kw)
+    ds = TokenDataset(
+        tokens_dir,
+        SEQ,
+        batch_size=LOADER_BATCH,
+        rank=rank,
+        world_size=world,
+        seed=3,
+        shuffle_buffer_tokens=50_000,
+        **kw,
+    )
     return [(x.numpy(), y.numpy()) for x, y in TokenLoader(ds, num_workers=workers)], ds
 
 

@@ -53,8 +53,9 @@ def read_back(path):
 
 def test_shard_roundtrip_schema_row_groups_and_metadata(tmp_path, encoded):
     ids, arrays, eot = encoded
-    info = write_token_shard(tmp_path, "shard-00000", ids, arrays, dtype="uint16", eot_id=eot,
-                             row_group_tokens=20_000)
+    info = write_token_shard(
+        tmp_path, "shard-00000", ids, arrays, dtype="uint16", eot_id=eot, row_group_tokens=20_000
+    )
     got_ids, got_tokens, table = read_back(tmp_path / "shard-00000.parquet")
     assert got_ids == ids
     assert all(np.array_equal(a, b) for a, b in zip(got_tokens, arrays, strict=True))
@@ -62,8 +63,10 @@ def test_shard_roundtrip_schema_row_groups_and_metadata(tmp_path, encoded):
     assert table.column("n_tokens").to_pylist() == [a.size for a in arrays]
     pf = pq.ParquetFile(tmp_path / "shard-00000.parquet")
     assert pf.metadata.row_group(0).column(1).compression == "ZSTD"
-    rg_tokens = [sum(pf.read_row_group(i, columns=["n_tokens"]).column(0).to_pylist())
-                 for i in range(pf.num_row_groups)]
+    rg_tokens = [
+        sum(pf.read_row_group(i, columns=["n_tokens"]).column(0).to_pylist())
+        for i in range(pf.num_row_groups)
+    ]
     assert rg_tokens == info.row_group_tokens and len(rg_tokens) > 1
     assert sum(info.row_group_tokens) == info.tokens == sum(a.size for a in arrays)
     # every row group but the last reaches the target, and none overshoots by more than its last doc
@@ -98,7 +101,11 @@ def test_bad_input_is_rejected_without_leaving_a_file(tmp_path, encoded):
 
 def test_uint32_for_large_vocabularies(tmp_path, encoded):
     ids, arrays, _ = encoded
-    assert token_dtype(50_257) == "uint16" and token_dtype(65_536) == "uint16" and token_dtype(128_256) == "uint32"
+    assert (
+        token_dtype(50_257) == "uint16"
+        and token_dtype(65_536) == "uint16"
+        and token_dtype(128_256) == "uint32"
+    )
     big = [a.astype(np.uint32) + 100_000 for a in arrays[:5]]
     write_token_shard(tmp_path, "shard-00000", ids[:5], big, dtype="uint32")
     _, got, table = read_back(tmp_path / "shard-00000.parquet")
@@ -118,11 +125,18 @@ def test_split_is_stable_per_document():
 
 def test_streaming_writer_splits_rolls_and_writes_manifest(tmp_path, encoded):
     ids, arrays, eot = encoded
-    with TokenShardWriter(tmp_path, dtype="uint16", eot_id=eot, validation_fraction=0.2,
-                          target_tokens=30_000, row_group_tokens=4_096) as w:
+    with TokenShardWriter(
+        tmp_path,
+        dtype="uint16",
+        eot_id=eot,
+        validation_fraction=0.2,
+        target_tokens=30_000,
+        row_group_tokens=4_096,
+    ) as w:
         w.add_batch(ids, arrays)
-    manifest = write_manifest(tmp_path, tokenizer=TOKENIZER, config_hash="c0ffee", validation_fraction=0.2,
-                              shards=w.shards)
+    manifest = write_manifest(
+        tmp_path, tokenizer=TOKENIZER, config_hash="c0ffee", validation_fraction=0.2, shards=w.shards
+    )
     assert manifest == load_manifest(tmp_path)
     by_split = {s: [x for x in manifest["shards"] if x["split"] == s] for s in ("train", "validation")}
     assert len(by_split["train"]) > 2 and len(by_split["validation"]) >= 1
@@ -137,7 +151,8 @@ def test_streaming_writer_splits_rolls_and_writes_manifest(tmp_path, encoded):
             seen[i] = entry["split"]
     assert sorted(seen) == sorted(ids)  # every document once, in exactly one split
     assert manifest["totals"]["train"]["tokens"] + manifest["totals"]["validation"]["tokens"] == sum(
-        a.size for a in arrays)
+        a.size for a in arrays
+    )
     assert manifest["tokenizer"] == TOKENIZER and manifest["config_hash"] == "c0ffee"
     assert verify_tokens_dir(tmp_path) == []
 
@@ -146,12 +161,19 @@ def test_manifest_leaves_out_stray_files_and_rejects_wrong_dtype(tmp_path, encod
     ids, arrays, _ = encoded
     a = write_token_shard(tmp_path, "shard-a-00000", ids[:10], arrays[:10], dtype="uint16")
     write_token_shard(tmp_path, "shard-old-00000", ids[10:20], arrays[10:20], dtype="uint16")
-    manifest = write_manifest(tmp_path, tokenizer=TOKENIZER, config_hash="x", validation_fraction=0.0, shards=[a])
+    manifest = write_manifest(
+        tmp_path, tokenizer=TOKENIZER, config_hash="x", validation_fraction=0.0, shards=[a]
+    )
     assert [s["path"] for s in manifest["shards"]] == ["shard-a-00000.parquet"]
     assert "shard-old-00000.parquet" in caplog.text
     with pytest.raises(ShardError, match="shard-a-00000.parquet"):
-        write_manifest(tmp_path, tokenizer={**TOKENIZER, "vocab_size": 100_000, "dtype": "uint32"},
-                       config_hash="x", validation_fraction=0.0, shards=[a])
+        write_manifest(
+            tmp_path,
+            tokenizer={**TOKENIZER, "vocab_size": 100_000, "dtype": "uint32"},
+            config_hash="x",
+            validation_fraction=0.0,
+            shards=[a],
+        )
 
 
 def test_manifest_detects_a_shard_changed_after_writing(tmp_path, encoded):
@@ -170,15 +192,23 @@ def test_parallel_ray_writers_then_one_manifest(tmp_path, encoded, ray_session):
 
     @ray.remote
     def write_part(part: int, part_ids, part_arrays):
-        with TokenShardWriter(tmp_path, dtype="uint16", eot_id=eot, validation_fraction=0.1,
-                              target_tokens=25_000, prefix=f"w{part}") as w:
+        with TokenShardWriter(
+            tmp_path,
+            dtype="uint16",
+            eot_id=eot,
+            validation_fraction=0.1,
+            target_tokens=25_000,
+            prefix=f"w{part}",
+        ) as w:
             w.add_batch(part_ids, part_arrays)
         return [s.to_dict() for s in w.shards]
 
     parts = [(i, ids[i::3], arrays[i::3]) for i in range(3)]
     results = ray.get([write_part.remote(*p) for p in parts])
     shards = [s for r in results for s in r]
-    manifest = write_manifest(tmp_path, tokenizer=TOKENIZER, config_hash="x", validation_fraction=0.1, shards=shards)
+    manifest = write_manifest(
+        tmp_path, tokenizer=TOKENIZER, config_hash="x", validation_fraction=0.1, shards=shards
+    )
     names = [s["path"] for s in manifest["shards"]]
     assert {n.split("-")[1] for n in names} == {"w0", "w1", "w2"}
     assert sum(s["rows"] for s in manifest["shards"]) == len(ids)

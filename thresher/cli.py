@@ -12,7 +12,8 @@ import logging
 import sys
 
 COMMAND_MODULES = [
-    "thresher.commands",  # run, report, models
+    "thresher.commands",  # run, models
+    "thresher.report.cli",  # report
     "thresher.crawlers.cli",  # crawl
     "thresher.filters.cli",  # quality train
     "thresher.dedup.cli",  # dedup

@@ -185,7 +185,7 @@ def from_dict(cls: type, data: dict[str, Any] | None, where: str) -> Any:
 
 
 def _parse_stages(raw: Any) -> list[StageSpec]:
-    from thresher.registry import STAGES, stage_class
+    from thresher.registry import STAGES, is_known, stage_class
 
     if raw is None:
         return []
@@ -198,11 +198,14 @@ def _parse_stages(raw: Any) -> list[StageSpec]:
         if not isinstance(item, dict) or len(item) != 1:
             raise ConfigError(f"stages[{i}]: each stage is a mapping with one key, its name; got {item!r}")
         ((name, options),) = item.items()
-        if name not in STAGES:
+        if not is_known(name):
             close = difflib.get_close_matches(str(name), list(STAGES), n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else f" (known stages: {', '.join(STAGES)})"
             raise ConfigError(f"stages[{i}]: unknown stage {name!r}{hint}")
-        cls = stage_class(name)
+        try:
+            cls = stage_class(name)
+        except (ImportError, AttributeError) as exc:
+            raise ConfigError(f"stages[{i}]: cannot import stage {name!r}: {exc}") from exc
         conf_cls = cls.Config
         config = from_dict(conf_cls, options or {}, f"stages[{i}].{name}") if conf_cls is not type(None) else None
         specs.append(StageSpec(name, config))

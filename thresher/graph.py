@@ -422,7 +422,16 @@ class Runner:
         check_accounting(result.order, result.stages)
         shutil.rmtree(self.work, ignore_errors=True)
         self._write_stats(result, files)
+        self._write_report()
         return result
+
+    def _write_report(self) -> None:
+        try:
+            from thresher.report import write_report
+
+            write_report(self.output)
+        except Exception as exc:  # a finished run must not fail because of its report
+            logger.warning("run report not written: %r", exc)
 
     # ----------------------------------------------------------------- setup
 

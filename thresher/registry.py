@@ -14,8 +14,13 @@ STAGES: dict[str, str] = {
 }
 
 
+def is_known(name: str) -> bool:
+    """Registered names, plus ``package.module:Class`` import paths for stages of your own."""
+    return name in STAGES or ":" in name
+
+
 def stage_class(name: str) -> type:
-    module, _, attr = STAGES[name].partition(":")
+    module, _, attr = STAGES.get(name, name).partition(":")
     return getattr(importlib.import_module(module), attr)
 
 

@@ -128,3 +128,32 @@ def load_documents(shared: str | Path, workers: int = 2) -> list[dict]:
             f.write(json.dumps(d, ensure_ascii=False) + "\n")
     os.replace(tmp, cache)
     return docs
+
+
+LINGUA_CLASSES = ("sentences", "word-pairs", "single-words")
+# Lingua names Norwegian Bokmål "nb"; lid.176 calls it "no".
+LID_ALIASES = {"nb": "no"}
+
+
+def lingua_accuracy(base: str | Path, per_file: int | None = None,
+                    languages: list[str] | None = None) -> dict[str, dict[str, tuple[int, int, int]]]:
+    """Language-ID accuracy on the Lingua test set, lid.176 on raw text against lid.176 after our
+    normalisation, in the same run: ``{length class: {language: (items, raw correct, ours correct)}}``.
+    ``per_file`` takes the first items of each file (for a quick check)."""
+    from thresher.filters.language import identify_batch, predict_raw
+
+    base = Path(base)
+    out: dict[str, dict[str, tuple[int, int, int]]] = {}
+    for cls in LINGUA_CLASSES:
+        out[cls] = {}
+        for path in sorted((base / cls).glob("*.txt.gz")):
+            lang = path.name.split(".")[0]
+            if languages is not None and lang not in languages:
+                continue
+            with gzip.open(path, "rt", encoding="utf-8") as f:
+                items = [line for line in f.read().splitlines() if line.strip()][:per_file]
+            want = LID_ALIASES.get(lang, lang)
+            raw = sum(p[0][0] == want for p in predict_raw(items))
+            ours = sum(bool(p) and p[0][0] == want for p in identify_batch(items))
+            out[cls][lang] = (len(items), raw, ours)
+    return out

@@ -176,9 +176,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--meta", action="append", default=[], metavar="KEY=VALUE",
                         help="recorded under \"run\" in the manifest (repeatable)")
     args = parser.parse_args(argv)
+    try:
+        meta = _parse_meta(args.meta)
+    except ValueError as exc:
+        parser.error(str(exc))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        path = write_manifest(args.output, _parse_meta(args.meta))
+        path = write_manifest(args.output, meta)
     except (ManifestError, ValueError, FileNotFoundError) as exc:
         logger.error("%s", exc)
         return 2

@@ -179,9 +179,9 @@ def read_kept(facts: RunFacts) -> None:
             position += n
             facts.score_rows += len(picked)
             if "language_score" in names:
-                lang_scores = batch.column("language_score").take(pa.array(picked)).to_numpy(zero_copy_only=False)
-                lang_scores = lang_scores[np.isfinite(lang_scores.astype(np.float64))]
-                samples.setdefault("language_score", []).append(lang_scores.astype(np.float64))
+                column = batch.column("language_score").take(pa.array(picked))
+                lang_scores = column.to_numpy(zero_copy_only=False).astype(np.float64)  # nulls become NaN
+                samples.setdefault("language_score", []).append(lang_scores[np.isfinite(lang_scores)])
             if "scores" in names:
                 for cell in batch.column("scores").take(pa.array(picked)).to_pylist():
                     if not cell:

@@ -13,6 +13,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
+from matplotlib.ticker import MaxNLocator, StrMethodFormatter
 
 KEPT = "#2e7d32"
 DROPPED = "#f9a825"
@@ -22,8 +23,9 @@ SPLIT_COLOURS = {"train": "#1565c0", "validation": "#ef6c00"}
 DPI = 96
 
 
-def _figure(width: float, height: float) -> tuple[Figure, object]:
-    fig = Figure(figsize=(width, height), dpi=DPI, layout="constrained")
+def _figure(width: float, height: float, constrained: bool = True) -> tuple[Figure, object]:
+    """A figure with one axes; ``constrained`` fits the margins to long tick labels (costs a draw)."""
+    fig = Figure(figsize=(width, height), dpi=DPI, layout="constrained" if constrained else None)
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
     ax.spines[["top", "right"]].set_visible(False)
@@ -98,7 +100,10 @@ def categories(labels: Sequence[str], counts: Sequence[int], xlabel: str, ylabel
     """Counts of a few named categories (languages, cluster-size buckets)."""
     fig, ax = _figure(10, 3.0)
     x = np.arange(len(labels))
-    ax.bar(x, counts, color=colour, width=0.6 if len(labels) > 3 else 0.3)
+    ax.bar(x, counts, color=colour, width=0.6)
+    pad = max(0, 8 - len(labels)) / 2  # a few categories keep the width of bars of many
+    ax.set_xlim(-0.5 - pad, len(labels) - 0.5 + pad)
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xticks(x, labels, rotation=45 if len(labels) > 12 else 0, ha="right" if len(labels) > 12 else "center")
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
@@ -109,14 +114,16 @@ def categories(labels: Sequence[str], counts: Sequence[int], xlabel: str, ylabel
 
 def histogram(values: np.ndarray, title: str, xlabel: str, colour: str) -> bytes:
     """A small histogram panel; a constant sample gets one bar around its value."""
-    fig, ax = _figure(4.6, 2.8)
+    fig, ax = _figure(4.6, 2.8, constrained=False)  # many panels of one shape: fixed margins
+    fig.subplots_adjust(left=0.15, right=0.97, bottom=0.19, top=0.88)
     lo, hi = float(values.min()), float(values.max())
-    if lo == hi:
-        bins: int | np.ndarray = np.array([lo - 0.5, hi + 0.5]) if lo == 0 else np.array([lo * 0.95, hi * 1.05])
-        bins = np.sort(bins)
+    if lo == hi:  # one value: a narrow bar in the middle of a visible range
+        half = abs(lo) * 0.01 or 0.01
+        ax.hist(values, bins=np.array([lo - half, lo + half]), color=colour)
+        ax.set_xlim(lo - 20 * half, lo + 20 * half)
     else:
-        bins = min(50, max(10, int(np.sqrt(len(values)))))
-    ax.hist(values, bins=bins, color=colour)
+        ax.hist(values, bins=min(50, max(10, int(np.sqrt(len(values))))), color=colour)
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_title(title, fontsize=10)
     ax.set_xlabel(xlabel, fontsize=9)
     ax.set_ylabel("documents", fontsize=9)
@@ -134,7 +141,9 @@ def token_shards(names: Sequence[str], tokens: Sequence[int], splits: Sequence[s
         ax.set_ylabel("tokens")
         present = [s for s in SPLIT_COLOURS if s in set(splits)]
         if present:
-            ax.legend(handles=[Patch(color=SPLIT_COLOURS[s], label=s) for s in present], frameon=False)
+            fig.legend(handles=[Patch(color=SPLIT_COLOURS[s], label=s) for s in present], frameon=False,
+                       loc="outside upper right", ncols=len(present))
+        ax.yaxis.set_major_formatter(StrMethodFormatter("{x:,.0f}"))
     else:
         ax.hist(np.asarray(tokens, dtype=float), bins=40, color=NEUTRAL)
         ax.set_xlabel("tokens per shard")

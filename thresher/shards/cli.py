@@ -17,8 +17,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     export.add_argument("tokens_dir", help="a tokens directory with manifest.json")
     export.add_argument("out", help="output .bin path (numbered files beside it if one file cannot hold all)")
     export.add_argument("--split", default="train", choices=["train", "validation"])
-    export.add_argument("--format", dest="fmt", default="llmc", choices=["llmc", "nanogpt"],
-                        help="llmc: 256 x int32 header then tokens; nanogpt: raw uint16 tokens")
+    export.add_argument(
+        "--format",
+        dest="fmt",
+        default="llmc",
+        choices=["llmc", "nanogpt"],
+        help="llmc: 256 x int32 header then tokens; nanogpt: raw uint16 tokens",
+    )
     export.add_argument("--max-tokens-per-file", type=int, default=None)
     export.set_defaults(func=_export)
 
@@ -27,11 +32,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     verify.set_defaults(func=_verify)
 
     sample = sub.add_parser(
-        "sample", help="tokenize the shared real text into a small tokens dir (for the examples; needs `tokenizers`)"
+        "sample",
+        help="tokenize the shared real text into a small tokens dir (for the examples; needs `tokenizers`)",
     )
     sample.add_argument("out_dir")
     sample.add_argument("--data", default="../shared/data", help="the shared data folder")
-    sample.add_argument("--languages", type=int, default=8, help="how many Lingua languages to add to the articles")
+    sample.add_argument(
+        "--languages", type=int, default=8, help="how many Lingua languages to add to the articles"
+    )
     sample.add_argument("--vocab-size", type=int, default=4096)
     sample.set_defaults(func=_sample)
 
@@ -39,8 +47,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _export(args: argparse.Namespace) -> int:
     from thresher.shards.export import export_bin
 
-    paths = export_bin(args.tokens_dir, args.out, split=args.split, fmt=args.fmt,
-                       max_tokens_per_file=args.max_tokens_per_file)
+    paths = export_bin(
+        args.tokens_dir,
+        args.out,
+        split=args.split,
+        fmt=args.fmt,
+        max_tokens_per_file=args.max_tokens_per_file,
+    )
     for p in paths:
         print(p)
     return 0
@@ -60,6 +73,8 @@ def _verify(args: argparse.Namespace) -> int:
 def _sample(args: argparse.Namespace) -> int:
     from thresher.shards.sample import build_sample_tokens
 
-    manifest = build_sample_tokens(args.out_dir, args.data, vocab_size=args.vocab_size, languages=args.languages)
+    manifest = build_sample_tokens(
+        args.out_dir, args.data, vocab_size=args.vocab_size, languages=args.languages
+    )
     print(json.dumps(manifest["totals"], indent=1))
     return 0

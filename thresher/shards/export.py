@@ -55,7 +55,9 @@ def export_bin(
         limit = min(limit, LLMC_MAX_TOKENS)
     out = Path(out)
     n_files = max(1, -(-corpus.total_tokens // limit))
-    paths = [out] if n_files == 1 else [out.with_name(f"{out.stem}_{i:06d}{out.suffix}") for i in range(n_files)]
+    paths = (
+        [out] if n_files == 1 else [out.with_name(f"{out.stem}_{i:06d}{out.suffix}") for i in range(n_files)]
+    )
     sizes = [min(limit, corpus.total_tokens - i * limit) for i in range(n_files)]
     units = iter(range(len(corpus.unit_tokens)))
     pending = np.zeros(0, dtype=dtype)

@@ -65,7 +65,9 @@ class TokenBatches:
 
             process_index, process_count = jax.process_index(), jax.process_count()
         if global_batch_size % process_count:
-            raise ValueError(f"global_batch_size {global_batch_size} is not divisible by {process_count} hosts")
+            raise ValueError(
+                f"global_batch_size {global_batch_size} is not divisible by {process_count} hosts"
+            )
         if not 0 <= process_index < process_count:
             raise ValueError(f"process_index {process_index} outside process_count {process_count}")
         self.cfg = PackingConfig(
@@ -102,8 +104,14 @@ class TokenBatches:
         return fingerprint(self.corpus, self.cfg, process_count=self.process_count)
 
     def _produce(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        epoch = ConsumerEpoch(self.corpus, self.cfg, self.position.epoch, self.process_index, self.process_count,
-                              read_threads=self.read_threads)
+        epoch = ConsumerEpoch(
+            self.corpus,
+            self.cfg,
+            self.position.epoch,
+            self.process_index,
+            self.process_count,
+            read_threads=self.read_threads,
+        )
         yield from epoch.pairs(self.position.batches, dtype=self.dtype)
 
     def __iter__(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:

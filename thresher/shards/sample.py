@@ -50,7 +50,9 @@ def train_bpe(texts: list[str], vocab_size: int) -> Any:
     from tokenizers import ByteLevelBPETokenizer
 
     tok = ByteLevelBPETokenizer()
-    tok.train_from_iterator(texts, vocab_size=vocab_size, min_frequency=2, special_tokens=[EOT], show_progress=False)
+    tok.train_from_iterator(
+        texts, vocab_size=vocab_size, min_frequency=2, special_tokens=[EOT], show_progress=False
+    )
     return tok
 
 
@@ -110,6 +112,14 @@ def small_sample_tokens(out_dir: str | os.PathLike, data_dir: str | os.PathLike)
     """A ~0.7M-token sample that builds in seconds (tests, quick checks); reused when present."""
     out = Path(out_dir)
     if not (out / "manifest.json").exists():
-        build_sample_tokens(out, data_dir, vocab_size=1024, languages=4, bpe_sample_every=4,
-                            target_tokens=60_000, row_group_tokens=8_192, validation_fraction=0.1)
+        build_sample_tokens(
+            out,
+            data_dir,
+            vocab_size=1024,
+            languages=4,
+            bpe_sample_every=4,
+            target_tokens=60_000,
+            row_group_tokens=8_192,
+            validation_fraction=0.1,
+        )
     return out

@@ -113,8 +113,10 @@ class TokenCorpus:
             except FileNotFoundError:
                 raise ShardError(f"token shard listed in the manifest is missing: {p}") from None
             if size != s.bytes:
-                raise ShardError(f"token shard {p} is {size} bytes, the manifest says {s.bytes}: "
-                                 "the file was changed or truncated after the manifest was written")
+                raise ShardError(
+                    f"token shard {p} is {size} bytes, the manifest says {s.bytes}: "
+                    "the file was changed or truncated after the manifest was written"
+                )
         shard_ix, rg_ix, tokens = [], [], []
         for i, s in enumerate(self.shards):
             for j, n in enumerate(s.row_group_tokens):
@@ -166,8 +168,10 @@ class TokenCorpus:
         offsets = column.offsets.to_numpy().astype(np.int64)
         offsets -= offsets[0]
         if flat.size != self.unit_tokens[unit]:
-            raise ShardError(f"row group {rg} of token shard {path} holds {flat.size} tokens, "
-                             f"the manifest says {self.unit_tokens[unit]}")
+            raise ShardError(
+                f"row group {rg} of token shard {path} holds {flat.size} tokens, "
+                f"the manifest says {self.unit_tokens[unit]}"
+            )
         return flat, offsets
 
 
@@ -251,7 +255,9 @@ class ConsumerEpoch:
             return
         flat = flats[0] if len(flats) == 1 else np.concatenate(flats)
         starts, ends = np.concatenate(doc_starts), np.concatenate(doc_ends)
-        perm = np.random.default_rng([self.cfg.seed, self.epoch, self.consumer, index]).permutation(starts.size)
+        perm = np.random.default_rng([self.cfg.seed, self.epoch, self.consumer, index]).permutation(
+            starts.size
+        )
         starts, lengths = starts[perm], (ends - starts)[perm]
         out_ends = np.cumsum(lengths)
         cut = 0

@@ -226,7 +226,11 @@ def write_token_shard(
             meta = read_shard_meta(final)
         except ShardError:
             meta = {}
-        if meta.get("ids_sha256") == ids_digest and meta.get("tokens") == n_tokens and meta.get("dtype") == dtype:
+        if (
+            meta.get("ids_sha256") == ids_digest
+            and meta.get("tokens") == n_tokens
+            and meta.get("dtype") == dtype
+        ):
             logger.info("token shard %s already complete; skipped", final.name)
             return _info_from_file(final, meta)
         logger.warning("token shard %s holds other documents; replacing it", final)
@@ -339,7 +343,11 @@ class TokenShardWriter:
         if not self._ids[split]:
             return
         stem = FILE_STEM[split]
-        name = f"{stem}-{self.prefix}-{self._count[split]:05d}" if self.prefix else f"{stem}-{self._count[split]:05d}"
+        name = (
+            f"{stem}-{self.prefix}-{self._count[split]:05d}"
+            if self.prefix
+            else f"{stem}-{self._count[split]:05d}"
+        )
         info = write_token_shard(
             self.out_dir,
             name,
@@ -394,7 +402,9 @@ def write_manifest(
         raise ValueError(f"tokenizer info lacks {missing}; need {list(TOKENIZER_KEYS)}")
     expected_dtype = tokenizer["dtype"]
     if expected_dtype != token_dtype(int(tokenizer["vocab_size"])):
-        raise ValueError(f"tokenizer dtype {expected_dtype} does not fit vocab_size {tokenizer['vocab_size']}")
+        raise ValueError(
+            f"tokenizer dtype {expected_dtype} does not fit vocab_size {tokenizer['vocab_size']}"
+        )
     root = Path(tokens_dir)
     on_disk = list_shard_files(root)
     if shards is None:
@@ -406,13 +416,19 @@ def write_manifest(
             raise ValueError("the same shard is listed twice")
         stray = [p.name for p in on_disk if p.name not in listed]
         if stray:
-            logger.warning("%d shard files in %s are not part of this run and are left out: %s",
-                           len(stray), root, ", ".join(stray[:5]))
+            logger.warning(
+                "%d shard files in %s are not part of this run and are left out: %s",
+                len(stray),
+                root,
+                ", ".join(stray[:5]),
+            )
         if verify:
             infos = [_verified(root, s) for s in infos]
     for s in infos:
         if s.dtype != expected_dtype:
-            raise ShardError(f"{root / s.path}: tokens are {s.dtype} but the tokenizer needs {expected_dtype}")
+            raise ShardError(
+                f"{root / s.path}: tokens are {s.dtype} but the tokenizer needs {expected_dtype}"
+            )
     infos.sort(key=lambda s: s.path)
     totals = {
         split: {
@@ -440,8 +456,10 @@ def write_manifest(
         tmp.unlink(missing_ok=True)
     logger.info(
         "manifest: %d train tokens in %d shards, %d validation tokens in %d shards",
-        totals["train"]["tokens"], totals["train"]["shards"],
-        totals["validation"]["tokens"], totals["validation"]["shards"],
+        totals["train"]["tokens"],
+        totals["train"]["shards"],
+        totals["validation"]["tokens"],
+        totals["validation"]["shards"],
     )
     return manifest
 

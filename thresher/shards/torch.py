@@ -119,7 +119,11 @@ class TokenDataset(IterableDataset):
     def _batches(self, worker: int, num_workers: int, start: int):
         workers = max(num_workers, 1)
         epoch = ConsumerEpoch(
-            self.corpus, self.cfg, self.position.epoch, self.rank * workers + worker, self.world_size * workers,
+            self.corpus,
+            self.cfg,
+            self.position.epoch,
+            self.rank * workers + worker,
+            self.world_size * workers,
             read_threads=self.read_threads,
         )
         for inputs, targets in epoch.pairs(start):

@@ -16,7 +16,7 @@ a few vectorised gathers.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -90,9 +90,9 @@ class PairRanks:
                 break
         return out
 
-    def merge_pieces(self, pieces: Sequence[bytes]) -> list[tuple[int, ...]]:
-        """Ids of each piece (none of which is itself a token), in the order given."""
-        out: list[tuple[int, ...]] = [()] * len(pieces)
+    def merge_pieces(self, pieces: Sequence[bytes]) -> Iterator[tuple[list[int], list[list[int]]]]:
+        """Ids of the pieces (none of which may be a token itself), as they finish: batches of
+        (indexes into ``pieces``, the ids of each)."""
         lengths = np.fromiter(map(len, pieces), np.int64, len(pieces))
         sym = self.byte_ids[np.frombuffer(b"".join(pieces), np.uint8)]
         piece = np.repeat(np.arange(len(pieces), dtype=np.int64), lengths)
@@ -107,7 +107,7 @@ class PairRanks:
             best = np.minimum.reduceat(candidate, starts)
             finished = (best >> _POS_BITS) == _NONE
             if finished.any():
-                self._collect(out, sym, piece, starts, lengths, finished)
+                yield self._finished(sym, piece, starts, lengths, finished)
                 keep = np.repeat(~finished, lengths)
                 best = best[~finished]
             else:
@@ -128,14 +128,10 @@ class PairRanks:
             prev_at = before[has_prev]
             rank[prev_at] = self.lookup(sym[prev_at], sym[prev_at + 1])
             sym, piece, rank = sym[keep], piece[keep], rank[keep]
-        return out
 
     @staticmethod
-    def _collect(out, sym, piece, starts, lengths, finished) -> None:
-        done = np.repeat(finished, lengths)
-        ids = sym[done].tolist()
-        ends = np.cumsum(lengths[finished]).tolist()
-        begin = 0
-        for p, end in zip(piece[starts[finished]].tolist(), ends):
-            out[p] = tuple(ids[begin:end])
-            begin = end
+    def _finished(sym, piece, starts, lengths, finished) -> tuple[list[int], list[list[int]]]:
+        ids = sym[np.repeat(finished, lengths)].tolist()
+        ends = np.cumsum(lengths[finished])
+        cut = map(slice, (ends - lengths[finished]).tolist(), ends.tolist())
+        return piece[starts[finished]].tolist(), list(map(ids.__getitem__, cut))

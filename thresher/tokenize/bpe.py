@@ -16,9 +16,8 @@ from __future__ import annotations
 
 import heapq
 import logging
-import operator
 from collections.abc import Iterable, Mapping, Sequence
-from itertools import chain, compress
+from itertools import chain
 
 import numpy as np
 
@@ -43,7 +42,7 @@ cover almost every occurrence in web text."""
 BATCH_MERGE_MIN = 24
 """From this many new pieces on, they are merged together with numpy rather than one by one."""
 MAX_CACHED_PIECE = 64
-"""Longer pieces are encoded every time they occur rather than cached: they rarely recur."""
+"""Longer pieces (bytes) are encoded every time they occur rather than cached: they rarely recur."""
 
 
 def token_dtype(vocab_size: int) -> np.dtype:
@@ -143,16 +142,16 @@ class BPETokenizer:
             self._decoder[i] = token
         for name, i in self._special.items():
             self._decoder[i] = name.encode("utf-8")
-        self.cache_size = cache_size
         self._base_cache = self._token_pieces()
         self._cache: dict[str, tuple[int, ...]] = dict(self._base_cache)
         self._pair_ranks: PairRanks | None = None
+        self._cache_limit = len(self._base_cache) + cache_size
 
     def _token_pieces(self) -> dict[str, tuple[int, ...]]:
         pieces = {}
         for token, i in self._ranks.items():
             try:
-                pieces[token.decode("utf-8")] = (i,)
+                pieces[token.decode("utf-8")] = [i]
             except UnicodeDecodeError:
                 pass
         return pieces
@@ -239,48 +238,37 @@ class BPETokenizer:
 
     def _encode_texts(self, texts: Sequence[str]) -> list[list[int]]:
         findall = self._regex.findall
-        cache = self._cache
-        get = cache.get
         pieces = [findall(t) for t in texts]
-        ids = [list(map(get, p)) for p in pieces]
-        missing: set[str] = set()
-        for p, i in zip(pieces, ids):
-            if None in i:
-                missing.update(compress(p, map(operator.not_, i)))
-        if missing:
-            fresh, all_cached = self._encode_new(missing)
-            if all_cached and self._cache is cache:
-                lookup = cache.__getitem__
-                ids = [list(map(lookup, p)) if None in i else i for p, i in zip(pieces, ids)]
-            else:  # the cache was reset, or some pieces were too long to keep
-                ids = [[x if x is not None else fresh[w] for w, x in zip(p, i)] for p, i in zip(pieces, ids)]
-        return [list(chain.from_iterable(i)) for i in ids]
-
-    def _encode_new(self, pieces: set[str]) -> tuple[dict[str, tuple[int, ...]], bool]:
-        """Ids of pieces seen for the first time; all but the longest are remembered."""
         cache = self._cache
-        if len(cache) + len(pieces) > len(self._base_cache) + self.cache_size:
-            self._cache = cache = dict(self._base_cache)
+        seen: set[str] = set()
+        for p in pieces:
+            seen.update(p)
+        missing = seen.difference(cache)
+        too_long = self._add_to_cache(missing) if missing else ()
+        lookup = cache.__getitem__
+        out = [list(chain.from_iterable(map(lookup, p))) for p in pieces]
+        for piece in too_long:  # rarely recur: not worth their memory
+            del cache[piece]
+        if len(cache) > self._cache_limit:
+            self._cache = dict(self._base_cache)
+        return out
+
+    def _add_to_cache(self, pieces: set[str]) -> list[str]:
+        """Encode pieces seen for the first time into the cache; returns those too long to keep."""
+        cache, ranks = self._cache, self._ranks
         texts = list(pieces)
-        data = [p.encode("utf-8") for p in texts]
+        raw = [p.encode("utf-8") for p in texts]
+        one_by_one = range(len(texts))
         if len(texts) >= BATCH_MERGE_MIN:
             if self._pair_ranks is None:
-                self._pair_ranks = PairRanks(self._ranks)
-            short = [i for i, d in enumerate(data) if len(d) <= LONG_PIECE]
-            merged = dict(zip(short, self._pair_ranks.merge_pieces([data[i] for i in short])))
-        else:
-            merged = {}
-        ranks = self._ranks
-        fresh = {}
-        all_cached = True
-        for i, (piece, raw) in enumerate(zip(texts, data)):
-            ids = merged.get(i) or tuple(merge_piece(raw, ranks))
-            fresh[piece] = ids
-            if len(raw) <= MAX_CACHED_PIECE:
-                cache[piece] = ids
-            else:
-                all_cached = False
-        return fresh, all_cached
+                self._pair_ranks = PairRanks(ranks)
+            batch = [i for i, r in enumerate(raw) if len(r) <= LONG_PIECE]
+            for index, ids in self._pair_ranks.merge_pieces([raw[i] for i in batch]):
+                cache.update(zip([texts[batch[i]] for i in index], ids))
+            one_by_one = [i for i, r in enumerate(raw) if len(r) > LONG_PIECE]
+        for i in one_by_one:
+            cache[texts[i]] = merge_piece(raw[i], ranks)
+        return [t for t, r in zip(texts, raw) if len(r) > MAX_CACHED_PIECE]
 
     def clear_cache(self) -> None:
         self._cache = dict(self._base_cache)
