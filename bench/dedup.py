@@ -8,7 +8,7 @@ frequencies of those sentences (English, German, French, Spanish), 10% near-dupl
 a few words changed. Everything runs on one core (one process, datatrove with one task), so
 the figures are per core.
 
-    .venv/bin/python bench/dedup.py                 # 100k documents end to end (~4 min)
+    .venv/bin/python bench/dedup.py                 # 3k docs vs datatrove, then 100k (~5 min)
     .venv/bin/python bench/dedup.py --million       # also 1M documents (~25 min)
 """
 
@@ -65,7 +65,11 @@ def bench_signatures(texts: list[str], num_perm: int = 112) -> dict[str, float]:
         rates[name] = len(docs) / (time.perf_counter() - start)
 
     hasher = MinHasher(num_perm, 1)
-    timed("thresher (numpy batch)", lambda d: [hasher.signatures(d[i : i + 1024]) for i in range(0, len(d), 1024)], texts)
+    timed(
+        "thresher (numpy batch)",
+        lambda d: [hasher.signatures(d[i : i + 1024]) for i in range(0, len(d), 1024)],
+        texts,
+    )
 
     def ds_update(docs):
         for t in docs:
@@ -95,7 +99,9 @@ def bench_signatures(texts: list[str], num_perm: int = 112) -> dict[str, float]:
     try:
         from datatrove.pipeline.dedup.minhash import MinhashConfig, MinhashDedupSignature
 
-        step = MinhashDedupSignature(tempfile.mkdtemp(), config=MinhashConfig(num_buckets=14, hashes_per_bucket=8))
+        step = MinhashDedupSignature(
+            tempfile.mkdtemp(), config=MinhashConfig(num_buckets=14, hashes_per_bucket=8)
+        )
         step.get_shingles(texts[0])  # loads its word tokenizer outside the timing
 
         def datatrove(docs):
@@ -216,7 +222,7 @@ def run_datatrove(jsonl_dir: str, work: str) -> dict:
     return {"stage_s": times, "total_s": sum(times), "removed": removed}
 
 
-def end_to_end(n: int) -> None:
+def end_to_end(n: int, with_datatrove: bool) -> None:
     work = Path(tempfile.mkdtemp(prefix="thresher-dedup-bench-"))
     try:
         table = synthetic_corpus(n)
@@ -234,6 +240,8 @@ def end_to_end(n: int) -> None:
             f"{ours['cluster_peak_extra_bytes'] / n:.0f} B/doc above its input (band-key tables "
             f"{ours['key_table_bytes'] / n:.0f} B/doc)"
         )
+        if not with_datatrove:
+            return
         try:
             dt = run_datatrove(str(work / "jsonl"), str(work / "datatrove"))
             print(
@@ -248,9 +256,14 @@ def end_to_end(n: int) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--signature-docs", type=int, default=3000)
-    parser.add_argument("--docs", type=int, default=100_000)
+    parser.add_argument("--docs", type=int, default=100_000, help="end to end, thresher only")
+    parser.add_argument(
+        "--compare-docs", type=int, default=3000, help="end to end, thresher and datatrove (slow: ~30 docs/s)"
+    )
     parser.add_argument("--million", action="store_true", help="also run 1,000,000 documents end to end")
     args = parser.parse_args()
 
@@ -263,9 +276,10 @@ def main() -> None:
     ours = rates["thresher (numpy batch)"]
     for name, rate in rates.items():
         print(f"  {name:50s} {rate:9.0f} docs/s   thresher is {ours / rate:5.2f}x")
-    end_to_end(args.docs)
+    end_to_end(args.compare_docs, with_datatrove=True)
+    end_to_end(args.docs, with_datatrove=False)
     if args.million:
-        end_to_end(1_000_000)
+        end_to_end(1_000_000, with_datatrove=False)
 
 
 if __name__ == "__main__":

@@ -17,6 +17,10 @@ Output of one DAG run (``output`` Param; ``{run_id}`` and ``{date}`` are filled 
     OUTPUT/tokens/                when the config's own tokenize stage wrote token shards
     OUTPUT/manifest.json          every file above with sha256 and row counts, written last
 
+Retries are safe to repeat: a retried crawl continues its job directory, a retried process runs
+``thresher run --resume`` (input files already done are kept), and on a cluster a retry first
+stops the Ray job of the try before it.
+
 Settings read when the DAG file is parsed (Params cannot change them): THRESHER_DAG_SCHEDULE
 (default ``@monthly``, one run per Common Crawl dump), THRESHER_DAG_RETRIES (2),
 THRESHER_DAG_RETRY_DELAY_S (300), THRESHER_VENV (``<repo>/.venv``).
@@ -68,7 +72,15 @@ class RunPlan:
 
     @property
     def output(self) -> str:
-        return _abs(self.params["output"].format(run_id=safe_name(self.run_id), date=self.date))
+        template = self.params["output"]
+        try:
+            path = template.format(run_id=safe_name(self.run_id), date=self.date)
+        except (KeyError, IndexError, ValueError) as exc:
+            raise ValueError(f"output {template!r}: only {{run_id}} and {{date}} can be filled in ({exc!r})") from None
+        if "://" in path:
+            raise ValueError(f"output {path!r}: thresher run writes to a directory (shared with the cluster "
+                             "when ray_address is set), not to an object-store URI")
+        return _abs(path)
 
     @property
     def crawl_dir(self) -> str:
@@ -104,8 +116,11 @@ def crawl_command(plan: RunPlan) -> list[str]:
     return argv
 
 
-def process_command(plan: RunPlan) -> list[str]:
+def process_command(plan: RunPlan, resume: bool = False) -> list[str]:
+    """A retry resumes: input files the failed try finished are not processed again."""
     argv = [plan.thresher, "run", _abs(plan.params["config"]), "--output", plan.output]
+    if resume:
+        argv.append("--resume")
     if plan.crawls:
         argv += ["--input", os.path.join(plan.crawl_dir, "warc")]
     for override in plan.params["set"]:
@@ -217,7 +232,8 @@ def thresher_pipeline():
 
     @task.bash(trigger_rule="none_failed", **common)
     def process(**context) -> str:
-        return shell_for(context, process_command(plan_from(context)))
+        resume = context["ti"].try_number > 1
+        return shell_for(context, process_command(plan_from(context), resume=resume))
 
     @task.bash(**common)
     def tokenize(**context) -> str:

@@ -36,3 +36,15 @@ class KillWorkerOnce(Stage):
             marker.write_text(str(os.getpid()))
             os._exit(1)
         return doc
+
+
+class RecordNode(Stage):
+    """Writes the Ray node that processed each document into its metadata (cluster tests)."""
+
+    name = "record_node"
+
+    def process(self, doc: Document) -> Document:
+        import ray
+
+        doc.metadata["ray_node"] = ray.get_runtime_context().get_node_id()
+        return doc

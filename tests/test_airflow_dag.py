@@ -79,7 +79,12 @@ if dag is not None:
     out["output"] = plan.output
     out["crawl"] = mod.crawl_command(plan)
     out["process"] = mod.process_command(plan)
-    out["retry_on_cluster"] = mod.on_cluster(plan, mod.process_command(plan), "thresher-x-process", 2)
+    out["retry_on_cluster"] = mod.on_cluster(plan, mod.process_command(plan, resume=True), "thresher-x-process", 2)
+    for bad in ("s3://bucket/{run_id}", "out/{month}"):
+        try:
+            mod.RunPlan(dict(params, output=bad), "r", "d").output
+        except ValueError as exc:
+            out.setdefault("output_errors", []).append(str(exc))
 print("RESULT " + json.dumps(out))
 """
 
@@ -111,10 +116,13 @@ def test_dagbag_loads_the_dag_without_import_errors(tmp_path):
     assert result["crawl"] == ["thresher", "crawl", "--output", result["output"] + "/crawl",
                                "--seeds", str(ROOT / "seeds.txt"), "--max-pages", "5"]
     assert result["process"][-4:] == ["--input", result["output"] + "/crawl/warc", "--set", "a=b c"]
+    uri_error, template_error = result["output_errors"]
+    assert "not to an object-store URI" in uri_error and "only {run_id} and {date}" in template_error
     # A retry stops the previous try's Ray job before submitting its own: never two drivers on one output.
     stop, submit = result["retry_on_cluster"].split(" || true; ")
     assert stop.endswith("job stop --address http://h:8265 thresher-x-process-try1")
     assert "--submission-id thresher-x-process-try2 -- thresher run" in submit and "'a=b c'" in submit
+    assert " --resume " in submit  # and resumes what the failed try finished
 
 
 # --------------------------------------------------------------------------- end to end
@@ -183,7 +191,7 @@ def test_dag_crawls_processes_and_publishes_the_demo_site_locally(airflow_home, 
         f"crawl/warc/{p.name}" for p in warcs]
     stats = json.loads((out / "stats.json").read_text())
     assert stats["inputs"] == [str(p) for p in warcs]  # the crawl's WARCs, not the config's demo WARC
-    assert stats["stages"]["read"]["docs_in"] <= 10
+    assert stats["stages"]["read"]["in"] <= 10
     if vocab:
         assert manifest["tokenizer"], "the tokenize task ran but wrote no tokenizer files"
 

@@ -33,14 +33,26 @@ def test_dedup_command(tmp_path, shared_data):
         pa.table(
             {
                 "id": [f"b{i}" for i in range(10)] + [f"c{i}" for i in range(10)],
-                "text": [p.upper() for p in paragraphs[:10]] + [p + " Share this article" for p in paragraphs[10:20]],
+                "text": [p.upper() for p in paragraphs[:10]]
+                + [p + " Share this article" for p in paragraphs[10:20]],
             }
         ),
         tmp_path / "b.parquet",
     )
     out = tmp_path / "out"
-    assert _run([str(tmp_path / "a.jsonl"), str(tmp_path / "b.parquet"), "--output", str(out),
-                 "--index-output", str(tmp_path / "index")]) == 0
+    assert (
+        _run(
+            [
+                str(tmp_path / "a.jsonl"),
+                str(tmp_path / "b.parquet"),
+                "--output",
+                str(out),
+                "--index-output",
+                str(tmp_path / "index"),
+            ]
+        )
+        == 0
+    )
     kept = pq.read_table(out / "documents").column("id").to_pylist()
     assert sorted(kept) == sorted(f"a{i}" for i in range(60))
     dropped = pq.read_table(out / "dropped")
@@ -56,7 +68,9 @@ def test_dedup_command(tmp_path, shared_data):
         f.write(json.dumps({"id": "n0", "text": paragraphs[70]}) + "\n")
         f.write(json.dumps({"id": "n1", "text": paragraphs[5] + " Cookie settings"}) + "\n")
     out2 = tmp_path / "out2"
-    assert _run([str(tmp_path / "new.jsonl"), "--output", str(out2), "--against", str(tmp_path / "index")]) == 0
+    assert (
+        _run([str(tmp_path / "new.jsonl"), "--output", str(out2), "--against", str(tmp_path / "index")]) == 0
+    )
     assert pq.read_table(out2 / "documents").column("id").to_pylist() == ["n0"]
     assert pq.read_table(out2 / "dropped").column("detail").to_pylist() == ["a5"]
     assert _run([str(tmp_path / "new.jsonl"), "--output", str(out2), "--against", str(tmp_path)]) == 2

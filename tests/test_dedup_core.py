@@ -14,12 +14,11 @@ from thresher.config import ConfigError, from_dict
 from thresher.dedup import ExactDedup, ExactDedupConfig, MinHashDedup, MinHashDedupConfig
 from thresher.dedup import components as cc
 from thresher.dedup.engine import EngineSettings, run_engine
-from thresher.dedup.executor import LocalExecutor, Stream
+from thresher.dedup.executor import LocalExecutor
 from thresher.dedup.signatures import MinHasher
-from thresher.dedup.stages import _documents_table, minhash_doc_table, normalize_url
+from thresher.dedup.stages import minhash_doc_table, normalize_url
 from thresher.dedup.text import normalize, shingle_batch
 from thresher.document import Document
-
 
 SHARED = {}
 
@@ -53,7 +52,13 @@ def _reference_shingles(text: str, n: int = 5) -> list[bytes]:
 
 def test_shingles_match_word_ngrams_across_scripts():
     texts = _paragraphs("en")[:20] + _paragraphs("hi")[:10] + _paragraphs("ru")[:10]
-    texts += ["", "  !!  ", "two words", "Ünïcode ÉTÉ — «quotes» and ‘curly’ marks here", "x" * 90 + " a b c d"]
+    texts += [
+        "",
+        "  !!  ",
+        "two words",
+        "Ünïcode ÉTÉ — «quotes» and ‘curly’ marks here",
+        "x" * 90 + " a b c d",
+    ]
     batch = shingle_batch(texts)
     for i, text in enumerate(texts):
         assert batch.doc_shingles(i) == _reference_shingles(text)
@@ -149,7 +154,9 @@ def test_engine_partitions_do_not_change_decisions():
 
 def test_exact_dedup_normalised_text_and_url():
     paragraphs = _paragraphs("fr")[:50]
-    docs = [Document(id=f"a{i:02d}", text=p, url=f"https://example.org/{i}") for i, p in enumerate(paragraphs)]
+    docs = [
+        Document(id=f"a{i:02d}", text=p, url=f"https://example.org/{i}") for i, p in enumerate(paragraphs)
+    ]
     docs.append(Document(id="b00", text=paragraphs[4].upper() + " !!", url="https://other.org/x"))
     docs.append(Document(id="b01", text="  " + paragraphs[9].replace(" ", "\n  "), url="https://other.org/y"))
     docs.append(Document(id="b02", text="Different text entirely.", url="HTTPS://Example.org/7/#top"))
@@ -207,7 +214,9 @@ def test_persistent_index_drops_documents_seen_in_an_earlier_run(tmp_path):
     assert second.extra_stats()["clusters_matching_index"] == len(repeats)
 
     with pytest.raises(ValueError, match="other settings"):
-        MinHashDedup(MinHashDedupConfig(against=str(tmp_path / "run1"), bands=10, rows=10)).run_local(docs[:1])
+        MinHashDedup(MinHashDedupConfig(against=str(tmp_path / "run1"), bands=10, rows=10)).run_local(
+            docs[:1]
+        )
     with pytest.raises(ValueError, match="already holds an index"):
         MinHashDedup(MinHashDedupConfig(index_output=str(tmp_path / "run1"))).run_local(docs[:1])
 

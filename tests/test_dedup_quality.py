@@ -68,7 +68,9 @@ def _build_corpus(shared, out: Path) -> pa.Table:
     pages = sorted(shared("extraction-trafilatura-eval", "html").glob("*"))[:120]
     pages += sorted(shared("extraction-scrapinghub-aeb", "html").glob("*"))[:80]
     with ProcessPoolExecutor(2) as pool:
-        extracted = [t for t in pool.map(_extract, [str(p) for p in pages], chunksize=8) if len(t.split()) >= 30]
+        extracted = [
+            t for t in pool.map(_extract, [str(p) for p in pages], chunksize=8) if len(t.split()) >= 30
+        ]
     paragraphs = []
     for path in sorted(shared("lid-lingua-testdata", "sentences").glob("*.txt.gz")):
         with gzip.open(path, "rt", encoding="utf-8") as f:
@@ -81,7 +83,9 @@ def _build_corpus(shared, out: Path) -> pa.Table:
             clough.append(raw.decode("utf-8"))
         except UnicodeDecodeError:
             clough.append(raw.decode("cp1252"))
-    base = [("page", t) for t in extracted] + [("para", t) for t in paragraphs] + [("clough", t) for t in clough]
+    base = (
+        [("page", t) for t in extracted] + [("para", t) for t in paragraphs] + [("clough", t) for t in clough]
+    )
     rng = random.Random(2024)
     editable = [i for i, (_, t) in enumerate(base) if len(t.split()) >= 40]
     variants = []
@@ -155,7 +159,10 @@ def _truth(ids: list[str], pairs, threshold: float) -> set[str]:
 
 
 def _dropped(corpus: pa.Table, config: MinHashDedupConfig) -> set[str]:
-    docs = [Document(id=i, text=t) for i, t in zip(corpus["id"].to_pylist(), corpus["text"].to_pylist(), strict=True)]
+    docs = [
+        Document(id=i, text=t)
+        for i, t in zip(corpus["id"].to_pylist(), corpus["text"].to_pylist(), strict=True)
+    ]
     MinHashDedup(config).run_local(docs)
     return {d.id for d in docs if d.drop}
 

@@ -59,6 +59,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         cfg = load_run_config(args)
         from thresher.readers import expand_inputs
 
+        if not cfg.input.paths:
+            raise ConfigError("input.paths is empty: give --input FILE|DIR|GLOB (repeatable)")
         expand_inputs(cfg.input.paths, cfg.base_dir)  # fail before starting Ray
     except (ConfigError, InputError) as exc:
         print(f"thresher: config error: {exc}", file=sys.stderr)

@@ -191,6 +191,7 @@ class StageRunner:
         quiet_noisy_loggers()
         self.label = label
         self.stage: Stage = stage_class(name)(config)
+        self.stage.preflight()
         self.stage.stats.name = label
 
     def __call__(self, table: pa.Table) -> pa.Table:
@@ -356,6 +357,16 @@ class ResumeError(RuntimeError):
     pass
 
 
+def preflight(specs: list[StageSpec]) -> None:
+    """Build every per-document stage once on the driver, so a missing model fails the run at once."""
+    for spec in specs:
+        cls = stage_class(spec.name)
+        if issubclass(cls, Stage):
+            stage = cls(spec.config)
+            stage.preflight()
+            stage.close()
+
+
 @dataclass
 class Runner:
     """Executes a :class:`PipelineConfig`, with Ray (default) or in-process (``local=True``).
@@ -385,6 +396,7 @@ class Runner:
         start = time.perf_counter()
         files = expand_inputs(cfg.input.paths, cfg.base_dir)
         logger.info("%d input file(s); output in %s", len(files), self.output)
+        preflight(cfg.stages)
         self._prepare(files)
         phases = plan_phases(cfg.stages)
         result = RunResult(self.output)

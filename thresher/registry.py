@@ -11,6 +11,8 @@ import importlib
 STAGES: dict[str, str] = {
     "extract": "thresher.extract.stage:ExtractStage",
     "language": "thresher.filters.language:LanguageFilter",
+    "exact_dedup": "thresher.dedup.stages:ExactDedup",
+    "minhash_dedup": "thresher.dedup.stages:MinHashDedup",
 }
 
 

@@ -112,10 +112,17 @@ class Stage:
 
     def _safe_process(self, doc: Document) -> Document | Drop:
         try:
+            if type(self).process is Stage.process:  # a batch-only stage: a batch of one
+                return self.process_batch([doc])[0]
             return self.process(doc)
         except Exception as exc:  # a bad document must never stop the run
             logger.warning("%s: error on %s (%s): %r", self.name, doc.id, doc.source, exc)
             return Drop(f"exception:{type(exc).__name__}", kind="error", detail=str(exc)[:500])
+
+    def preflight(self) -> None:
+        """Raise now, with a clear message, if the stage cannot work at all (a model file missing,
+        a list unreadable). Called once on the driver before any data moves, and on each worker
+        when the stage is built, so such problems never turn into one error per document."""
 
     def apply(self, docs: list[Document]) -> list[Document]:
         """Run the stage over a batch, in place: live documents are processed, documents dropped by

@@ -30,17 +30,30 @@ def register(subparsers) -> None:
     )
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="Parquet/JSONL files, directories or globs")
     p.add_argument("--output", required=True, help="output directory")
-    p.add_argument("--threshold", type=float, default=None,
-                   help="target Jaccard similarity (bands × rows from datasketch's optimiser); default 14 × 8 bands")
-    p.add_argument("--against", action="append", default=[], metavar="INDEX",
-                   help="index directory of an earlier run (repeatable): drop documents duplicating it")
+    p.add_argument(
+        "--threshold",
+        type=float,
+        default=None,
+        help="target Jaccard similarity (bands × rows from datasketch's optimiser); default 14 × 8 bands",
+    )
+    p.add_argument(
+        "--against",
+        action="append",
+        default=[],
+        metavar="INDEX",
+        help="index directory of an earlier run (repeatable): drop documents duplicating it",
+    )
     p.add_argument("--index-output", default=None, help="save this run's band keys here for later --against")
     p.add_argument("--keep", choices=["first", "longest", "score"], default="first")
     p.add_argument("--score-key", default="quality")
     p.add_argument("--no-exact", action="store_true", help="skip the exact-text pass")
     p.add_argument("--url", action="store_true", help="exact pass: also same normalised URL")
-    p.add_argument("--local-max-docs", type=int, default=200_000,
-                   help="cluster in this process up to this many documents, else on Ray")
+    p.add_argument(
+        "--local-max-docs",
+        type=int,
+        default=200_000,
+        help="cluster in this process up to this many documents, else on Ray",
+    )
     p.set_defaults(func=run)
 
 
@@ -81,8 +94,12 @@ def run(args: argparse.Namespace) -> int:
         common = dict(keep=args.keep, score_key=args.score_key, local_max_docs=args.local_max_docs)
         exact = None if args.no_exact else ExactDedup(ExactDedupConfig(url=args.url, **common))
         near = MinHashDedup(
-            MinHashDedupConfig(threshold=args.threshold, against=args.against or None,
-                               index_output=args.index_output, **common)
+            MinHashDedupConfig(
+                threshold=args.threshold,
+                against=args.against or None,
+                index_output=args.index_output,
+                **common,
+            )
         )
     except (InputError, ValueError) as exc:
         logger.error("%s", exc)
@@ -95,7 +112,9 @@ def run(args: argparse.Namespace) -> int:
             read_stats["documents"] += len(docs)
             for d in docs:
                 if d.drop is not None:
-                    read_stats["unreadable"][d.drop.reason] = read_stats["unreadable"].get(d.drop.reason, 0) + 1
+                    read_stats["unreadable"][d.drop.reason] = (
+                        read_stats["unreadable"].get(d.drop.reason, 0) + 1
+                    )
             batch = _key_input(docs, shard)
             if exact:
                 exact_tables.append(exact.doc_table(batch))
@@ -111,7 +130,9 @@ def run(args: argparse.Namespace) -> int:
                 for row in table.to_pylist():
                     decisions[row["id"]] = row
             gone = pa.array(list(decisions), pa.string())
-            near_tables = [t.filter(pa.compute.invert(pa.compute.is_in(t.column("id"), gone))) for t in near_tables]
+            near_tables = [
+                t.filter(pa.compute.invert(pa.compute.is_in(t.column("id"), gone))) for t in near_tables
+            ]
         for table in near.decide(near_tables):
             for row in table.to_pylist():
                 decisions[row["id"]] = row
@@ -127,15 +148,26 @@ def run(args: argparse.Namespace) -> int:
             for d in docs:
                 row = decisions.get(d.id) if d.drop is None else None
                 if row:
-                    d.mark_dropped(Drop(row["reason"], value=row["value"], detail=row["detail"],
-                                        stage="exact_dedup" if row["reason"] == "exact_duplicate" else "minhash_dedup"))
+                    d.mark_dropped(
+                        Drop(
+                            row["reason"],
+                            value=row["value"],
+                            detail=row["detail"],
+                            stage="exact_dedup" if row["reason"] == "exact_duplicate" else "minhash_dedup",
+                        )
+                    )
             kept_parts.append(kept_table(docs))
             dropped_parts.append(dropped_table(docs))
         kept_all = pa.concat_tables(kept_parts) if kept_parts else kept_table([])
         kept += kept_all.num_rows
-        pq.write_table(kept_all, os.path.join(args.output, "documents", f"part-{i:05d}.parquet"), compression="zstd")
-        pq.write_table(pa.concat_tables(dropped_parts) if dropped_parts else dropped_table([]),
-                       os.path.join(args.output, "dropped", f"part-{i:05d}.parquet"), compression="zstd")
+        pq.write_table(
+            kept_all, os.path.join(args.output, "documents", f"part-{i:05d}.parquet"), compression="zstd"
+        )
+        pq.write_table(
+            pa.concat_tables(dropped_parts) if dropped_parts else dropped_table([]),
+            os.path.join(args.output, "dropped", f"part-{i:05d}.parquet"),
+            compression="zstd",
+        )
     stats = {
         "read": read_stats,
         "kept": kept,
@@ -144,6 +176,11 @@ def run(args: argparse.Namespace) -> int:
     }
     with open(os.path.join(args.output, "stats.json"), "w", encoding="utf-8") as f:
         json.dump(stats, f, indent=2)
-    logger.info("dedup: %d documents read, %d kept, %d dropped as duplicates -> %s",
-                read_stats["documents"], kept, len(decisions), args.output)
+    logger.info(
+        "dedup: %d documents read, %d kept, %d dropped as duplicates -> %s",
+        read_stats["documents"],
+        kept,
+        len(decisions),
+        args.output,
+    )
     return 0

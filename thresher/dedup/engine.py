@@ -59,10 +59,14 @@ DOC_TABLE_SCHEMA = pa.schema(
     ]
 )
 MEMBER_SCHEMA = pa.schema(
-    [pa.field("comp", pa.uint64())] + [f for f in DOC_TABLE_SCHEMA if f.name != "keys"] + [pa.field("old", pa.bool_())]
+    [pa.field("comp", pa.uint64())]
+    + [f for f in DOC_TABLE_SCHEMA if f.name != "keys"]
+    + [pa.field("old", pa.bool_())]
 )
 PAIR_SCHEMA = pa.schema([pa.field("key", pa.uint64()), pa.field("node", pa.uint64())])
-INDEX_SCHEMA = pa.schema([pa.field("key", pa.uint64()), pa.field("node", pa.uint64()), pa.field("id", pa.string())])
+INDEX_SCHEMA = pa.schema(
+    [pa.field("key", pa.uint64()), pa.field("node", pa.uint64()), pa.field("id", pa.string())]
+)
 
 _OLD_SALT = np.uint64(0x6A09E667F3BCC909)
 
@@ -107,7 +111,9 @@ def _write_index_block(pairs: pa.Table, row_of_pair: np.ndarray, doc_table: pa.T
     pq.write_table(table.cast(INDEX_SCHEMA), path, row_group_size=65536, compression="zstd")
 
 
-def _old_pairs(against: list[str], p: int, partitions: int, new_keys: np.ndarray) -> tuple[pa.Table, pa.Table]:
+def _old_pairs(
+    against: list[str], p: int, partitions: int, new_keys: np.ndarray
+) -> tuple[pa.Table, pa.Table]:
     """Pairs of earlier runs whose key occurs in this partition's new keys, with old nodes
     moved to their own node space, and the matching old documents' rows."""
     import pyarrow.dataset as pads
@@ -123,7 +129,9 @@ def _old_pairs(against: list[str], p: int, partitions: int, new_keys: np.ndarray
     matched = np.isin(old.column("key").to_numpy(), new_keys)
     old = old.filter(pa.array(matched))
     if old.num_rows:
-        old = dataset.to_table(filter=expr & pc.field("key").isin(pa.array(np.unique(old.column("key").to_numpy()))))
+        old = dataset.to_table(
+            filter=expr & pc.field("key").isin(pa.array(np.unique(old.column("key").to_numpy())))
+        )
     with np.errstate(over="ignore"):
         old_nodes = fmix64(old.column("node").to_numpy() ^ _OLD_SALT)
     pairs = pa.table({"key": old.column("key"), "node": pa.array(old_nodes)}, schema=PAIR_SCHEMA)
@@ -173,7 +181,9 @@ def _member_split(edges: pa.Table, partitions: int) -> list[pa.Table]:
     v = edges.column("v").to_numpy()
     node = np.concatenate((v, u))
     comp = np.concatenate((u, u))
-    table = pa.table({"u": pa.array(node, pa.uint64()), "v": pa.array(comp, pa.uint64())}, schema=cc.EDGE_SCHEMA)
+    table = pa.table(
+        {"u": pa.array(node, pa.uint64()), "v": pa.array(comp, pa.uint64())}, schema=cc.EDGE_SCHEMA
+    )
     return cc.split_table(table, cc.partition_of(node, partitions), partitions)
 
 
@@ -186,7 +196,9 @@ def _old_row_split(group_payload: dict, partitions: int) -> list[pa.Table]:
     return _row_split(group_payload["old_rows"], partitions)
 
 
-def attach_reduce(p: int, partitions: int, members: list, rows: list, old_rows: list) -> tuple[pa.Table, dict]:
+def attach_reduce(
+    p: int, partitions: int, members: list, rows: list, old_rows: list
+) -> tuple[pa.Table, dict]:
     member = pa.concat_tables(members) if members else cc.EDGE_SCHEMA.empty_table()
     node, comp = cc.unique_edges(member.column("u").to_numpy(), member.column("v").to_numpy())
     new = pa.concat_tables(rows) if rows else DOC_TABLE_SCHEMA.empty_table().drop_columns(["keys"])
@@ -218,7 +230,9 @@ def size_bucket(size: int) -> str:
     return f"{hi // 2 + 1}-{hi}"
 
 
-def keep_reduce(p: int, partitions: int, pieces: list[pa.Table], keep: str, reason: str) -> tuple[pa.Table, dict]:
+def keep_reduce(
+    p: int, partitions: int, pieces: list[pa.Table], keep: str, reason: str
+) -> tuple[pa.Table, dict]:
     members = pa.concat_tables(pieces) if pieces else MEMBER_SCHEMA.empty_table()
     order = [("comp", "ascending"), ("old", "descending")]
     if keep == "longest":
@@ -247,7 +261,9 @@ def keep_reduce(p: int, partitions: int, pieces: list[pa.Table], keep: str, reas
         schema=DECISION_SCHEMA,
     )
     old_first = is_old[starts]
-    info = Counter(clusters=len(starts), removed=int(drop.sum()), clusters_matching_index=int(old_first.sum()))
+    info = Counter(
+        clusters=len(starts), removed=int(drop.sum()), clusters_matching_index=int(old_first.sum())
+    )
     for size in sizes.tolist():
         info[f"size:{size_bucket(size)}"] += 1
     return decisions, dict(info)
@@ -280,7 +296,9 @@ def _components(executor, edges: list, max_steps: int) -> list:
     raise RuntimeError(f"connected components did not converge in {max_steps} steps")
 
 
-def run_engine(doc_tables: list, settings: EngineSettings, executor: LocalExecutor | RayExecutor) -> EngineResult:
+def run_engine(
+    doc_tables: list, settings: EngineSettings, executor: LocalExecutor | RayExecutor
+) -> EngineResult:
     """Decisions for the documents of ``doc_tables`` (tables, or Ray refs with a RayExecutor)."""
     grouped, infos = executor.shuffle(
         [Stream(doc_tables, split_pairs, (settings.index_output,))], group_reduce, (settings.against,)

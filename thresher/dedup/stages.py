@@ -95,13 +95,19 @@ class MinHashDedupConfig(_CommonConfig):
             raise ValueError(f"{where}: num_perm and shingle_size must be >= 1, seed >= 0")
         if self.threshold is not None and not 0.0 < self.threshold < 1.0:
             raise ValueError(f"{where}.threshold: must be between 0 and 1, got {self.threshold}")
-        if self.threshold is None and (self.bands < 1 or self.rows < 1 or self.bands * self.rows > self.num_perm):
+        if self.threshold is None and (
+            self.bands < 1 or self.rows < 1 or self.bands * self.rows > self.num_perm
+        ):
             raise ValueError(
                 f"{where}: bands × rows ({self.bands} × {self.rows}) must be between 1 and num_perm ({self.num_perm})"
             )
 
     def lsh(self) -> LshParams:
-        return optimal_params(self.threshold, self.num_perm) if self.threshold else LshParams(self.bands, self.rows)
+        return (
+            optimal_params(self.threshold, self.num_perm)
+            if self.threshold
+            else LshParams(self.bands, self.rows)
+        )
 
     def against_list(self) -> list[str]:
         if not self.against:
@@ -145,7 +151,9 @@ def _scores(batch: pa.Table, key: str | None) -> pa.Array:
     return pa.array(out, pa.float64())
 
 
-def _doc_table(batch: pa.Table, texts: list[str], offsets: np.ndarray, keys: np.ndarray, score_key: str | None):
+def _doc_table(
+    batch: pa.Table, texts: list[str], offsets: np.ndarray, keys: np.ndarray, score_key: str | None
+):
     ids = [str(i) for i in _column(batch, "id", "")]
     return pa.table(
         {
@@ -164,7 +172,7 @@ def normalize_url(url: str) -> str:
     """Scheme and host lower-cased, default port, fragment and trailing slash dropped."""
     parts = urlsplit(url.strip())
     host = (parts.hostname or "").lower()
-    if parts.port and not (parts.scheme, parts.port) in (("http", 80), ("https", 443)):
+    if parts.port and (parts.scheme, parts.port) not in (("http", 80), ("https", 443)):
         host = f"{host}:{parts.port}"
     path = parts.path.rstrip("/") or "/"
     return urlunsplit((parts.scheme.lower(), host, path, parts.query, ""))
@@ -289,7 +297,8 @@ class _KeyDedup(DatasetStage):
         self.prepare()
         live = [d for d in docs if d.drop is None]
         tables = [
-            self.doc_table(_documents_table(live[i : i + self.block_size])) for i in range(0, len(live), self.block_size)
+            self.doc_table(_documents_table(live[i : i + self.block_size]))
+            for i in range(0, len(live), self.block_size)
         ]
         self.executor_used = "local"
         result = run_engine(tables, self.settings(), LocalExecutor())
@@ -299,7 +308,9 @@ class _KeyDedup(DatasetStage):
         for table in result.decisions:
             for row in table.to_pylist():
                 doc = by_id[row["id"]].pop()
-                doc.mark_dropped(Drop(row["reason"], value=row["value"], detail=row["detail"], stage=self.name))
+                doc.mark_dropped(
+                    Drop(row["reason"], value=row["value"], detail=row["detail"], stage=self.name)
+                )
         self._record(result, len(live), started)
         return docs
 
@@ -391,12 +402,16 @@ class MinHashDedup(_KeyDedup):
                 theirs = json.load(f)
             if theirs != params:
                 diff = {k: (theirs.get(k), v) for k, v in params.items() if theirs.get(k) != v}
-                raise ValueError(f"{self.name}.against: {path} was built with other settings (index, this run): {diff}")
+                raise ValueError(
+                    f"{self.name}.against: {path} was built with other settings (index, this run): {diff}"
+                )
         out = self.config.index_output
         if out:
             keys_dir = os.path.join(out, "keys")
             if os.path.isdir(keys_dir) and os.listdir(keys_dir):
-                raise ValueError(f"{self.name}.index_output: {out} already holds an index; choose a new directory")
+                raise ValueError(
+                    f"{self.name}.index_output: {out} already holds an index; choose a new directory"
+                )
             os.makedirs(keys_dir, exist_ok=True)
             with open(os.path.join(out, "params.json"), "w", encoding="utf-8") as f:
                 json.dump(params, f, indent=2, sort_keys=True)

@@ -14,7 +14,7 @@ from typing import Any
 
 from thresher.document import Document, Drop
 from thresher.filters.base import LanguageAwareStage, validate_language_overrides
-from thresher.filters.text import count_sentences
+from thresher.filters.text import SPACELESS, NoSegmenter, count_sentences, split_words
 
 CITATION = re.compile(r"\[\d*]|\[edit]|\[citation needed]")
 END_PUNCTUATION = (".", "?", "!", '"', "'")
@@ -65,6 +65,7 @@ class C4QualityFilter(LanguageAwareStage):
         sentences = 0
         kept: list[str] = []
         removed = self.stats.extra
+        segment = lang in SPACELESS  # words are not separated by spaces: count segmented words
         for raw in doc.text.splitlines():
             line = raw.strip()
             words = line.split()
@@ -76,6 +77,12 @@ class C4QualityFilter(LanguageAwareStage):
             if cfg.require_terminal_punct and (not line.endswith(END_PUNCTUATION) or line.endswith("...")):
                 removed["c4_line_no_terminal_punct"] += 1
                 continue
+            if min_words and segment:
+                try:
+                    words = split_words(line, lang)
+                except NoSegmenter:
+                    removed[f"c4_no_segmenter:{lang}"] += 1
+                    words = [line] * min_words  # rule skipped: no way to count the words
             if len(words) < min_words:
                 removed["c4_line_too_few_words"] += 1
                 continue

@@ -8,7 +8,6 @@ table says how far past the threshold a page was.
 from __future__ import annotations
 
 import re
-from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -184,6 +183,11 @@ class NGramIndex:
         self._hash = self.ids + np.uint64(1)
         self._n = 1
 
+    @property
+    def n(self) -> int:
+        """The n-gram size the index is at; smaller sizes need a new index."""
+        return self._n
+
     def hashes(self, n: int) -> np.ndarray:
         """Hashes of the n-grams; n must not decrease between calls."""
         if n < self._n:
@@ -277,7 +281,7 @@ class GopherRepetitionFilter(LanguageAwareStage):
             share = top_ngram_chars(index, n) / n_chars
             if share > limit:
                 return Drop(f"gopher_top_{n}_gram", value=share)
-        index = NGramIndex(words) if cfg.dup_n_grams and min(cfg.dup_n_grams) < index._n else index
+        index = NGramIndex(words) if cfg.dup_n_grams and min(cfg.dup_n_grams) < index.n else index
         for n, limit in sorted(cfg.dup_n_grams.items()):
             share = repeated_ngram_chars(index, n) / n_chars
             if share > limit:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -74,12 +75,39 @@ def _copy_from_wheel(wheel: Path, dest: Path) -> None:
                     out.write(chunk)
 
 
+def _installed_datatrove_assets() -> Path | None:
+    import importlib.util
+
+    spec = importlib.util.find_spec("datatrove")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    assets = Path(list(spec.submodule_search_locations)[0]) / "assets"
+    return assets if _verified(assets) else None
+
+
 def fetch_fineweb_lists(dest: Path | None = None) -> FineWebURLLists:
-    """Download the datatrove wheel (no dependencies), take the four list files, verify them."""
+    """Copy the four list files from an installed datatrove of the right version, else from its
+    wheel downloaded without dependencies; verify them."""
     dest = Path(dest or LISTS_DIR)
     if _verified(dest):
         return _paths(dest)
     dest.mkdir(parents=True, exist_ok=True)
+    assets = _installed_datatrove_assets()
+    if assets is not None:
+        for name in FILES:
+            shutil.copyfile(assets / name, dest / f"{name}.tmp")
+    else:
+        _download_into(dest)
+    for name, digest in FILES.items():
+        got = sha256_file(dest / f"{name}.tmp")
+        if got != digest:
+            os.unlink(dest / f"{name}.tmp")
+            raise ListsNotFound(f"{name}: sha256 {got} does not match the expected {digest}")
+        os.replace(dest / f"{name}.tmp", dest / name)
+    return _paths(dest)
+
+
+def _download_into(dest: Path) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "-d", tmp, DATATROVE_WHEEL]
         logger.info("downloading %s to take the URL-filter lists out of it", DATATROVE_WHEEL)
@@ -88,10 +116,3 @@ def fetch_fineweb_lists(dest: Path | None = None) -> FineWebURLLists:
         if not wheels:
             raise ListsNotFound(f"pip download {DATATROVE_WHEEL} produced no wheel")
         _copy_from_wheel(wheels[0], dest)
-    for name, digest in FILES.items():
-        got = sha256_file(dest / f"{name}.tmp")
-        if got != digest:
-            os.unlink(dest / f"{name}.tmp")
-            raise ListsNotFound(f"{name}: sha256 {got} does not match the expected {digest}")
-        os.replace(dest / f"{name}.tmp", dest / name)
-    return _paths(dest)

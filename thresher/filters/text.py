@@ -188,7 +188,8 @@ _SENTENCE_END = {
     "spaceless": regex.compile(rf"(\.\.\.|\p{{Sentence_Terminal}}){_CLOSE}\s*(\S)"),
 }
 _OPENERS = "\"'“‘«([{"
-_SPACELESS = frozenset({"zh", "ja", "th", "lo", "km", "my", "bo"})
+SPACELESS = frozenset({"zh", "ja", "th", "lo", "km", "my", "bo", "dz"})
+"""Languages written without spaces between words."""
 
 
 def count_sentences(line: str, language: str = "en") -> int:
@@ -196,7 +197,7 @@ def count_sentences(line: str, language: str = "en") -> int:
     an ellipsis, and except a period that belongs to its word (see :func:`_keeps_period`)."""
     if not line.strip():
         return 0
-    kind = "en" if language == "en" else "spaceless" if language in _SPACELESS else "spaced"
+    kind = "en" if language == "en" else "spaceless" if language in SPACELESS else "spaced"
     pattern = _SENTENCE_END[kind]
     count = 1
     for m in pattern.finditer(line):

@@ -105,6 +105,19 @@ def _merge_long_piece(piece: bytes, ranks: Mapping[bytes, int]) -> list[int]:
     return out
 
 
+class _PieceCache(dict):
+    """piece → its ids. A missing piece is noted in ``missed`` and gives no ids, so one C-level
+    pass (``chain(map(cache.__getitem__, pieces))``) both encodes and detects what is missing."""
+
+    def __init__(self, base: Mapping[str, list[int]]) -> None:
+        super().__init__(base)
+        self.missed: list[str] = []
+
+    def __missing__(self, piece: str) -> tuple:
+        self.missed.append(piece)
+        return ()
+
+
 class BPETokenizer:
     """A byte-level BPE tokenizer: ``mergeable_ranks`` (token bytes → id, the 256 single bytes
     included), a pre-tokenisation ``pattern`` and special tokens (name → id, above the ranks).
@@ -143,7 +156,7 @@ class BPETokenizer:
         for name, i in self._special.items():
             self._decoder[i] = name.encode("utf-8")
         self._base_cache = self._token_pieces()
-        self._cache: dict[str, tuple[int, ...]] = dict(self._base_cache)
+        self._cache = _PieceCache(self._base_cache)
         self._pair_ranks: PairRanks | None = None
         self._cache_limit = len(self._base_cache) + cache_size
 
@@ -238,19 +251,26 @@ class BPETokenizer:
 
     def _encode_texts(self, texts: Sequence[str]) -> list[list[int]]:
         findall = self._regex.findall
-        pieces = [findall(t) for t in texts]
         cache = self._cache
-        seen: set[str] = set()
-        for p in pieces:
-            seen.update(p)
-        missing = seen.difference(cache)
-        too_long = self._add_to_cache(missing) if missing else ()
+        missed = cache.missed
         lookup = cache.__getitem__
-        out = [list(chain.from_iterable(map(lookup, p))) for p in pieces]
-        for piece in too_long:  # rarely recur: not worth their memory
-            del cache[piece]
-        if len(cache) > self._cache_limit:
-            self._cache = dict(self._base_cache)
+        pieces = [findall(t) for t in texts]
+        out = []
+        redo = []
+        for i, p in enumerate(pieces):
+            before = len(missed)
+            out.append(list(chain.from_iterable(map(lookup, p))))
+            if len(missed) != before:  # some pieces contributed nothing: encode them, then redo
+                redo.append(i)
+        if missed:
+            too_long = self._add_to_cache(set(missed))
+            missed.clear()
+            for i in redo:
+                out[i] = list(chain.from_iterable(map(lookup, pieces[i])))
+            for piece in too_long:  # rarely recur: not worth their memory
+                del cache[piece]
+            if len(cache) > self._cache_limit:
+                self._cache = _PieceCache(self._base_cache)
         return out
 
     def _add_to_cache(self, pieces: set[str]) -> list[str]:
@@ -271,7 +291,7 @@ class BPETokenizer:
         return [t for t, r in zip(texts, raw) if len(r) > MAX_CACHED_PIECE]
 
     def clear_cache(self) -> None:
-        self._cache = dict(self._base_cache)
+        self._cache = _PieceCache(self._base_cache)
 
     # -- decoding --------------------------------------------------------------------------------
 
@@ -288,6 +308,30 @@ class BPETokenizer:
         """Text of ``ids``. A sequence cut inside a multi-byte character decodes with U+FFFD for
         the partial character (``errors='replace'``), as tiktoken does."""
         return self.decode_bytes(ids).decode("utf-8", errors)
+
+    # -- files ---------------------------------------------------------------------------------
+
+    def save(self, directory) -> None:
+        """Write ``tokenizer.tiktoken``, ``thresher.json`` and a HF ``tokenizer.json`` (files.py)."""
+        from thresher.tokenize.files import save
+
+        save(self, directory)
+
+    @classmethod
+    def load(cls, directory, cache_size: int = DEFAULT_CACHE_SIZE) -> BPETokenizer:
+        from thresher.tokenize.files import load
+
+        return load(directory, cache_size=cache_size)
+
+    def fingerprint(self) -> str:
+        from thresher.tokenize.files import fingerprint
+
+        return fingerprint(self)
+
+    def to_hf_json(self) -> dict:
+        from thresher.tokenize.hf import to_hf_json
+
+        return to_hf_json(self)
 
     def __repr__(self) -> str:
         return f"BPETokenizer(n_ranks={self.n_ranks}, specials={sorted(self._special)}, vocab_size={self.vocab_size})"

@@ -1,0 +1,215 @@
+"""Tokenizer benchmark: our BPE vs HF ``tokenizers`` (training, encoding, compression) and vs
+tiktoken (encoding, with our trained ranks loaded into ``tiktoken.Encoding``), side by side.
+
+Corpus (real text, built once and cached as JSONL):
+
+* Lingua test sentences: 75 languages, 74k sentences, one document per 50 sentences;
+* main text of the shared extraction-benchmark pages (trafilatura eval, Zyte AEB, L. Gao), via
+  resiliparse;
+* main text of every ``*.html`` under each ``--html-dir`` — for the ~50 MB figures we used the
+  Debian packages ``debian-handbook`` (26 languages) and ``python3.11-doc`` (English)::
+
+      apt-get download debian-handbook python3.11-doc
+      for f in *.deb; do dpkg -x "$f" debs/; done
+      python bench/tokenizer.py --html-dir debs/usr/share/doc --mb 50
+
+Documents are shuffled with a fixed seed; every 10th is held out for encoding speed and
+compression, the rest (up to ``--mb`` MB) trains both tokenizers with the same vocabulary size,
+pattern and special token. Times are process CPU seconds for single-threaded work (encoding, so
+that other load on the machine distorts less) and wall seconds for training (HF trains with
+several threads; ours counts with Ray workers, ``--workers``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import logging
+import os
+import random
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+SHARED = Path(os.environ.get("THRESHER_SHARED_DATA", ROOT.parent / "shared" / "data"))
+
+
+def _lingua_documents(sentences_per_doc: int = 50) -> list[str]:
+    docs = []
+    for path in sorted((SHARED / "lid-lingua-testdata" / "sentences").glob("*.txt.gz")):
+        lines = gzip.open(path, "rt", encoding="utf-8").read().splitlines()
+        docs += ["\n".join(lines[i : i + sentences_per_doc]) for i in range(0, len(lines), sentences_per_doc)]
+    return docs
+
+
+def _html_files(extra_dirs: list[str]) -> list[Path]:
+    files = sorted((SHARED / "extraction-trafilatura-eval" / "html").glob("*.html.gz"))
+    files += sorted((SHARED / "extraction-scrapinghub-aeb" / "html").glob("*.html.gz"))
+    files += sorted((SHARED / "extraction-htmltotext-leogao").glob("*/html/*"))
+    for d in extra_dirs:
+        files += sorted(Path(d).rglob("*.html"))
+    return files
+
+
+def _page_text(path: Path) -> str:
+    from resiliparse.extract.html2text import extract_plain_text
+    from resiliparse.parse.encoding import bytes_to_str, detect_encoding
+
+    raw = path.read_bytes()
+    if path.name.endswith(".gz"):
+        raw = gzip.decompress(raw)
+    return extract_plain_text(bytes_to_str(raw, detect_encoding(raw)), main_content=True)
+
+
+def build_corpus(cache: Path, extra_dirs: list[str]) -> list[str]:
+    if cache.exists():
+        return [json.loads(line)["text"] for line in cache.open(encoding="utf-8")]
+    docs = _lingua_documents()
+    for path in _html_files(extra_dirs):
+        text = _page_text(path)
+        if len(text) >= 200:
+            docs.append(text)
+    random.Random(0).shuffle(docs)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    with cache.open("w", encoding="utf-8") as out:
+        for text in docs:
+            out.write(json.dumps({"text": text}, ensure_ascii=False) + "\n")
+    return docs
+
+
+def split_corpus(docs: list[str], train_mb: float) -> tuple[list[str], list[str]]:
+    held_out = docs[::10]
+    train, size = [], 0
+    for i, doc in enumerate(docs):
+        if i % 10 == 0:
+            continue
+        if size >= train_mb * 1e6:
+            break
+        train.append(doc)
+        size += len(doc.encode("utf-8"))
+    return train, held_out
+
+
+def mb(texts: list[str]) -> float:
+    return sum(len(t.encode("utf-8")) for t in texts) / 1e6
+
+
+def train_hf(texts: list[str], vocab_size: int, pattern: str):
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Split(Regex(pattern), behavior="isolated"),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+        ]
+    )
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=["<|endoftext|>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator(texts, trainer)
+    return tok
+
+
+def cpu_rate(fn, texts: list[str], repeats: int) -> float:
+    """Best MB/s of ``repeats`` runs, in process CPU time."""
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.process_time()
+        fn(texts)
+        best = min(best, time.process_time() - start)
+    return mb(texts) / best
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--mb", type=float, default=50.0, help="training text, MB (default 50)")
+    parser.add_argument("--vocab-size", type=int, default=32768)
+    parser.add_argument("--html-dir", action="append", default=[], help="more HTML pages (repeatable)")
+    parser.add_argument("--cache", default=os.path.join(tempfile.gettempdir(), "thresher-bench-tokenizer"))
+    parser.add_argument("--workers", type=int, default=2, help="Ray workers for counting (0: no Ray)")
+    parser.add_argument("--encode-mb", type=float, default=10.0, help="held-out text to encode, MB")
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+
+    import tiktoken
+
+    from thresher.tokenize import BPETokenizer, train_tokenizer
+    from thresher.tokenize.pretokenize import CL100K_PATTERN
+
+    key = "corpus-" + "-".join(Path(d).name for d in args.html_dir) + ".jsonl"
+    docs = build_corpus(Path(args.cache) / key, args.html_dir)
+    train, held_out = split_corpus(docs, args.mb)
+    test, size = [], 0
+    for doc in held_out:
+        if size >= args.encode_mb * 1e6:
+            break
+        test.append(doc)
+        size += len(doc.encode("utf-8"))
+    print(f"corpus: {len(docs)} documents, {mb(docs):.1f} MB; training on {len(train)} ({mb(train):.1f} MB), "
+          f"encoding {len(test)} held-out ({mb(test):.1f} MB); vocab {args.vocab_size}")
+
+    start = time.perf_counter()
+    hf = train_hf(train, args.vocab_size, CL100K_PATTERN)
+    hf_train = time.perf_counter() - start
+    print(f"train   HF tokenizers BpeTrainer: {hf_train:7.1f} s wall")
+
+    workers = args.workers
+    if workers:
+        from thresher.raycontext import init_ray
+
+        init_ray(num_cpus=workers, quiet=True)
+    start = time.perf_counter()
+    ours = train_tokenizer(train, args.vocab_size, ray_workers=workers or None)
+    ours_train = time.perf_counter() - start
+    print(f"train   thresher BPETokenizer:    {ours_train:7.1f} s wall  ({ours_train / hf_train:.2f}x HF's time)")
+
+    enc = tiktoken.Encoding(
+        "thresher-bench", pat_str=ours.pattern, mergeable_ranks=ours.mergeable_ranks(), special_tokens=ours.special_tokens
+    )
+    fresh = []
+
+    def ours_cold(texts):
+        tok = BPETokenizer(ours.mergeable_ranks(), ours.pattern, ours.special_tokens)
+        fresh.append(tok)
+        for i in range(0, len(texts), 64):
+            tok.encode_ordinary_batch(texts[i : i + 64])
+
+    def ours_warm(texts):
+        for i in range(0, len(texts), 64):
+            ours.encode_ordinary_batch(texts[i : i + 64])
+
+    ours_warm(test)
+    rate_tt = cpu_rate(lambda ts: [enc.encode_ordinary(t) for t in ts], test, args.repeats)
+    rate_cold = cpu_rate(ours_cold, test, args.repeats)
+    rate_warm = cpu_rate(ours_warm, test, args.repeats)
+    rate_hf = cpu_rate(lambda ts: [hf.encode(t, add_special_tokens=False) for t in ts], test, 1)
+    print(f"encode  tiktoken (our ranks):     {rate_tt:7.2f} MB/s one thread")
+    print(f"encode  HF tokenizers:            {rate_hf:7.2f} MB/s one thread")
+    print(f"encode  thresher, fresh cache:    {rate_cold:7.2f} MB/s  ({rate_cold / rate_tt:.2f}x tiktoken, "
+          f"{rate_cold / rate_hf:.1f}x HF)")
+    print(f"encode  thresher, warm cache:     {rate_warm:7.2f} MB/s  ({rate_warm / rate_tt:.2f}x tiktoken, "
+          f"{rate_warm / rate_hf:.1f}x HF)")
+
+    same = all(enc.encode_ordinary(t) == ours.encode_ordinary(t) for t in test[:200])
+    n_ours = sum(map(len, ours.encode_ordinary_batch(test)))
+    n_hf = sum(len(e.ids) for e in hf.encode_batch(test, add_special_tokens=False))
+    size = mb(test) * 1e6
+    print(f"ids identical to tiktoken on 200 held-out documents: {same}")
+    print(f"compression (held-out bytes/token): thresher {size / n_ours:.3f}, HF {size / n_hf:.3f} "
+          f"({(n_hf - n_ours) / n_hf * 100:+.2f}% fewer tokens)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

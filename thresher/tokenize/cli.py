@@ -1,0 +1,99 @@
+"""``thresher tokenizer train`` and ``thresher tokenizer encode``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+
+from thresher.tokenize.pretokenize import CL100K_PATTERN, ENDOFTEXT
+
+logger = logging.getLogger(__name__)
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser("tokenizer", help="train a byte-level BPE tokenizer, or encode text with one")
+    sub = parser.add_subparsers(dest="tokenizer_command", metavar="ACTION")
+
+    train = sub.add_parser(
+        "train",
+        help="train on documents (Parquet/JSONL with a text column); counting runs on Ray",
+        description="Train a byte-level BPE tokenizer. Pre-tokens are counted by Ray tasks (one per "
+        "input file), merges are learned on the driver. Writes tokenizer.tiktoken, thresher.json and "
+        "a HF tokenizer.json to --output.",
+    )
+    train.add_argument("--input", nargs="+", required=True, metavar="DOCS", help="files, directories or globs")
+    train.add_argument("--vocab-size", type=int, required=True, help="all ids: 256 bytes + merges + special tokens")
+    train.add_argument("--output", required=True, metavar="DIR")
+    train.add_argument("--text-column", default="text")
+    train.add_argument("--special", nargs="*", default=[ENDOFTEXT], metavar="TOKEN",
+                       help=f"special tokens (default: {ENDOFTEXT})")
+    train.add_argument("--pattern", default=CL100K_PATTERN, help="pre-tokenisation regex (default: GPT-4 cl100k)")
+    train.add_argument("--min-frequency", type=int, default=2, help="stop when no pair occurs this often")
+    train.add_argument("--no-ray", action="store_true", help="count in this process")
+    train.add_argument("--ray-address", default=None, help="Ray cluster to join (default: $RAY_ADDRESS or a local Ray)")
+    train.add_argument("--num-cpus", type=int, default=None, help="CPUs for a local Ray")
+    train.set_defaults(func=cmd_train)
+
+    encode = sub.add_parser("encode", help="print the ids of TEXT (or of stdin)")
+    encode.add_argument("--tokenizer", required=True, metavar="DIR")
+    encode.add_argument("--ordinary", action="store_true", help="treat special-token names as plain text")
+    encode.add_argument("--pieces", action="store_true", help="also print each token's text")
+    encode.add_argument("text", nargs="?", help="text to encode (default: read stdin)")
+    encode.set_defaults(func=cmd_encode)
+    parser.set_defaults(func=lambda args: parser.print_help() or 2)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from thresher.readers.inputs import InputError, expand_inputs
+    from thresher.tokenize.train import train_from_files
+
+    try:
+        paths = expand_inputs(args.input)
+    except InputError as exc:
+        logger.error("%s", exc)
+        return 2
+    unusable = [p for p in paths if not p.lower().endswith((".parquet", ".jsonl", ".jsonl.gz", ".ndjson", ".ndjson.gz"))]
+    if unusable:
+        logger.error("tokenizer training reads Parquet or JSONL documents; not usable: %s", ", ".join(unusable[:5]))
+        return 2
+    if not args.no_ray:
+        from thresher.raycontext import init_ray
+
+        init_ray(args.ray_address, num_cpus=args.num_cpus)
+    try:
+        tok, stats = train_from_files(
+            paths,
+            args.vocab_size,
+            text_column=args.text_column,
+            pattern=args.pattern,
+            special_tokens=args.special,
+            min_frequency=args.min_frequency,
+            use_ray=not args.no_ray,
+        )
+    except ValueError as exc:
+        logger.error("%s", exc)
+        return 1
+    tok.save(args.output)
+    logger.info(
+        "wrote %s: %d ids (%d ordinary, specials %s), trained on %d documents",
+        args.output, tok.vocab_size, tok.n_ranks, tok.special_tokens, stats.documents,
+    )
+    return 0
+
+
+def cmd_encode(args: argparse.Namespace) -> int:
+    from thresher.tokenize.bpe import BPETokenizer
+
+    try:
+        tok = BPETokenizer.load(args.tokenizer)
+    except (FileNotFoundError, ValueError) as exc:
+        logger.error("%s", exc)
+        return 2
+    text = args.text if args.text is not None else sys.stdin.read()
+    ids = tok.encode_ordinary(text) if args.ordinary else tok.encode(text)
+    print(" ".join(map(str, ids)))
+    if args.pieces:
+        print(json.dumps([tok.token_bytes(i).decode("utf-8", "replace") for i in ids], ensure_ascii=False))
+    return 0

@@ -1,0 +1,88 @@
+"""A tokenizer directory on disk, readable by us, by tiktoken and by HF ``tokenizers``::
+
+    DIR/tokenizer.tiktoken   one "base64(token bytes) id" line per ordinary token
+                             (tiktoken.load.load_tiktoken_bpe reads it)
+    DIR/thresher.json        format, version, split pattern, special tokens, content hash
+    DIR/tokenizer.json       the same tokenizer as a HF ``tokenizers`` file (see hf.py)
+
+Files are written under temporary names and renamed, so a directory never holds a half-written
+tokenizer under the final names.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+from pathlib import Path
+
+from thresher.tokenize.bpe import BPETokenizer
+
+FORMAT = "thresher.bpe"
+FORMAT_VERSION = 1
+RANKS_FILE = "tokenizer.tiktoken"
+CONFIG_FILE = "thresher.json"
+HF_FILE = "tokenizer.json"
+
+
+def fingerprint(tok: BPETokenizer) -> str:
+    """sha256 over pattern, special tokens and ranks: equal for tokenizers that encode alike."""
+    h = hashlib.sha256()
+    h.update(tok.pattern.encode("utf-8"))
+    h.update(json.dumps(sorted(tok.special_tokens.items())).encode("utf-8"))
+    for token, rank in sorted(tok.mergeable_ranks().items(), key=lambda kv: kv[1]):
+        h.update(b"%d %s\n" % (rank, base64.b64encode(token)))
+    return h.hexdigest()
+
+
+def _write(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def save(tok: BPETokenizer, directory: str | os.PathLike) -> Path:
+    from thresher.tokenize.hf import to_hf_json
+
+    out = Path(directory)
+    out.mkdir(parents=True, exist_ok=True)
+    ranks = sorted(tok.mergeable_ranks().items(), key=lambda kv: kv[1])
+    _write(out / RANKS_FILE, b"".join(b"%s %d\n" % (base64.b64encode(t), r) for t, r in ranks))
+    _write(out / HF_FILE, json.dumps(to_hf_json(tok), ensure_ascii=False).encode("utf-8"))
+    config = {
+        "format": FORMAT,
+        "version": FORMAT_VERSION,
+        "pattern": tok.pattern,
+        "special_tokens": tok.special_tokens,
+        "n_ranks": tok.n_ranks,
+        "vocab_size": tok.vocab_size,
+        "eot_id": tok.special_tokens.get("<|endoftext|>"),
+        "dtype": tok.dtype.name,
+        "sha256": fingerprint(tok),
+    }
+    _write(out / CONFIG_FILE, json.dumps(config, indent=2, ensure_ascii=False).encode("utf-8"))
+    return out
+
+
+def load(directory: str | os.PathLike, **kwargs) -> BPETokenizer:
+    src = Path(directory)
+    config_path = src / CONFIG_FILE
+    if not config_path.exists():
+        raise FileNotFoundError(f"{src}: not a tokenizer directory (no {CONFIG_FILE})")
+    config = json.loads(config_path.read_text(encoding="utf-8"))
+    if config.get("format") != FORMAT or config.get("version", 0) > FORMAT_VERSION:
+        raise ValueError(f"{config_path}: format {config.get('format')!r} v{config.get('version')} is not readable here")
+    ranks: dict[bytes, int] = {}
+    for n, line in enumerate((src / RANKS_FILE).read_bytes().splitlines(), 1):
+        if not line:
+            continue
+        try:
+            token, rank = line.split()
+            ranks[base64.b64decode(token, validate=True)] = int(rank)
+        except ValueError as exc:
+            raise ValueError(f"{src / RANKS_FILE}:{n}: malformed line ({exc})") from None
+    tok = BPETokenizer(ranks, config["pattern"], config["special_tokens"], **kwargs)
+    if config.get("sha256") and fingerprint(tok) != config["sha256"]:
+        raise ValueError(f"{src}: content does not match the hash recorded in {CONFIG_FILE}")
+    return tok

@@ -1,0 +1,70 @@
+"""Documents → token id arrays, for the pipeline's tokenize step.
+
+Each document becomes ``encode_ordinary(text) + [<|endoftext|>]`` as a numpy array of the
+tokenizer's dtype (uint16 when every id fits, else uint32). Special-token names inside web text
+are encoded as plain text: a page quoting ``<|endoftext|>`` must not split a document.
+
+One :class:`DocumentEncoder` per worker: its per-piece cache (bounded, see
+``BPETokenizer(cache_size=...)``) is what makes encoding fast, so it should live as long as the
+worker does.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from thresher.tokenize.bpe import DEFAULT_CACHE_SIZE, BPETokenizer
+
+
+@dataclass
+class EncodeStats:
+    documents: int = 0
+    tokens: int = 0
+    bytes: int = 0
+
+
+class DocumentEncoder:
+    """Encodes batches of document texts; ``tokenizer`` is a :class:`BPETokenizer` or the
+    directory of a saved one."""
+
+    def __init__(
+        self,
+        tokenizer: BPETokenizer | str | os.PathLike,
+        cache_size: int = DEFAULT_CACHE_SIZE,
+        batch_size: int = 64,
+    ) -> None:
+        self.tokenizer = tokenizer if isinstance(tokenizer, BPETokenizer) else BPETokenizer.load(tokenizer, cache_size)
+        self.eot_id = self.tokenizer.eot_id
+        self.dtype = self.tokenizer.dtype
+        self.batch_size = batch_size
+        self.stats = EncodeStats()
+
+    def encode(self, texts: Sequence[str]) -> list[np.ndarray]:
+        """One array per text, each ending with the end-of-text id. Texts must be ``str``."""
+        for i, text in enumerate(texts):
+            if not isinstance(text, str):
+                raise TypeError(f"document {i}: text is {type(text).__name__}, not str")
+        out: list[np.ndarray] = []
+        eot, dtype = self.eot_id, self.dtype
+        for start in range(0, len(texts), self.batch_size):
+            chunk = texts[start : start + self.batch_size]
+            for ids in self.tokenizer.encode_ordinary_batch(chunk):
+                ids.append(eot)
+                out.append(np.array(ids, dtype=dtype))
+            self.stats.bytes += sum(len(t.encode("utf-8")) for t in chunk)
+        self.stats.documents += len(out)
+        self.stats.tokens += sum(len(a) for a in out)
+        return out
+
+    def encode_flat(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """All texts' tokens in one array, and ``offsets`` (len(texts) + 1) so that document ``i``
+        is ``tokens[offsets[i]:offsets[i + 1]]``."""
+        arrays = self.encode(texts)
+        offsets = np.zeros(len(arrays) + 1, np.int64)
+        np.cumsum([len(a) for a in arrays], out=offsets[1:])
+        tokens = np.concatenate(arrays) if arrays else np.zeros(0, self.dtype)
+        return tokens, offsets
