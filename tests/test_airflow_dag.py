@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import signal
 import socket
 import sqlite3
@@ -248,6 +249,7 @@ def ray_head():
             pass
         head.wait()
         log.close()
+        shutil.rmtree(temp_dir, ignore_errors=True)
 
 
 def small_demo_config(tmp_path: Path, records: int = 12) -> Path:

@@ -115,7 +115,7 @@ def test_ray_job_submit_runs_the_driver_on_a_two_node_cluster(ray_cluster, tmp_p
     assert client.get_job_status(job) == JobStatus.SUCCEEDED, logs[-3000:]
     stats = json.loads((out_dir / "stats.json").read_text())
     assert stats["stages"]["read"]["in"] == 204
-    assert stats["documents"] > 150
+    assert stats["documents"] > 50
     assert "documents:" in logs
 
 
@@ -129,4 +129,4 @@ def test_tasks_run_on_both_nodes_of_a_cluster_utils_cluster(tmp_path):
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert len(result["cluster_nodes"]) == 2
     assert set(result["nodes"]) == set(result["cluster_nodes"]), "every node processed documents"
-    assert sum(result["nodes"].values()) == result["documents"] > 150
+    assert sum(result["nodes"].values()) == result["documents"] > 50

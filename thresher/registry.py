@@ -11,6 +11,13 @@ import importlib
 STAGES: dict[str, str] = {
     "extract": "thresher.extract.stage:ExtractStage",
     "language": "thresher.filters.language:LanguageFilter",
+    "url_filter": "thresher.filters.url:URLFilter",
+    "gopher_repetition": "thresher.filters.gopher:GopherRepetitionFilter",
+    "gopher_quality": "thresher.filters.gopher:GopherQualityFilter",
+    "c4": "thresher.filters.c4:C4QualityFilter",
+    "fineweb_quality": "thresher.filters.fineweb:FineWebQualityFilter",
+    "pii": "thresher.filters.pii:PIIFormatter",
+    "quality_classifier": "thresher.filters.classifier:QualityClassifierFilter",
     "exact_dedup": "thresher.dedup.stages:ExactDedup",
     "minhash_dedup": "thresher.dedup.stages:MinHashDedup",
 }

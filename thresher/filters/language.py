@@ -98,6 +98,9 @@ class LanguageFilter(Stage):
     Config = LanguageConfig
     batch_size = 512
 
+    def preflight(self) -> None:
+        _model()  # a missing lid.176 file fails the run before any data moves
+
     def process_batch(self, docs: list[Document]) -> list[Document | Drop]:
         cfg: LanguageConfig = self.config
         keep = set(cfg.languages)

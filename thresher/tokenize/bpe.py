@@ -36,12 +36,13 @@ NO_RANK = 1 << 62
 LONG_PIECE = 256
 """Pieces longer than this (bytes) are merged with a heap in O(n log n) instead of rescanning all
 pairs after each merge, so a megabyte-long run of letters cannot stall a worker."""
-DEFAULT_CACHE_SIZE = 300_000
-"""Cached pieces beyond the vocabulary; ~80 MB at most. A few hundred thousand distinct pieces
-cover almost every occurrence in web text."""
+DEFAULT_CACHE_SIZE = 200_000
+"""Cached pieces beyond the vocabulary. Each costs at most ~400 bytes (pieces up to
+``MAX_CACHED_PIECE`` bytes), so the cache stays under ~80 MB; typical pieces are far shorter. A few
+hundred thousand distinct pieces cover almost every occurrence in web text."""
 BATCH_MERGE_MIN = 24
 """From this many new pieces on, they are merged together with numpy rather than one by one."""
-MAX_CACHED_PIECE = 64
+MAX_CACHED_PIECE = LONG_PIECE
 """Longer pieces (bytes) are encoded every time they occur rather than cached: they rarely recur."""
 
 
