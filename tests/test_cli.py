@@ -56,5 +56,12 @@ def test_demo_runs_end_to_end(tmp_path):
     assert {"en", "de", "fr", "ja", "ru"} <= languages
     assert stats["stages"]["07-exact_dedup"]["dropped"]["exact_duplicate"] >= 1  # the mirrored page
     assert (out_dir / "report.html").exists()
+    manifest = json.loads((out_dir / "tokens" / "manifest.json").read_text())
+    assert manifest["tokenizer"]["vocab_size"] == 4096
+    assert sum(s["rows"] for s in manifest["shards"]) == len(docs)
+    from thresher.shards.torch import TokenDataset
+
+    inputs, targets = next(iter(TokenDataset(out_dir / "tokens", 64, batch_size=2, seed=0)))
+    assert inputs.shape == targets.shape == (2, 64)
     legacy = next(d for d in docs if d["url"].endswith("legacy-charset.de.html"))
     assert "Veröffentlichung" in legacy["text"]  # ISO-8859-1 bytes decoded through the header charset

@@ -68,6 +68,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     result = run_pipeline(cfg, local=args.local, resume=args.resume)
     print("\n".join(result.summary_lines()))
     print(f"\n{result.documents} documents in {result.shards} shard(s), {result.seconds:.1f}s")
+    tok = result.extra.get("tokenize")
+    if tok:
+        print(f"{tok['tokens']} tokens in {tok['shards']} token shard(s), vocabulary {tok['vocab_size']}")
     print(f"documents: {result.output / 'documents'}")
     if cfg.output.write_dropped:
         print(f"dropped:   {result.output / 'dropped'}")

@@ -16,6 +16,8 @@ from typing import Any
 
 import yaml
 
+from thresher.tokenization import TokenizeConfig
+
 
 class ConfigError(ValueError):
     """A configuration problem, reported before the run does any work."""
@@ -71,6 +73,8 @@ class PipelineConfig:
     output: OutputConfig = field(default_factory=OutputConfig)
     ray: RayConfig = field(default_factory=RayConfig)
     stages: list[StageSpec] = field(default_factory=list)
+    tokenize: TokenizeConfig | None = None
+    """When set, the run ends by tokenizing its documents into ``OUTPUT/tokens``."""
     base_dir: str = "."
     """Directory relative paths in the config are resolved against (the config file's, by default)."""
 
@@ -80,6 +84,7 @@ class PipelineConfig:
             "input": dataclasses.asdict(self.input),
             "output": dataclasses.asdict(self.output),
             "ray": dataclasses.asdict(self.ray),
+            "tokenize": dataclasses.asdict(self.tokenize) if self.tokenize else None,
             "stages": [
                 {s.name: dataclasses.asdict(s.config) if dataclasses.is_dataclass(s.config) else {}}
                 for s in self.stages

@@ -430,8 +430,10 @@ class Runner:
                 result.shards = len(summaries)
                 result.documents = sum(s["kept"] for s in summaries)
             source = layout.out
-        result.seconds = time.perf_counter() - start
         check_accounting(result.order, result.stages)
+        if cfg.tokenize is not None:
+            result.extra["tokenize"] = self._run_tokenize()
+        result.seconds = time.perf_counter() - start
         shutil.rmtree(self.work, ignore_errors=True)
         self._write_stats(result, files)
         self._write_report()
@@ -458,7 +460,7 @@ class Runner:
                     "run without --resume to start over"
                 )
             return
-        for sub in ("documents", "dropped", "_work", "_progress", "stats.json"):
+        for sub in ("documents", "dropped", "_work", "_progress", "stats.json", "tokens", "tokenizer", "report.html"):
             target = self.output / sub
             if target.is_dir():
                 shutil.rmtree(target)
@@ -570,6 +572,18 @@ class Runner:
         ds = ds.map_batches(write_parts, fn_args=(layout,), batch_size=None, batch_format="pyarrow")
         for _ in ds.iter_batches(batch_size=None):
             pass
+
+    def _run_tokenize(self) -> dict[str, Any]:
+        from thresher.tokenization import run_tokenize
+
+        marker = self.progress / "tokens.done"
+        if self.resume and marker.exists():
+            return json.loads(marker.read_text())
+        if not self.local:
+            self._init_ray()
+        figures = run_tokenize(self.config.tokenize, self.output, self.config.to_dict(), local=self.local)
+        _write_json_atomic(marker, figures)
+        return figures
 
     def _init_ray(self) -> None:
         from thresher.raycontext import init_ray
