@@ -31,9 +31,9 @@ def shared_data():
 @pytest.fixture(scope="session")
 def ray_session():
     """A real embedded Ray, started once per test session (each init costs seconds)."""
-    from thresher.raycontext import init_ray
-
     import ray
+
+    from thresher.raycontext import init_ray
 
     init_ray(num_cpus=2, object_store_memory=256 * 1024 * 1024, quiet=True)
     yield ray

@@ -233,7 +233,7 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
             raise ConfigError(f"--set {item!r}: empty key")
         value = _parse_override_value(text)
         node: Any = data
-        for depth, part in enumerate(parts[:-1]):
+        for part in parts[:-1]:
             if isinstance(node, list):
                 node = _stage_options(node, part, item)
                 continue
