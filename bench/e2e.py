@@ -73,15 +73,12 @@ def run_thresher(warc: Path, out: Path, local: bool, extract: dict) -> tuple[flo
 def run_datatrove(warc: Path, work: Path) -> tuple[float, int]:
     from datatrove.executor import LocalPipelineExecutor
     from datatrove.pipeline.extractors import Trafilatura
-    from datatrove.pipeline.filters import LanguageFilter
     from datatrove.pipeline.readers import WarcReader
     from datatrove.pipeline.writers import ParquetWriter
-    from fasttext.FastText import _FastText
 
-    from thresher.models import lid_model_path
+    from bench.peers import datatrove_language_filter
 
-    lang = LanguageFilter(languages=["en"], language_threshold=0.65)
-    lang.model._model = _FastText(str(lid_model_path()))  # same lid.176 file, no download
+    lang = datatrove_language_filter(["en"], 0.65)
     executor = LocalPipelineExecutor(
         pipeline=[
             WarcReader(str(warc.parent), glob_pattern=warc.name),

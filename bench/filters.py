@@ -72,34 +72,22 @@ def _nltk_english():
 
 
 def datatrove_chain(tokenizer: str):
-    import fasttext
     from datatrove.pipeline.filters import (
         C4QualityFilter,
         FineWebQualityFilter,
         GopherQualityFilter,
         GopherRepetitionFilter,
-        LanguageFilter,
         URLFilter,
     )
     from datatrove.pipeline.formatters import PIIFormatter
 
-    from thresher.models import lid_model_path
 
     lang = _nltk_english() if tokenizer == "nltk" else "en"
     url = URLFilter()
     url.download_data()
-    # datatrove insists on the fasttext-numpy2-wheel distribution; fasttext-numpy2 provides the same
-    # module, and the model is handed to it directly below.
-    import datatrove.pipeline.base as dt_base
+    from bench.peers import datatrove_language_filter
 
-    check = dt_base.check_required_dependencies
-    dt_base.check_required_dependencies = lambda name, deps: check(
-        name, [d for d in deps if (d[0] if isinstance(d, tuple) else d) != "fasttext"])
-    try:
-        lid = LanguageFilter(languages=["en"], language_threshold=0.65)
-    finally:
-        dt_base.check_required_dependencies = check
-    lid.model._model = fasttext.load_model(str(lid_model_path()))  # the same lid.176 file as ours
+    lid = datatrove_language_filter(["en"], 0.65)
     return [url, lid, GopherRepetitionFilter(language=lang), GopherQualityFilter(language=lang),
             C4QualityFilter(filter_no_terminal_punct=False, language=lang), FineWebQualityFilter(language=lang),
             PIIFormatter()]
