@@ -16,7 +16,7 @@ SEEDS  ?=
 export RAY_AUTH_MODE ?= disabled
 export RAY_USAGE_STATS_ENABLED ?= 0
 
-.PHONY: help install install-dev models lists demo run crawl test test-fast lint bench report clean chromium
+.PHONY: help install install-dev models lists demo run crawl test test-fast lint bench report clean chromium cluster-up cluster-down
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
@@ -70,6 +70,23 @@ test-fast: $(VENV)/.installed-dev chromium  ## the fast tests only (skips those 
 
 lint: $(VENV)/.installed-dev  ## ruff
 	$(VENV)/bin/ruff check thresher pipeline dags tests bench examples
+
+bench: $(VENV)/.installed-dev  ## run the benchmarks against the peers (installs datatrove & co; minutes)
+	$(PIP) install --quiet -e ".[bench]"
+	$(PY) bench/e2e.py
+	$(PY) bench/extract.py --quick
+	$(PY) bench/filters.py
+	$(PY) bench/dedup.py
+	$(PY) bench/tokenizer.py
+	$(PY) bench/loader.py
+	$(PY) bench/crawl.py
+
+CLUSTER ?= pipeline/cluster.yaml
+cluster-up: $(VENV)/.installed  ## start the Ray cluster of CLUSTER (default pipeline/cluster.yaml, AWS)
+	$(VENV)/bin/ray up -y $(CLUSTER)
+
+cluster-down: $(VENV)/.installed  ## stop it
+	$(VENV)/bin/ray down -y $(CLUSTER)
 
 clean:  ## remove outputs (keeps .venv)
 	rm -rf out .pytest_cache
