@@ -156,8 +156,10 @@ def main(argv: list[str] | None = None) -> int:
             break
         test.append(doc)
         size += len(doc.encode("utf-8"))
-    print(f"corpus: {len(docs)} documents, {mb(docs):.1f} MB; training on {len(train)} ({mb(train):.1f} MB), "
-          f"encoding {len(test)} held-out ({mb(test):.1f} MB); vocab {args.vocab_size}")
+    print(
+        f"corpus: {len(docs)} documents, {mb(docs):.1f} MB; training on {len(train)} ({mb(train):.1f} MB), "
+        f"encoding {len(test)} held-out ({mb(test):.1f} MB); vocab {args.vocab_size}"
+    )
 
     start = time.perf_counter()
     hf = train_hf(train, args.vocab_size, CL100K_PATTERN)
@@ -172,10 +174,15 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     ours = train_tokenizer(train, args.vocab_size, ray_workers=workers or None)
     ours_train = time.perf_counter() - start
-    print(f"train   thresher BPETokenizer:    {ours_train:7.1f} s wall  ({ours_train / hf_train:.2f}x HF's time)")
+    print(
+        f"train   thresher BPETokenizer:    {ours_train:7.1f} s wall  ({ours_train / hf_train:.2f}x HF's time)"
+    )
 
     enc = tiktoken.Encoding(
-        "thresher-bench", pat_str=ours.pattern, mergeable_ranks=ours.mergeable_ranks(), special_tokens=ours.special_tokens
+        "thresher-bench",
+        pat_str=ours.pattern,
+        mergeable_ranks=ours.mergeable_ranks(),
+        special_tokens=ours.special_tokens,
     )
     fresh = []
 
@@ -196,18 +203,24 @@ def main(argv: list[str] | None = None) -> int:
     rate_hf = cpu_rate(lambda ts: [hf.encode(t, add_special_tokens=False) for t in ts], test, 1)
     print(f"encode  tiktoken (our ranks):     {rate_tt:7.2f} MB/s one thread")
     print(f"encode  HF tokenizers:            {rate_hf:7.2f} MB/s one thread")
-    print(f"encode  thresher, fresh cache:    {rate_cold:7.2f} MB/s  ({rate_cold / rate_tt:.2f}x tiktoken, "
-          f"{rate_cold / rate_hf:.1f}x HF)")
-    print(f"encode  thresher, warm cache:     {rate_warm:7.2f} MB/s  ({rate_warm / rate_tt:.2f}x tiktoken, "
-          f"{rate_warm / rate_hf:.1f}x HF)")
+    print(
+        f"encode  thresher, fresh cache:    {rate_cold:7.2f} MB/s  ({rate_cold / rate_tt:.2f}x tiktoken, "
+        f"{rate_cold / rate_hf:.1f}x HF)"
+    )
+    print(
+        f"encode  thresher, warm cache:     {rate_warm:7.2f} MB/s  ({rate_warm / rate_tt:.2f}x tiktoken, "
+        f"{rate_warm / rate_hf:.1f}x HF)"
+    )
 
     same = all(enc.encode_ordinary(t) == ours.encode_ordinary(t) for t in test[:200])
     n_ours = sum(map(len, ours.encode_ordinary_batch(test)))
     n_hf = sum(len(e.ids) for e in hf.encode_batch(test, add_special_tokens=False))
     size = mb(test) * 1e6
     print(f"ids identical to tiktoken on 200 held-out documents: {same}")
-    print(f"compression (held-out bytes/token): thresher {size / n_ours:.3f}, HF {size / n_hf:.3f} "
-          f"({(n_hf - n_ours) / n_hf * 100:+.2f}% fewer tokens)")
+    print(
+        f"compression (held-out bytes/token): thresher {size / n_ours:.3f}, HF {size / n_hf:.3f} "
+        f"({(n_hf - n_ours) / n_hf * 100:+.2f}% fewer tokens)"
+    )
     return 0
 
 

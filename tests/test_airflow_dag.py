@@ -207,6 +207,24 @@ def free_ports(n: int) -> list[int]:
     return ports
 
 
+def wait_for_job_server(address: str, head: subprocess.Popen, log: Path, timeout: float = 180) -> None:
+    """Until a job runs: the HTTP API answers before the node's agent takes jobs ("No available agent")."""
+    from ray.job_submission import JobStatus, JobSubmissionClient
+
+    deadline = time.time() + timeout
+    job = None
+    while time.time() < deadline and head.poll() is None:
+        try:
+            client = JobSubmissionClient(address)
+            job = job or client.submit_job(entrypoint="true")
+            if client.get_job_status(job) == JobStatus.SUCCEEDED:
+                return
+        except (ConnectionError, RuntimeError):
+            pass
+        time.sleep(2)
+    pytest.fail(f"Ray head at {address} takes no jobs:\n{log.read_text()[-3000:]}")
+
+
 @pytest.fixture
 def ray_head():
     """A real one-node Ray cluster with its job server, on free ports (other clusters may run here).
@@ -227,20 +245,12 @@ def ray_head():
     head = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     address = f"http://127.0.0.1:{ports['dashboard-port']}"
     try:
-        deadline = time.time() + 180
-        while True:
-            try:
-                urllib.request.urlopen(address + "/api/version", timeout=5).read()
-                break
-            except OSError:
-                if head.poll() is not None or time.time() > deadline:
-                    pytest.fail(f"Ray head did not start:\n{(Path(temp_dir) / 'head.log').read_text()[-3000:]}")
-                time.sleep(2)
+        wait_for_job_server(address, head, Path(temp_dir) / "head.log")
         yield address
     finally:
         os.killpg(head.pid, signal.SIGTERM)
         try:
-            head.wait(timeout=20)
+            head.wait(timeout=10)
         except subprocess.TimeoutExpired:
             pass
         try:  # `ray start --block` leaves the GCS behind on SIGTERM

@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.conftest import shared_path
-from thresher.tokenize import BPETokenizer, ENDOFTEXT, token_dtype, train_tokenizer
+from thresher.tokenize import ENDOFTEXT, BPETokenizer, token_dtype, train_tokenizer
 from thresher.tokenize import bpe as bpe_module
 from thresher.tokenize.batchmerge import PairRanks
 from thresher.tokenize.bpe import merge_piece
@@ -40,7 +40,10 @@ def tok() -> BPETokenizer:
 @pytest.fixture(scope="module")
 def tiktok(tok):
     return tiktoken.Encoding(
-        "thresher-test", pat_str=tok.pattern, mergeable_ranks=tok.mergeable_ranks(), special_tokens=tok.special_tokens
+        "thresher-test",
+        pat_str=tok.pattern,
+        mergeable_ranks=tok.mergeable_ranks(),
+        special_tokens=tok.special_tokens,
     )
 
 
@@ -71,7 +74,10 @@ EDGE_CASES = [
 
 def random_byte_texts(n: int, seed: int = 0) -> list[str]:
     rng = random.Random(seed)
-    return [bytes(rng.randrange(256) for _ in range(rng.randrange(1, 400))).decode("utf-8", "replace") for _ in range(n)]
+    return [
+        bytes(rng.randrange(256) for _ in range(rng.randrange(1, 400))).decode("utf-8", "replace")
+        for _ in range(n)
+    ]
 
 
 def test_matches_tiktoken_on_all_lingua_languages(tok, tiktok):
@@ -104,7 +110,10 @@ def test_matches_tiktoken_on_every_assigned_code_point(tok, tiktok):
     rng = random.Random(1)
     points = [chr(c) for c in range(0x110000) if unicodedata.category(chr(c)) not in ("Cn", "Cs")]
     glue = [" ", "  ", "\n", "\t", "a", "1", "'s", "\u00a0", "\r\n", "é"]
-    texts = ["".join(rng.choice(points) if rng.random() < 0.6 else rng.choice(glue) for _ in range(300)) for _ in range(200)]
+    texts = [
+        "".join(rng.choice(points) if rng.random() < 0.6 else rng.choice(glue) for _ in range(300))
+        for _ in range(200)
+    ]
     assert tok.encode_ordinary_batch(texts) == tiktok.encode_ordinary_batch(texts)
 
 
@@ -112,16 +121,19 @@ def test_lone_surrogates_are_replaced_like_tiktoken(tok, tiktok):
     text = "ok \ud800 then \udfff and a pair \ud83d\ude00 end"
     assert tok.encode_ordinary(text) == tiktok.encode_ordinary(text)
     assert tok.decode(tok.encode_ordinary(text)) == "ok \ufffd then \ufffd and a pair 😀 end"
+    assert tok.encode_ordinary("after it, ok") == tiktok.encode_ordinary("after it, ok")  # nothing left behind
 
 
 def test_vectorised_merging_equals_one_by_one(tok):
     ranks = tok.mergeable_ranks()
     words = sorted({w for t in all_languages_text()[::5] for w in tok._regex.findall(t)})
-    pieces = [w.encode("utf-8") for w in words if w.encode("utf-8") not in ranks and len(w.encode("utf-8")) <= 256]
+    pieces = [
+        w.encode("utf-8") for w in words if w.encode("utf-8") not in ranks and len(w.encode("utf-8")) <= 256
+    ]
     assert len(pieces) > 1000
     batched: dict[int, list[int]] = {}
     for index, ids in PairRanks(ranks).merge_pieces(pieces):
-        batched.update(zip(index, ids))
+        batched.update(zip(index, ids, strict=True))
     assert sorted(batched) == list(range(len(pieces)))
     assert [batched[i] for i in range(len(pieces))] == [merge_piece(p, ranks) for p in pieces]
 
@@ -218,7 +230,7 @@ def test_constructor_validation():
         BPETokenizer(ranks, special_tokens={ENDOFTEXT: 3})
     plain = BPETokenizer(ranks, special_tokens=())
     with pytest.raises(ValueError, match="no <|endoftext|>"):
-        plain.eot_id
+        _ = plain.eot_id
     assert plain.encode_ordinary("héllo") == list("héllo".encode())
 
 

@@ -6,13 +6,14 @@ from __future__ import annotations
 import gzip
 import json
 from collections import Counter
+from itertools import pairwise
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
 from tests.conftest import shared_path
-from thresher.tokenize import BPETokenizer, ENDOFTEXT, train_from_files, train_tokenizer
+from thresher.tokenize import CL100K_PATTERN, ENDOFTEXT, BPETokenizer, train_from_files, train_tokenizer
 from thresher.tokenize.merges import learn_merges
 from thresher.tokenize.pretokenize import count_pretokens, word_bytes
 from thresher.tokenize.train import CountStats, count_dataset, count_files, iter_texts
@@ -40,7 +41,7 @@ def reference_merges(counts: dict[bytes, int], n_tokens: int) -> list[bytes]:
     while len(tokens) < n_tokens:
         pairs: Counter = Counter()
         for w, c in words.items():
-            for pair in zip(w, w[1:]):
+            for pair in pairwise(w):
                 pairs[pair] += c
         if not pairs:
             break
@@ -123,13 +124,21 @@ def test_ray_counting_one_or_two_workers_gives_the_same_merges(ray_session, tmp_
 
 def test_bad_rows_are_skipped_and_counted(tmp_path):
     path = tmp_path / "docs.jsonl"
-    rows = [json.dumps({"text": "good text here"}), "{not json", json.dumps({"text": None}),
-            json.dumps({"other": "x"}), json.dumps({"text": 5}), json.dumps(["a list"]), "", json.dumps({"text": "more"})]
+    rows = [
+        json.dumps({"text": "good text here"}),
+        "{not json",
+        json.dumps({"text": None}),
+        json.dumps({"other": "x"}),
+        json.dumps({"text": 5}),
+        json.dumps(["a list"]),
+        "",
+        json.dumps({"text": "more"}),
+    ]
     path.write_text("\n".join(rows) + "\n", encoding="utf-8")
     stats = CountStats()
     assert list(iter_texts(str(path), "text", stats)) == ["good text here", "more"]
     assert stats.documents == 2 and stats.skipped == Counter({"no_text": 4, "bad_json": 1})
-    counts, _ = count_files([str(path)], "text", count_pretokens.__defaults__[0], [ENDOFTEXT])
+    counts, _ = count_files([str(path)], "text", CL100K_PATTERN, [ENDOFTEXT])
     assert counts[" text"] == 1
     with pytest.raises(ValueError, match="no column 'body'"):
         list(iter_texts(_write_shards(tmp_path, ["x"], 1)[0], "body", stats))
@@ -143,8 +152,22 @@ def test_cli_train_and_encode(tmp_path, capsys):
     with gzip.open(data, "wt", encoding="utf-8") as out:
         out.writelines(json.dumps({"id": str(i), "text": t}) + "\n" for i, t in enumerate(texts))
     out_dir = tmp_path / "tok"
-    assert main(["tokenizer", "train", "--input", str(tmp_path), "--vocab-size", "700", "--output", str(out_dir),
-                 "--no-ray"]) == 0
+    assert (
+        main(
+            [
+                "tokenizer",
+                "train",
+                "--input",
+                str(tmp_path),
+                "--vocab-size",
+                "700",
+                "--output",
+                str(out_dir),
+                "--no-ray",
+            ]
+        )
+        == 0
+    )
     tok = BPETokenizer.load(out_dir)
     assert tok.vocab_size == 700 and tok.mergeable_ranks() == train_tokenizer(texts, 700).mergeable_ranks()
     capsys.readouterr()
@@ -152,8 +175,22 @@ def test_cli_train_and_encode(tmp_path, capsys):
     printed = capsys.readouterr().out.split()
     assert [int(x) for x in printed] == tok.encode(f"The city{ENDOFTEXT}") and int(printed[-1]) == tok.eot_id
     assert main(["tokenizer", "encode", "--tokenizer", str(tmp_path / "missing"), "x"]) == 2
-    assert main(["tokenizer", "train", "--input", str(tmp_path / "nothing*"), "--vocab-size", "300",
-                 "--output", str(out_dir), "--no-ray"]) == 2
+    assert (
+        main(
+            [
+                "tokenizer",
+                "train",
+                "--input",
+                str(tmp_path / "nothing*"),
+                "--vocab-size",
+                "300",
+                "--output",
+                str(out_dir),
+                "--no-ray",
+            ]
+        )
+        == 2
+    )
 
 
 def _hf_bytes_per_token(train: list[str], held_out: list[str], vocab_size: int, pattern: str) -> float:
@@ -161,11 +198,17 @@ def _hf_bytes_per_token(train: list[str], held_out: list[str], vocab_size: int, 
 
     hf = Tokenizer(models.BPE())
     hf.pre_tokenizer = pre_tokenizers.Sequence(
-        [pre_tokenizers.Split(Regex(pattern.replace("{1,3}+", "{1,3}")), behavior="isolated"),
-         pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)]
+        [
+            pre_tokenizers.Split(Regex(pattern.replace("{1,3}+", "{1,3}")), behavior="isolated"),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+        ]
     )
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=[ENDOFTEXT], show_progress=False,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=[ENDOFTEXT],
+        show_progress=False,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
     hf.train_from_iterator(train, trainer)
     n = sum(len(e.ids) for e in hf.encode_batch(held_out, add_special_tokens=False))
     return sum(len(t.encode()) for t in held_out) / n
@@ -180,7 +223,10 @@ def test_compression_within_one_percent_of_hf_bpe_trainer():
         lines = sentences(lang)
         train += lines[: int(len(lines) * 0.8)]
         held_out += lines[int(len(lines) * 0.8) :]
-    pages = [p.read_text(encoding="utf-8") for p in sorted(shared_path("extraction-htmltotext-leogao").glob("*/text/*"))]
+    pages = [
+        p.read_text(encoding="utf-8")
+        for p in sorted(shared_path("extraction-htmltotext-leogao").glob("*/text/*"))
+    ]
     train += pages[1::2]
     held_out += pages[::2]
     ours = train_tokenizer(train, 8192)

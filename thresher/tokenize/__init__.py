@@ -8,4 +8,11 @@ from thresher.tokenize.bpe import BPETokenizer, token_dtype
 from thresher.tokenize.pretokenize import CL100K_PATTERN, ENDOFTEXT
 from thresher.tokenize.train import train_from_files, train_tokenizer
 
-__all__ = ["BPETokenizer", "CL100K_PATTERN", "ENDOFTEXT", "token_dtype", "train_from_files", "train_tokenizer"]
+__all__ = [
+    "BPETokenizer",
+    "CL100K_PATTERN",
+    "ENDOFTEXT",
+    "token_dtype",
+    "train_from_files",
+    "train_tokenizer",
+]

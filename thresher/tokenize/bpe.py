@@ -17,7 +17,7 @@ from __future__ import annotations
 import heapq
 import logging
 from collections.abc import Iterable, Mapping, Sequence
-from itertools import chain
+from itertools import chain, pairwise
 
 import numpy as np
 
@@ -69,7 +69,7 @@ def merge_piece(piece: bytes, ranks: Mapping[bytes, int]) -> list[int]:
             pair_ranks[i] = get(piece[bounds[i] : bounds[i + 2]], NO_RANK)
         if i > 0:
             pair_ranks[i - 1] = get(piece[bounds[i - 1] : bounds[i + 1]], NO_RANK)
-    return [ranks[piece[s:e]] for s, e in zip(bounds, bounds[1:])]
+    return [ranks[piece[s:e]] for s, e in pairwise(bounds)]
 
 
 def _merge_long_piece(piece: bytes, ranks: Mapping[bytes, int]) -> list[int]:
@@ -137,7 +137,9 @@ class BPETokenizer:
         self._ranks = dict(mergeable_ranks)
         missing = [b for b in range(256) if bytes([b]) not in self._ranks]
         if missing:
-            raise ValueError(f"mergeable_ranks lacks {len(missing)} single bytes (e.g. {missing[0]}): not byte-level")
+            raise ValueError(
+                f"mergeable_ranks lacks {len(missing)} single bytes (e.g. {missing[0]}): not byte-level"
+            )
         if len(set(self._ranks.values())) != len(self._ranks):
             raise ValueError("mergeable_ranks maps two tokens to the same id")
         n_ranks = max(self._ranks.values()) + 1
@@ -232,7 +234,7 @@ class BPETokenizer:
         chunks = self._special_regex.split(text)
         plain: list[str] = [chunks[0]]
         specials: list[int] = []
-        for name, chunk in zip(chunks[1::2], chunks[2::2]):
+        for name, chunk in zip(chunks[1::2], chunks[2::2], strict=True):
             if name in allowed:
                 specials.append(self._special[name])
                 plain.append(chunk)
@@ -240,12 +242,14 @@ class BPETokenizer:
                 plain[-1] += name + chunk
         encoded = self.encode_ordinary_batch(plain)
         out = encoded[0]
-        for special, ids in zip(specials, encoded[1:]):
+        for special, ids in zip(specials, encoded[1:], strict=True):
             out.append(special)
             out += ids
         return out
 
-    def encode_batch(self, texts: Sequence[str], allowed_special: Iterable[str] | str = "all") -> list[list[int]]:
+    def encode_batch(
+        self, texts: Sequence[str], allowed_special: Iterable[str] | str = "all"
+    ) -> list[list[int]]:
         if self._special_regex is None or allowed_special != "all" and not allowed_special:
             return self.encode_ordinary_batch(texts)
         return [self.encode(t, allowed_special) for t in texts]
@@ -264,8 +268,9 @@ class BPETokenizer:
             if len(missed) != before:  # some pieces contributed nothing: encode them, then redo
                 redo.append(i)
         if missed:
-            too_long = self._add_to_cache(set(missed))
-            missed.clear()
+            new = set(missed)
+            missed.clear()  # before encoding: a lone surrogate raises there, and is retried cleaned
+            too_long = self._add_to_cache(new)
             for i in redo:
                 out[i] = list(chain.from_iterable(map(lookup, pieces[i])))
             for piece in too_long:  # rarely recur: not worth their memory
@@ -285,11 +290,11 @@ class BPETokenizer:
                 self._pair_ranks = PairRanks(ranks)
             batch = [i for i, r in enumerate(raw) if len(r) <= LONG_PIECE]
             for index, ids in self._pair_ranks.merge_pieces([raw[i] for i in batch]):
-                cache.update(zip([texts[batch[i]] for i in index], ids))
+                cache.update(zip([texts[batch[i]] for i in index], ids, strict=True))
             one_by_one = [i for i, r in enumerate(raw) if len(r) > LONG_PIECE]
         for i in one_by_one:
             cache[texts[i]] = merge_piece(raw[i], ranks)
-        return [t for t, r in zip(texts, raw) if len(r) > MAX_CACHED_PIECE]
+        return [t for t, r in zip(texts, raw, strict=True) if len(r) > MAX_CACHED_PIECE]
 
     def clear_cache(self) -> None:
         self._cache = _PieceCache(self._base_cache)

@@ -13,7 +13,9 @@ logger = logging.getLogger(__name__)
 
 
 def register(subparsers) -> None:
-    parser = subparsers.add_parser("tokenizer", help="train a byte-level BPE tokenizer, or encode text with one")
+    parser = subparsers.add_parser(
+        "tokenizer", help="train a byte-level BPE tokenizer, or encode text with one"
+    )
     sub = parser.add_subparsers(dest="tokenizer_command", metavar="ACTION")
 
     train = sub.add_parser(
@@ -23,16 +25,29 @@ def register(subparsers) -> None:
         "input file), merges are learned on the driver. Writes tokenizer.tiktoken, thresher.json and "
         "a HF tokenizer.json to --output.",
     )
-    train.add_argument("--input", nargs="+", required=True, metavar="DOCS", help="files, directories or globs")
-    train.add_argument("--vocab-size", type=int, required=True, help="all ids: 256 bytes + merges + special tokens")
+    train.add_argument(
+        "--input", nargs="+", required=True, metavar="DOCS", help="files, directories or globs"
+    )
+    train.add_argument(
+        "--vocab-size", type=int, required=True, help="all ids: 256 bytes + merges + special tokens"
+    )
     train.add_argument("--output", required=True, metavar="DIR")
     train.add_argument("--text-column", default="text")
-    train.add_argument("--special", nargs="*", default=[ENDOFTEXT], metavar="TOKEN",
-                       help=f"special tokens (default: {ENDOFTEXT})")
-    train.add_argument("--pattern", default=CL100K_PATTERN, help="pre-tokenisation regex (default: GPT-4 cl100k)")
+    train.add_argument(
+        "--special",
+        nargs="*",
+        default=[ENDOFTEXT],
+        metavar="TOKEN",
+        help=f"special tokens (default: {ENDOFTEXT})",
+    )
+    train.add_argument(
+        "--pattern", default=CL100K_PATTERN, help="pre-tokenisation regex (default: GPT-4 cl100k)"
+    )
     train.add_argument("--min-frequency", type=int, default=2, help="stop when no pair occurs this often")
     train.add_argument("--no-ray", action="store_true", help="count in this process")
-    train.add_argument("--ray-address", default=None, help="Ray cluster to join (default: $RAY_ADDRESS or a local Ray)")
+    train.add_argument(
+        "--ray-address", default=None, help="Ray cluster to join (default: $RAY_ADDRESS or a local Ray)"
+    )
     train.add_argument("--num-cpus", type=int, default=None, help="CPUs for a local Ray")
     train.set_defaults(func=cmd_train)
 
@@ -54,9 +69,15 @@ def cmd_train(args: argparse.Namespace) -> int:
     except InputError as exc:
         logger.error("%s", exc)
         return 2
-    unusable = [p for p in paths if not p.lower().endswith((".parquet", ".jsonl", ".jsonl.gz", ".ndjson", ".ndjson.gz"))]
+    unusable = [
+        p
+        for p in paths
+        if not p.lower().endswith((".parquet", ".jsonl", ".jsonl.gz", ".ndjson", ".ndjson.gz"))
+    ]
     if unusable:
-        logger.error("tokenizer training reads Parquet or JSONL documents; not usable: %s", ", ".join(unusable[:5]))
+        logger.error(
+            "tokenizer training reads Parquet or JSONL documents; not usable: %s", ", ".join(unusable[:5])
+        )
         return 2
     if not args.no_ray:
         from thresher.raycontext import init_ray
@@ -78,7 +99,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     tok.save(args.output)
     logger.info(
         "wrote %s: %d ids (%d ordinary, specials %s), trained on %d documents",
-        args.output, tok.vocab_size, tok.n_ranks, tok.special_tokens, stats.documents,
+        args.output,
+        tok.vocab_size,
+        tok.n_ranks,
+        tok.special_tokens,
+        stats.documents,
     )
     return 0
 

@@ -72,7 +72,9 @@ def load(directory: str | os.PathLike, **kwargs) -> BPETokenizer:
         raise FileNotFoundError(f"{src}: not a tokenizer directory (no {CONFIG_FILE})")
     config = json.loads(config_path.read_text(encoding="utf-8"))
     if config.get("format") != FORMAT or config.get("version", 0) > FORMAT_VERSION:
-        raise ValueError(f"{config_path}: format {config.get('format')!r} v{config.get('version')} is not readable here")
+        raise ValueError(
+            f"{config_path}: format {config.get('format')!r} v{config.get('version')} is not readable here"
+        )
     ranks: dict[bytes, int] = {}
     for n, line in enumerate((src / RANKS_FILE).read_bytes().splitlines(), 1):
         if not line:

@@ -21,7 +21,11 @@ from thresher.tokenize.bpe import BPETokenizer
 def byte_to_char() -> dict[int, str]:
     """GPT-2's reversible byte → character map: printable Latin-1 bytes map to themselves, the
     others to code points from 256 up, so every token is a printable string without spaces."""
-    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
+    printable = [
+        *range(ord("!"), ord("~") + 1),
+        *range(ord("¡"), ord("¬") + 1),
+        *range(ord("®"), ord("ÿ") + 1),
+    ]
     mapping = {b: chr(b) for b in printable}
     extra = 0
     for b in range(256):
@@ -51,7 +55,7 @@ def _as_text(token: bytes) -> str:
 def hf_merges(ranks: dict[bytes, int]) -> list[tuple[bytes, bytes]]:
     """Every split of every token into two tokens, by the rank of the token, then split point."""
     merges = []
-    for token, rank in sorted(ranks.items(), key=lambda kv: kv[1]):
+    for token in sorted(ranks, key=ranks.__getitem__):
         for cut in range(1, len(token)):
             left, right = token[:cut], token[cut:]
             if left in ranks and right in ranks:
@@ -64,8 +68,15 @@ def to_hf_json(tok: BPETokenizer) -> dict[str, Any]:
     vocab = {_as_text(token): rank for token, rank in ranks.items()}
     merges = [[_as_text(a), _as_text(b)] for a, b in hf_merges(ranks)]
     added = [
-        {"id": i, "content": name, "single_word": False, "lstrip": False, "rstrip": False,
-         "normalized": False, "special": True}
+        {
+            "id": i,
+            "content": name,
+            "single_word": False,
+            "lstrip": False,
+            "rstrip": False,
+            "normalized": False,
+            "special": True,
+        }
         for name, i in sorted(tok.special_tokens.items(), key=lambda kv: kv[1])
     ]
     return {
@@ -77,7 +88,12 @@ def to_hf_json(tok: BPETokenizer) -> dict[str, Any]:
         "pre_tokenizer": {
             "type": "Sequence",
             "pretokenizers": [
-                {"type": "Split", "pattern": {"Regex": hf_pattern(tok.pattern)}, "behavior": "Isolated", "invert": False},
+                {
+                    "type": "Split",
+                    "pattern": {"Regex": hf_pattern(tok.pattern)},
+                    "behavior": "Isolated",
+                    "invert": False,
+                },
                 {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True, "use_regex": False},
             ],
         },

@@ -93,9 +93,10 @@ class MergeLearner:
         keys_list = ordered[run_starts].tolist()
         # pair → (array, start, stop), or a list of them when a pair is created again later
         self.slots: dict[int, tuple | list] = {
-            k: (sorted_slots, s, e) for k, s, e in zip(keys_list, run_starts.tolist(), run_ends.tolist())
+            k: (sorted_slots, s, e)
+            for k, s, e in zip(keys_list, run_starts.tolist(), run_ends.tolist(), strict=True)
         }
-        self.pair_count: dict[int, int] = dict(zip(keys_list, np.asarray(sums).tolist()))
+        self.pair_count: dict[int, int] = dict(zip(keys_list, np.asarray(sums).tolist(), strict=True))
         self.heap = [(-c << KEY_BITS) | k for k, c in self.pair_count.items()]
         heapq.heapify(self.heap)
 
@@ -173,24 +174,44 @@ class MergeLearner:
         if len(left):
             order, xs, starts = _runs(sym[left], small)
             sums = np.add.reduceat(w_left[order], starts)
-            self._move_all(((x << SHIFT) | a for x in xs.tolist()), ((x << SHIFT) | new for x in xs.tolist()),
-                           sums, starts, left[order], key)
+            self._move_all(
+                ((x << SHIFT) | a for x in xs.tolist()),
+                ((x << SHIFT) | new for x in xs.tolist()),
+                sums,
+                starts,
+                left[order],
+                key,
+            )
         adjacent = mark_right_p[has_right]
         p_right, w_right, ys = p[has_right], w[has_right], right_before[has_right]
         if adjacent.any():  # ``a b a b``: the pair (b, a) between two merges becomes (new, new)
-            self._move((b << SHIFT) | a, (new << SHIFT) | new, int(w_right[adjacent].sum()), (p_right[adjacent], 0, None), key)
+            self._move(
+                (b << SHIFT) | a,
+                (new << SHIFT) | new,
+                int(w_right[adjacent].sum()),
+                (p_right[adjacent], 0, None),
+                key,
+            )
             keep = ~adjacent
             p_right, w_right, ys = p_right[keep], w_right[keep], ys[keep]
         if len(p_right):
             order, ys, starts = _runs(ys, small)
             sums = np.add.reduceat(w_right[order], starts)
-            self._move_all(((b << SHIFT) | y for y in ys.tolist()), ((new << SHIFT) | y for y in ys.tolist()),
-                           sums, starts, p_right[order], key)
+            self._move_all(
+                ((b << SHIFT) | y for y in ys.tolist()),
+                ((new << SHIFT) | y for y in ys.tolist()),
+                sums,
+                starts,
+                p_right[order],
+                key,
+            )
 
     def _move_all(self, gone_keys, born_keys, sums, starts, slots, merged_key) -> None:
         ends = starts[1:].tolist() + [len(slots)]
         move = self._move
-        for gone, born, d, s, e in zip(gone_keys, born_keys, sums.tolist(), starts.tolist(), ends):
+        for gone, born, d, s, e in zip(
+            gone_keys, born_keys, sums.tolist(), starts.tolist(), ends, strict=True
+        ):
             move(gone, born, d, (slots, s, e), merged_key)
 
     def _move(self, gone: int, born: int, d: int, segment: tuple, merged_key: int) -> None:
@@ -218,7 +239,9 @@ class MergeLearner:
         while len(tokens) < n_tokens:
             best = self._pop_best()
             if best is None or best[1] < min_frequency:
-                logger.info("no pair occurs %d times any more: stopping at %d tokens", min_frequency, len(tokens))
+                logger.info(
+                    "no pair occurs %d times any more: stopping at %d tokens", min_frequency, len(tokens)
+                )
                 break
             key, _ = best
             merged = tokens[key >> SHIFT] + tokens[key & MASK]
@@ -230,9 +253,17 @@ class MergeLearner:
             self._merge(key, new)
             self.merges_done += 1
             if self.merges_done % 5000 == 0:
-                logger.info("%d merges, %d tokens (%.1fs)", self.merges_done, len(tokens), time.perf_counter() - started)
+                logger.info(
+                    "%d merges, %d tokens (%.1fs)",
+                    self.merges_done,
+                    len(tokens),
+                    time.perf_counter() - started,
+                )
         logger.info(
-            "%d tokens from %d distinct words in %.1fs", len(tokens), self.n_words, time.perf_counter() - started
+            "%d tokens from %d distinct words in %.1fs",
+            len(tokens),
+            self.n_words,
+            time.perf_counter() - started,
         )
         return list(tokens)
 

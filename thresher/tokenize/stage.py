@@ -37,7 +37,9 @@ class DocumentEncoder:
         cache_size: int = DEFAULT_CACHE_SIZE,
         batch_size: int = 64,
     ) -> None:
-        self.tokenizer = tokenizer if isinstance(tokenizer, BPETokenizer) else BPETokenizer.load(tokenizer, cache_size)
+        self.tokenizer = (
+            tokenizer if isinstance(tokenizer, BPETokenizer) else BPETokenizer.load(tokenizer, cache_size)
+        )
         self.eot_id = self.tokenizer.eot_id
         self.dtype = self.tokenizer.dtype
         self.batch_size = batch_size

@@ -50,7 +50,9 @@ def learn_tokenizer(
     specials = list(dict.fromkeys(special_tokens))
     n_tokens = vocab_size - len(specials)
     if n_tokens < 256:
-        raise ValueError(f"vocab_size {vocab_size} leaves {n_tokens} ordinary tokens; at least 256 (the bytes) are needed")
+        raise ValueError(
+            f"vocab_size {vocab_size} leaves {n_tokens} ordinary tokens; at least 256 (the bytes) are needed"
+        )
     by_bytes: dict[bytes, int] = {}
     for word, n in counts.items():
         key = word_bytes(word)
@@ -100,7 +102,11 @@ def train_from_files(
         counts, stats = count_files(paths, text_column, pattern, special_tokens)
     logger.info(
         "counted %d distinct pre-tokens in %d documents (%d files) in %.1fs; skipped %s",
-        len(counts), stats.documents, len(paths), time.perf_counter() - started, dict(stats.skipped) or "none",
+        len(counts),
+        stats.documents,
+        len(paths),
+        time.perf_counter() - started,
+        dict(stats.skipped) or "none",
     )
     if not counts:
         raise ValueError(f"no text found in {len(paths)} file(s) (column {text_column!r})")
@@ -209,7 +215,10 @@ def _count_chunk(texts: list[str], pattern: str, special_tokens: list[str]) -> C
 
 
 def count_texts_ray(
-    texts: Sequence[str], workers: int, pattern: str = CL100K_PATTERN, special_tokens: Sequence[str] = (ENDOFTEXT,)
+    texts: Sequence[str],
+    workers: int,
+    pattern: str = CL100K_PATTERN,
+    special_tokens: Sequence[str] = (ENDOFTEXT,),
 ) -> Counter:
     """Pre-token counts of in-memory texts, cut into ``workers`` Ray tasks."""
     import ray
@@ -238,6 +247,9 @@ def count_dataset(
     counted = dataset.select_columns([text_column]).map_batches(
         count_block, batch_format="pyarrow", batch_size=None, concurrency=concurrency
     )
-    parts = (pickle.loads(blob) for batch in counted.iter_batches(batch_format="pyarrow", batch_size=None)
-             for blob in batch.column("counts").to_pylist())
+    parts = (
+        pickle.loads(blob)
+        for batch in counted.iter_batches(batch_format="pyarrow", batch_size=None)
+        for blob in batch.column("counts").to_pylist()
+    )
     return _merge_counts(parts)
