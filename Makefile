@@ -16,7 +16,7 @@ SEEDS  ?=
 export RAY_AUTH_MODE ?= disabled
 export RAY_USAGE_STATS_ENABLED ?= 0
 
-.PHONY: help install install-dev models lists demo run crawl test test-fast lint bench report clean chromium cluster-up cluster-down
+.PHONY: help install install-dev models lists demo run crawl test test-fast lint bench report clean chromium airflow cluster-up cluster-down
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
@@ -34,6 +34,16 @@ $(VENV)/.installed-dev: pyproject.toml $(VENV)/.installed
 	$(PIP) install --quiet "$(TORCH_SPEC)"
 	$(PIP) install --quiet -e ".[dev,torch,jax,cjk,parity]"
 	touch $@
+
+# Airflow lives in its own venv so its pins never meet Ray's; the DAG's tasks run Thresher from $(VENV).
+AIRFLOW_VENV ?= .venv-airflow
+$(AIRFLOW_VENV)/.installed: dags/requirements-airflow.txt
+	$(PYTHON) -m venv $(AIRFLOW_VENV)
+	$(AIRFLOW_VENV)/bin/pip install --quiet --upgrade pip
+	$(AIRFLOW_VENV)/bin/pip install --quiet -r dags/requirements-airflow.txt
+	touch $@
+
+airflow: $(AIRFLOW_VENV)/.installed  ## Airflow 3 in its own venv (.venv-airflow) for dags/
 
 install: $(VENV)/.installed  ## create .venv and install Thresher and its models
 
@@ -62,10 +72,10 @@ chromium:
 	@command -v chromium >/dev/null 2>&1 || [ "$$(id -u)" != 0 ] || \
 		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null)
 
-test: $(VENV)/.installed-dev chromium  ## install everything and run the whole test suite
+test: $(VENV)/.installed-dev $(AIRFLOW_VENV)/.installed chromium  ## install everything and run the whole test suite
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-test-fast: $(VENV)/.installed-dev chromium  ## the fast tests only (skips those marked slow)
+test-fast: $(VENV)/.installed-dev $(AIRFLOW_VENV)/.installed chromium  ## the fast tests only (skips those marked slow)
 	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
 
 lint: $(VENV)/.installed-dev  ## ruff
