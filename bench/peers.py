@@ -21,13 +21,13 @@ def _accept_fasttext_numpy2() -> None:
 
 
 def datatrove_language_filter(languages: list[str], threshold: float):
-    """datatrove's LanguageFilter on the same lid.176 file as ours, with no download."""
-    import fasttext
+    """datatrove's LanguageFilter on the same lid.176 file as ours: its model download is pointed
+    at our file (the step stays picklable, as datatrove's executors copy their steps)."""
+    import datatrove.utils.lid as dt_lid
     from datatrove.pipeline.filters import LanguageFilter
 
     from thresher.models import lid_model_path
 
     _accept_fasttext_numpy2()
-    lid = LanguageFilter(languages=languages, language_threshold=threshold)
-    lid.model._model = fasttext.load_model(str(lid_model_path()))
-    return lid
+    dt_lid.cached_asset_path_or_download = lambda *args, **kwargs: str(lid_model_path())
+    return LanguageFilter(languages=languages, language_threshold=threshold)

@@ -137,9 +137,8 @@ def tokenize_skip_reason(plan: RunPlan) -> str | None:
 
 
 def tokenize_command(plan: RunPlan) -> list[str]:
-    documents = os.path.join(plan.output, "documents")
-    return [plan.thresher, "tokenizer", "train", "--input", documents,
-            "--vocab-size", str(plan.params["tokenizer_vocab_size"]), "--output", os.path.join(plan.output, "tokenizer")]
+    """Train a tokenizer on the run's documents and write token shards + manifest into OUTPUT/tokens."""
+    return [plan.thresher, "tokenize", plan.output, "--vocab-size", str(plan.params["tokenizer_vocab_size"])]
 
 
 def manifest_command(plan: RunPlan, dag_id: str) -> list[str]:

@@ -181,7 +181,8 @@ def test_dag_crawls_processes_and_publishes_the_demo_site_locally(airflow_home, 
         "crawl_seeds": "demo",
         "crawl_max_pages": 10,
         "output": str(out),
-        "set": ["ray.num_cpus=2", "input.docs_per_shard=4"],
+        # no tokenize section in the run itself, so that the DAG's own tokenize task does the work
+        "set": ["ray.num_cpus=2", "input.docs_per_shard=4", "tokenize=null"],
         "tokenizer_vocab_size": vocab,
     })
     assert states == {"crawl": "success", "process": "success",
@@ -195,6 +196,9 @@ def test_dag_crawls_processes_and_publishes_the_demo_site_locally(airflow_home, 
     assert stats["stages"]["read"]["in"] <= 10
     if vocab:
         assert manifest["tokenizer"], "the tokenize task ran but wrote no tokenizer files"
+        tokens = json.loads((out / "tokens" / "manifest.json").read_text())
+        assert tokens["tokenizer"]["vocab_size"] == vocab
+        assert sum(s["rows"] for s in tokens["shards"]) == stats["documents"]
 
 
 def free_ports(n: int) -> list[int]:
