@@ -32,7 +32,7 @@ DAG_ID = "thresher_pipeline"
 
 pytestmark = pytest.mark.skipif(
     not AIRFLOW.exists(),
-    reason=f"no Airflow venv at {AIRFLOW_VENV} (create it with `make .venv-airflow`)",
+    reason=f"no Airflow venv at {AIRFLOW_VENV} (create it with `make airflow`)",
 )
 
 
