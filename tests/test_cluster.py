@@ -38,6 +38,7 @@ def _demo_config(tmp_path: Path, extra_stage: str | None = None) -> Path:
     data = yaml.safe_load((ROOT / "pipeline" / "configs" / "demo.yaml").read_text())
     data["input"]["paths"] = [str(ROOT / "examples" / "demo.warc.gz")]
     data.pop("tokenize", None)  # the cluster tests are about where stages run
+    data["ray"] = {"block_docs": 8}  # many small blocks: both one-CPU nodes must take some
     if extra_stage:
         data["stages"].append({extra_stage: {}})
     path = tmp_path / "demo.yaml"

@@ -58,6 +58,9 @@ class RayConfig:
     progress: bool = True
     concurrency: int | None = None
     """Upper bound on parallel workers per stage (default: what the cluster offers)."""
+    block_docs: int = 64
+    """Documents per block between stages: small, so that one input file still spreads over every
+    worker; larger blocks cost less scheduling on big inputs."""
 
 
 @dataclass

@@ -380,9 +380,6 @@ class Runner:
     config: PipelineConfig
     local: bool = False
     resume: bool = False
-    block_docs: int = 64
-    """Documents per block between stages: small, so one input file still uses every core."""
-
     def __post_init__(self) -> None:
         # Relative output paths are relative to where the command runs, like any CLI's.
         self.output = Path(self.config.output.path).absolute()
@@ -560,7 +557,7 @@ class Runner:
                 "label": ds_label, "decisions_dir": str(decisions_dir) if decisions_dir else None
             }
         ds = ds.map_batches(reader, fn_kwargs=kwargs, batch_size=1, batch_format="pyarrow", num_cpus=0.5)
-        ds = ds.repartition(target_num_rows_per_block=self.block_docs)
+        ds = ds.repartition(target_num_rows_per_block=self.config.ray.block_docs)
         for label, spec in labels:
             ds = ds.map_batches(
                 run_stage,
