@@ -275,13 +275,18 @@ def parse_config(data: dict[str, Any], base_dir: str | Path = ".") -> PipelineCo
     return cfg
 
 
-def load_config(path: str | Path, overrides: list[str] | None = None) -> PipelineConfig:
+def read_yaml(path: str | Path, what: str = "config file") -> Any:
+    """A YAML file's content; a missing file or bad YAML is a ConfigError naming the file."""
     path = Path(path)
     if not path.exists():
-        raise ConfigError(f"config file not found: {path}")
+        raise ConfigError(f"{what} not found: {path}")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        return yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
-    data = apply_overrides(data, overrides or [])
+
+
+def load_config(path: str | Path, overrides: list[str] | None = None) -> PipelineConfig:
+    path = Path(path)
+    data = apply_overrides(read_yaml(path), overrides or [])
     return parse_config(data, base_dir=path.resolve().parent)

@@ -12,9 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from thresher.config import ConfigError, apply_overrides, from_dict
+from thresher.config import ConfigError, apply_overrides, from_dict, read_yaml
 
 # Extensions that are never HTML; links ending in them are not requested at all.
 DEFAULT_DENY_EXTENSIONS = sorted(
@@ -153,13 +151,7 @@ def load_crawl_config(path: str | Path | None, overrides: list[str] | None = Non
     """Read a YAML file (its top level, or its ``crawl:`` section) and apply overrides."""
     data: dict[str, Any] = {}
     if path is not None:
-        path = Path(path)
-        if not path.exists():
-            raise ConfigError(f"crawl config not found: {path}")
-        try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+        data = read_yaml(path, "crawl config")
         if isinstance(data, dict) and isinstance(data.get("crawl"), dict):
             data = data["crawl"]
     return crawl_config(data, overrides)
