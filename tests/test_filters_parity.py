@@ -45,22 +45,13 @@ def corpus():
 
 @pytest.fixture(scope="session")
 def nltk_english(tmp_path_factory):
-    """NLTK's English Punkt tables, written where NLTK looks, for datatrove's word tokenizer."""
+    """datatrove's NLTK word tokenizer for English, built as the filters benchmark builds it."""
     pytest.importorskip("datatrove")
-    nltk = pytest.importorskip("nltk")
-    punkt_data = pytest.importorskip("punkt.data")
-    model = punkt_data.load_module("english")
-    root = tmp_path_factory.mktemp("nltk_data")
-    lang = root / "tokenizers" / "punkt_tab" / "english"
-    lang.mkdir(parents=True)
-    (lang / "abbrev_types.txt").write_text("\n".join(sorted(model.ABBREV_TYPES)) + "\n")
-    (lang / "sent_starters.txt").write_text("\n".join(sorted(model.SENT_STARTERS)) + "\n")
-    (lang / "collocations.tab").write_text("\n".join("\t".join(t) for t in sorted(model.COLLOCATIONS)) + "\n")
-    (lang / "ortho_context.tab").write_text("\n".join(f"{k}\t{v}" for k, v in sorted(model.ORTHO_CONTEXT.items())) + "\n")
-    nltk.data.path.insert(0, str(root))
-    from datatrove.utils.word_tokenizers import NLTKTokenizer
+    pytest.importorskip("nltk")
+    pytest.importorskip("punkt.data")
+    from bench.peers import datatrove_nltk_english
 
-    return NLTKTokenizer("english")
+    return datatrove_nltk_english(tmp_path_factory.mktemp("nltk_data"))
 
 
 def _theirs(result) -> tuple[bool, str | None]:
