@@ -184,8 +184,8 @@ def read_phase_shard(shard_file: str, label: str, decisions_dir: str | None) -> 
 
 
 class StageRunner:
-    """Applies one configured stage to in-flight tables. Used as a Ray Data callable class (so a
-    model loads once per worker) and directly in local runs."""
+    """Applies one configured stage to in-flight tables. Ray tasks keep one per worker process
+    (:func:`run_stage`), so a model loads once per worker; local runs use it directly."""
 
     def __init__(self, label: str, name: str, config: Any) -> None:
         quiet_noisy_loggers()
