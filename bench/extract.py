@@ -120,15 +120,17 @@ def main() -> int:
     runs = {}
     for name, cfg in [
         ("trafilatura", dict(mode="trafilatura")),
+        ("trafilatura/full metadata", dict(mode="trafilatura", metadata="full")),
         ("resiliparse", dict(mode="resiliparse")),
         ("cascade", dict(mode="cascade", languages=target)),
+        ("cascade/no fast path", dict(mode="cascade", languages=target, fast_first=False)),
         ("trafilatura/signal", dict(mode="trafilatura", timeout_mode="signal")),
         ("cascade/signal", dict(mode="cascade", languages=target, timeout_mode="signal")),
     ]:
         t0 = time.perf_counter()
         docs, cpu, stats = run_stage(mix, **cfg)
         runs[name] = (docs, cpu, stats)
-        print(f"  ran {name:<20} {time.perf_counter() - t0:6.1f} s wall  {stats['dropped']} {stats['errors']}",
+        print(f"  ran {name:<26} {time.perf_counter() - t0:6.1f} s wall  {stats['dropped']} {stats['errors']}",
               flush=True)
     fw_texts, fw_cpu = run_fineweb_extract(mix)
 
@@ -139,7 +141,8 @@ def main() -> int:
         print(f"  {label:<34}{n / cpu:13.1f}{(n / cpu) / base:15.2f}x")
     print(f"  cascade / trafilatura: {runs['trafilatura'][1] / runs['cascade'][1]:.2f}x  "
           f"(vs FineWeb's extract(): {fw_cpu / runs['cascade'][1]:.2f}x); "
-          f"trafilatura ran on {runs['cascade'][2]['extra'].get('trafilatura_pages', 0)} of {n} pages")
+          f"trafilatura ran on {runs['cascade'][2]['extra'].get('trafilatura_pages', 0)} of {n} pages, "
+          f"{runs['cascade'][2]['extra'].get('trafilatura_rechecks', 0)} of them twice (fast path, then full)")
     for mode in ("trafilatura", "cascade"):
         over = runs[mode][1] / runs[f"{mode}/signal"][1] - 1
         print(f"  subprocess time limit vs SIGALRM ({mode}): {over:+.1%} CPU")

@@ -62,9 +62,26 @@ def test_too_short_page_is_dropped_early(teval):
     assert stage.stats.extra.get("trafilatura_pages", 0) == 0
 
 
-def test_metadata_title_author_date_hostname(teval):
-    """Against the corpus's gold metadata (31 pages; measured: title 0.66 strict, date 0.86,
-    first author 0.48)."""
+
+def test_fast_path_misses_are_rechecked_with_the_full_path(aeb):
+    """Two Zyte pages (Korean, Portuguese) where trafilatura's fast path finds 121 and 0 characters
+    of an article resiliparse (and the full path) find thousands of: the cascade notices, re-runs."""
+    pages = [aeb[11], aeb[175]]
+    alone, cascade, fast_only = docs_of(pages), docs_of(pages), docs_of(pages)
+    run(alone, mode="trafilatura")
+    stage = run(cascade, mode="cascade", languages=["ko", "pt"])
+    assert stage.stats.extra["trafilatura_rechecks"] == 2
+    assert [d.text for d in cascade] == [d.text for d in alone]
+    assert all(len(d.text) > 600 for d in cascade)
+    unchecked = run(fast_only, mode="cascade", languages=["ko", "pt"], recheck_ratio=0.0)
+    assert unchecked.stats.extra.get("trafilatura_rechecks", 0) == 1  # the page with no text at all
+    assert len(fast_only[0].text) < 200
+
+@pytest.mark.parametrize("metadata,author_floor", [("fast", 0.25), ("full", 0.4)])
+def test_metadata_title_author_date_hostname(teval, metadata, author_floor):
+    """Against the corpus's gold metadata (31 pages). On all 726 pages with gold metadata both
+    modes find the same titles (0.831) and dates (0.825); authors: fast 0.44, full 0.64 (bylines in
+    the body). On these 31: first author fast 8/23, full 11/23."""
 
     def overlaps(gold: str, found: str | None) -> bool:
         gold, found = gold.strip().casefold(), (found or "").strip().casefold()
@@ -72,7 +89,7 @@ def test_metadata_title_author_date_hostname(teval):
 
     pages = [p for p in teval[::25] if {"title", "date"} <= p.gold_metadata.keys()]
     docs = docs_of(pages)
-    run(docs, mode="trafilatura")
+    run(docs, mode="trafilatura", metadata=metadata)
     kept = [(p, d) for p, d in zip(pages, docs, strict=True) if d.drop is None]
     titles = sum(overlaps(p.gold_metadata["title"], d.metadata.get("title")) for p, d in kept)
     dates = sum(p.gold_metadata["date"][:10] == d.metadata.get("date", "")[:10] for p, d in kept)
@@ -81,7 +98,7 @@ def test_metadata_title_author_date_hostname(teval):
     assert len(kept) >= 0.9 * len(pages)
     assert titles >= 0.6 * len(kept)
     assert dates >= 0.75 * len(kept)
-    assert author_hits >= 0.4 * len(authors)
+    assert author_hits >= author_floor * len(authors)
     assert all(d.metadata.get("hostname") for p, d in kept if p.url)
 
 

@@ -8,7 +8,10 @@
    on it, for the whole batch at once;
 4. an early drop of the pages that cannot survive the language filter (``early_language_not_kept``)
    or have almost no visible text (``early_too_short``) — without ever running trafilatura;
-5. trafilatura, with FineWeb's settings, for the final text and metadata of the survivors.
+5. trafilatura, with FineWeb's settings, for the final text and metadata of the survivors: its
+   fast path first, and its full path (with the fallback extractors) only when the fast one finds
+   much less text than resiliparse did — the fallbacks matter on few pages, and resiliparse's text
+   tells which.
 
 The early drop is deliberately lenient (a page goes on unless the kept languages get almost no
 probability on the cheap text): the final :class:`~thresher.filters.language.LanguageFilter`
@@ -23,7 +26,7 @@ trafilatura handles, and such a page must not be dropped as "too short".
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 from urllib.parse import urlsplit
 
@@ -51,13 +54,21 @@ class ExtractConfig:
     """Pages with fewer visible characters are dropped before trafilatura (``early_too_short``)."""
     main_content_min_chars: int = 200
     """Below this many main-content characters, the early decision uses the page's whole text."""
+    fast_first: bool = True
+    """Cascade only: run trafilatura's fast path first (no comparison with its fallback extractors,
+    ≈ 30% cheaper), and the full path only when the fast one finds less than ``recheck_ratio`` of
+    the characters resiliparse found. Off, or with ``deduplicate``, the full path runs alone."""
+    recheck_ratio: float = 0.5
     favor_precision: bool = True
     include_comments: bool = False
     include_tables: bool = True
-    deduplicate: bool = True
-    """trafilatura's cross-page paragraph dedup (FineWeb: on); one cache per stage instance."""
-    with_metadata: bool = True
-    """Title, author, date, sitename from trafilatura (about half of its cost on news pages)."""
+    deduplicate: bool = False
+    """trafilatura's cross-page paragraph cache (FineWeb: on). Off by default: with it, a page's text
+    depends on which pages the same worker extracted before, so runs are not reproducible."""
+    metadata: Literal["fast", "full", "none"] = "fast"
+    """``fast``: title, author, sitename from ``<meta>``/JSON-LD and htmldate's quick date search;
+    ``full``: trafilatura's complete pass (body bylines, extensive dates), about as costly as the
+    text extraction itself; ``none``: only the hostname."""
     timeout_s: float = 10.0
     """Per-page limit on each extractor call; a page that takes longer is dropped as error ``timeout``."""
     timeout_mode: Literal["subprocess", "auto", "signal", "off"] = "subprocess"
@@ -71,6 +82,8 @@ class ExtractConfig:
     def validate(self, where: str) -> None:
         if not 0.0 <= self.early_language_min_score <= 1.0:
             raise ValueError(f"{where}.early_language_min_score: must be between 0 and 1")
+        if self.recheck_ratio < 0:
+            raise ValueError(f"{where}.recheck_ratio: must be >= 0")
         for name in ("early_min_chars", "main_content_min_chars", "max_html_bytes", "min_text_chars"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{where}.{name}: must be >= 0")
@@ -81,7 +94,7 @@ class ExtractConfig:
             include_comments=self.include_comments,
             include_tables=self.include_tables,
             deduplicate=self.deduplicate,
-            with_metadata=self.with_metadata,
+            metadata=self.metadata,
         )
 
 
@@ -95,8 +108,8 @@ def extract_text(html: bytes | str, url: str | None = None) -> str | None:
         if looks_binary(html):
             return None
         html = decode_html(html)[0]
-    cfg = ExtractConfig()
-    text = TrafilaturaExtractor(cfg.trafilatura_options())(html, url).text
+    options = replace(ExtractConfig().trafilatura_options(), metadata="none")  # the text is all it returns
+    text = TrafilaturaExtractor(options)(html, url).text
     return text or None
 
 
@@ -106,6 +119,8 @@ class _Page:
 
     doc: Document
     html: str = ""
+    early_chars: int | None = None
+    """Characters of resiliparse's text, when the cascade computed it."""
     result: Document | Drop | None = None
 
 
@@ -113,7 +128,8 @@ class ExtractStage(Stage):
     """Reasons: ``non_html``, ``early_language_not_kept``, ``early_too_short``, ``no_text``;
     errors: ``too_large``, ``binary``, ``timeout``, ``parse_error``, ``worker_crash``.
 
-    ``stats.extra`` counts ``trafilatura_pages``, ``resiliparse_pages`` and ``worker_restarts``,
+    ``stats.extra`` counts ``trafilatura_pages``, ``trafilatura_rechecks`` (fast path, then full),
+    ``resiliparse_pages`` and ``worker_restarts``,
     so a run shows how much work the cascade saved.
     """
 
@@ -181,9 +197,11 @@ class ExtractStage(Stage):
                     page.result = text
                     continue
                 text = None  # resiliparse failed on the markup: let trafilatura have its go
-            if text is not None and len(text.strip()) < cfg.early_min_chars:
-                page.result = Drop("early_too_short", value=len(text.strip()))
-                continue
+            if text is not None:
+                page.early_chars = len(text.strip())
+                if page.early_chars < cfg.early_min_chars:
+                    page.result = Drop("early_too_short", value=page.early_chars)
+                    continue
             going.append(page)
             texts.append(text or "")
         if not cfg.languages:
@@ -220,9 +238,16 @@ class ExtractStage(Stage):
             self.stats.extra["worker_restarts"] += self._sandbox.restarts - restarts
 
     def _trafilatura_final(self, page: _Page) -> Document | Drop:
+        cfg: ExtractConfig = self.config
         self.stats.extra["trafilatura_pages"] += 1
-        result = self._call(page, "trafilatura", page.html, page.doc.url)
-        return result if isinstance(result, Drop) else self._finish(page, result)
+        recheck_min_chars = None
+        if cfg.mode == "cascade" and cfg.fast_first and page.early_chars is not None:
+            recheck_min_chars = int(cfg.recheck_ratio * page.early_chars)
+        result = self._call(page, "trafilatura", page.html, page.doc.url, recheck_min_chars)
+        if isinstance(result, Drop):
+            return result
+        self.stats.extra["trafilatura_rechecks"] += result.rechecked
+        return self._finish(page, result)
 
     def _resiliparse_final(self, page: _Page) -> Document | Drop:
         self.stats.extra["resiliparse_pages"] += 1
