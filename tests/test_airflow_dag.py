@@ -24,6 +24,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.demo_data import demo_warc_subset
+
 ROOT = Path(__file__).resolve().parents[1]
 AIRFLOW_VENV = Path(os.environ.get("THRESHER_AIRFLOW_VENV", ROOT / ".venv-airflow"))
 AIRFLOW = AIRFLOW_VENV / "bin" / "airflow"
@@ -268,16 +270,7 @@ def ray_head():
 
 def small_demo_config(tmp_path: Path, records: int = 12) -> Path:
     """The demo config over the first ``records`` responses of the bundled WARC (a faster test)."""
-    from warcio.archiveiterator import ArchiveIterator
-    from warcio.warcwriter import WARCWriter
-
-    warc = tmp_path / "small.warc.gz"
-    with open(ROOT / "examples" / "demo.warc.gz", "rb") as src, open(warc, "wb") as dst:
-        writer, kept = WARCWriter(dst, gzip=True), 0
-        for record in ArchiveIterator(src):
-            if record.rec_type == "response" and kept < records:
-                writer.write_record(record)
-                kept += 1
+    warc = demo_warc_subset(tmp_path / "small.warc.gz", records)
     config = yaml.safe_load((ROOT / "pipeline" / "configs" / "demo.yaml").read_text())
     config["input"] = {"paths": [str(warc)], "docs_per_shard": 4}
     path = tmp_path / "small.yaml"

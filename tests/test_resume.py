@@ -60,7 +60,7 @@ def test_killed_driver_resumes_to_identical_output(tmp_path):
     config = tmp_path / "run.yaml"
     config.write_text(
         f"input: {{paths: ['{samples}'], docs_per_shard: 8}}\n"
-        "stages:\n  - extract: {timeout_s: 120, deduplicate: false}\n  - language: {}\n"
+        "stages:\n  - extract: {timeout_s: 120, metadata: none}\n  - language: {}\n"
     )
     env = dict(os.environ, RAY_AUTH_MODE="disabled")
     reference = tmp_path / "reference"
