@@ -121,19 +121,21 @@ def test_lone_surrogates_are_replaced_like_tiktoken(tok, tiktok):
     text = "ok \ud800 then \udfff and a pair \ud83d\ude00 end"
     assert tok.encode_ordinary(text) == tiktok.encode_ordinary(text)
     assert tok.decode(tok.encode_ordinary(text)) == "ok \ufffd then \ufffd and a pair 😀 end"
-    assert tok.encode_ordinary("after it, ok") == tiktok.encode_ordinary("after it, ok")  # nothing left behind
+    assert tok.encode_ordinary("after it, ok") == tiktok.encode_ordinary(
+        "after it, ok"
+    )  # nothing left behind
 
 
 def test_vectorised_merging_equals_one_by_one(tok):
     ranks = tok.mergeable_ranks()
-    words = sorted({w for t in all_languages_text()[::5] for w in tok._regex.findall(t)})
+    words = sorted({w for t in all_languages_text()[::5] for w in tok._pretokenizer.findall(t)})
     pieces = [
         w.encode("utf-8") for w in words if w.encode("utf-8") not in ranks and len(w.encode("utf-8")) <= 256
     ]
     assert len(pieces) > 1000
     batched: dict[int, list[int]] = {}
-    for index, ids in PairRanks(ranks).merge_pieces(pieces):
-        batched.update(zip(index, ids, strict=True))
+    for index, packed in PairRanks(ranks).merge_pieces(pieces, tok.dtype):
+        batched.update(zip(index, (np.frombuffer(p, tok.dtype).tolist() for p in packed), strict=True))
     assert sorted(batched) == list(range(len(pieces)))
     assert [batched[i] for i in range(len(pieces))] == [merge_piece(p, ranks) for p in pieces]
 
@@ -216,10 +218,36 @@ def test_cache_stays_bounded_and_results_do_not_change(tok):
     base = len(small._cache)
     texts = all_languages_text()[:1500]
     out = []
+    most_new = 0  # a generation is checked after a batch, so it may overshoot by one batch's pieces
     for i in range(0, len(texts), 10):
-        out += small.encode_ordinary_batch(texts[i : i + 10])
-        assert len(small._cache) <= base + 200
+        batch = texts[i : i + 10]
+        most_new = max(most_new, len({p for t in batch for p in small._pretokenizer.findall(t)}))
+        out += small.encode_ordinary_batch(batch)
+        young = small._cache
+        assert len(young) <= base + 200
+        assert len(young.old) <= base + 200 + most_new
+        assert not getattr(young.old, "old", None)  # two generations at most
     assert out == tok.encode_ordinary_batch(texts)
+
+
+def test_pieces_in_use_survive_a_new_generation(tok, tiktok):
+    gen = BPETokenizer(tok.mergeable_ranks(), tok.pattern, tok.special_tokens, cache_size=40)
+    piece = " Zqxjvkw"
+    filler = [" ".join(w + a + b for a in "abcdefgh" for b in "ijklmnop") for w in ("qzv", "jxk", "wvq")]
+    gen.encode_ordinary(piece)
+    assert dict.__contains__(gen._cache, piece)
+    gen.encode_ordinary(filler[0])  # > 40 new pieces: a new generation starts
+    assert not dict.__contains__(gen._cache, piece) and piece in gen._cache.old
+    merged: list[str] = []
+    add = gen._add_to_cache
+    gen._add_to_cache = lambda pieces: merged.extend(pieces) or add(pieces)
+    assert gen.encode_ordinary(piece) == tiktok.encode_ordinary(piece)
+    assert dict.__contains__(gen._cache, piece) and merged == []  # carried over, not merged again
+    gen.encode_ordinary(filler[1])
+    gen.encode_ordinary(filler[2])  # two generations without it: gone
+    assert not dict.__contains__(gen._cache, piece) and piece not in gen._cache.old
+    assert gen.encode_ordinary(piece) == tiktok.encode_ordinary(piece)
+    assert merged[-1] == piece
 
 
 def test_constructor_validation():
@@ -241,7 +269,7 @@ def test_token_dtype():
 
 
 def test_document_encoder(tok, tmp_path):
-    texts = sentences("de", 50) + [f"quoted {ENDOFTEXT} inside", ""]
+    texts = sentences("de", 50) + ["lone \ud800 surrogate", f"quoted {ENDOFTEXT} inside", ""]
     encoder = DocumentEncoder(tok, batch_size=16)
     arrays = encoder.encode(texts)
     assert all(a.dtype == np.uint16 for a in arrays)
@@ -255,3 +283,61 @@ def test_document_encoder(tok, tmp_path):
     assert DocumentEncoder(tmp_path / "tok").encode(texts[:3])[1].tolist() == arrays[1].tolist()
     with pytest.raises(TypeError, match="document 1"):
         encoder.encode(["ok", None])
+
+
+def test_warm_cache_matches_tiktoken(tok, tiktok):
+    """Second pass: every piece now comes from the cache (packed ids, no merging)."""
+    warm = BPETokenizer(tok.mergeable_ranks(), tok.pattern, tok.special_tokens)
+    texts = all_languages_text()[::3] + EDGE_CASES + random_byte_texts(100, seed=5)
+    first = warm.encode_ordinary_batch(texts)
+    cached = len(warm._cache)
+    assert warm.encode_ordinary_batch(texts) == first == tiktok.encode_ordinary_batch(texts)
+    assert len(warm._cache) == cached  # nothing new on the second pass
+    assert [warm.encode_ordinary(t) for t in texts[::11]] == [tiktok.encode_ordinary(t) for t in texts[::11]]
+
+
+def test_repeated_new_pieces_in_one_batch(tok, tiktok):
+    """A new piece several times in one text and across texts: each gap is filled in order."""
+    rare = ["zqxjv", "Qwfpgj", "ßßßẞ", "ǅǆǄ", "ꙮꙮ", "ᚠᚢᚦ"]
+    for words in (rare[:2], rare):  # one-by-one merging (few new pieces) and the batched path
+        texts = [" ".join(words * 3) + " plain text " + words[0], "no new pieces here", words[-1] * 4]
+        fresh = BPETokenizer(tok.mergeable_ranks(), tok.pattern, tok.special_tokens)
+        assert fresh.encode_ordinary_batch(texts) == tiktok.encode_ordinary_batch(texts)
+    many = [" ".join(f"{w}{i}x{w}" for w in rare for i in range(8)) for _ in range(3)]
+    assert len(set(many[0].split())) >= bpe_module.BATCH_MERGE_MIN
+    fresh = BPETokenizer(tok.mergeable_ranks(), tok.pattern, tok.special_tokens)
+    assert fresh.encode_ordinary_batch(many) == tiktok.encode_ordinary_batch(many)
+
+
+def test_arrays_match_lists_and_append_the_end_id(tok):
+    texts = all_languages_text()[:50] + ["", "x"]
+    lists = tok.encode_ordinary_batch(texts)
+    arrays = tok.encode_ordinary_arrays(texts)
+    assert all(a.dtype == tok.dtype for a in arrays)
+    assert [a.tolist() for a in arrays] == lists
+    ended = tok.encode_ordinary_arrays(texts, end_id=tok.eot_id)
+    assert [a.tolist() for a in ended] == [ids + [tok.eot_id] for ids in lists]
+    ended[0][0] = 7  # writable: callers may edit their arrays in place
+    with pytest.raises(ValueError, match="outside the vocabulary"):
+        tok.encode_ordinary_arrays(["x"], end_id=tok.vocab_size)
+
+
+def test_uint32_ids_are_packed_as_uint32(tok, tiktok):
+    wide = BPETokenizer(tok.mergeable_ranks(), tok.pattern, {ENDOFTEXT: 70_000})
+    assert wide.dtype == np.uint32
+    texts = all_languages_text()[::9] + EDGE_CASES
+    assert wide.encode_ordinary_batch(texts) == tiktok.encode_ordinary_batch(texts)
+    a, b = tiktok.encode_ordinary("a"), tiktok.encode_ordinary("b")
+    assert wide.encode(f"a{ENDOFTEXT}b") == a + [70_000] + b
+    ended = wide.encode_ordinary_arrays(["héllo"], end_id=70_000)[0]
+    assert ended.dtype == np.uint32 and ended.tolist() == tok.encode_ordinary("héllo") + [70_000]
+
+
+def test_pattern_with_empty_matches_round_trips(tok):
+    """A custom pattern may match the empty string: such pieces give no ids and are never cached."""
+    odd = BPETokenizer(tok.mergeable_ranks(), r"\p{L}*|[^\p{L}]", tok.special_tokens)
+    words = [f"zq{a}{b}x, " * 2 for a in "abcdef" for b in "ghijkl"]  # enough for the batched path
+    texts = ["a, b; c.", "日本語 テキスト!", "", "  "] * 10 + words
+    assert "" in odd._pretokenizer.findall(texts[0])
+    assert [odd.decode(ids) for ids in odd.encode_ordinary_batch(texts)] == texts
+    assert "" not in odd._cache

@@ -10,128 +10,106 @@ are looked up again; every other pair keeps its rank.
 
 The rank of a pair of tokens comes from a table of every ``(left, right)`` whose concatenated
 bytes form a token — built once from the vocabulary, one entry per split point of each token where
-both halves are tokens too — stored as an open-addressing hash table so that a batch of lookups is
-a few vectorised gathers.
+both halves are tokens too — kept as sorted keys, so that a batch of lookups is one
+``searchsorted``. The first round, where every part is a single byte, reads a dense 256 × 256
+table instead.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
+from itertools import repeat
 
 import numpy as np
 
 _NONE = np.int64((1 << 31) - 1)  # "no rank": compares above every real rank
-_DONE = np.int64((1 << 63) - 1)
 _POS_BITS = 32
 _POS_MASK = (1 << _POS_BITS) - 1
-_EMPTY = np.int64(-1)
-_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 
 
 class PairRanks:
     """(left id, right id) → rank of their concatenation, for every pair whose concatenation is a
-    token; vectorised lookups in an open-addressing (linear probing) hash table."""
+    token; vectorised lookups by binary search in the sorted pair keys."""
 
     def __init__(self, ranks: Mapping[bytes, int]) -> None:
-        keys: list[int] = []
-        values: list[int] = []
+        # every split point of every token, one cut position at a time over all tokens long enough
+        # (C-level ``map`` over the slices rather than a Python loop per split)
         get = ranks.get
-        for token, rank in ranks.items():
-            for cut in range(1, len(token)):
-                left = get(token[:cut])
-                if left is None:
-                    continue
-                right = get(token[cut:])
-                if right is not None:
-                    keys.append(left << _POS_BITS | right)
-                    values.append(rank)
+        tokens = sorted((t for t in ranks if len(t) > 1), key=len, reverse=True)
+        lengths = np.fromiter(map(len, tokens), np.int64, len(tokens))
+        keys, values = [], []
+        for cut in range(1, int(lengths[0]) if len(tokens) else 1):
+            group = tokens[: int(np.count_nonzero(lengths > cut))]
+            left = np.fromiter(map(get, [t[:cut] for t in group], repeat(-1)), np.int64, len(group))
+            right = np.fromiter(map(get, [t[cut:] for t in group], repeat(-1)), np.int64, len(group))
+            both = np.flatnonzero((left >= 0) & (right >= 0))
+            keys.append((left[both] << _POS_BITS) | right[both])
+            values.append(np.fromiter(map(get, map(group.__getitem__, both.tolist())), np.int64, len(both)))
+        keys = np.concatenate(keys) if keys else np.zeros(0, np.int64)
+        values = np.concatenate(values) if values else np.zeros(0, np.int64)
+        order = np.argsort(keys)
+        self._keys = keys[order] if len(keys) else np.full(1, -1, np.int64)
+        self._values = values[order] if len(keys) else np.full(1, _NONE)
         self.byte_ids = np.array([ranks[bytes([b])] for b in range(256)], np.int64)
-        self._build(np.array(keys, np.int64), np.array(values, np.int64))
-
-    def _slot(self, keys: np.ndarray) -> np.ndarray:
-        return ((keys.astype(np.uint64) * _GOLDEN) >> np.uint64(64 - self._bits)).astype(np.int64)
-
-    def _build(self, keys: np.ndarray, values: np.ndarray) -> None:
-        self._bits = max(4, int(2 * max(len(keys), 1) - 1).bit_length())
-        size = 1 << self._bits
-        self._keys = np.full(size, _EMPTY)
-        self._values = np.full(size, _NONE)
-        slot = self._slot(keys)
-        pending = np.arange(len(keys))
-        self._max_probe = 0
-        while len(pending):
-            target = slot[pending]
-            free = self._keys[target] == _EMPTY
-            # one winner per free slot; the others (and those that found it taken) probe on
-            _, first = np.unique(target[free], return_index=True)
-            winners = pending[free][first]
-            self._keys[slot[winners]] = keys[winners]
-            self._values[slot[winners]] = values[winners]
-            placed = np.zeros(len(keys), bool)
-            placed[winners] = True
-            pending = pending[~placed[pending]]
-            slot[pending] = (slot[pending] + 1) & (size - 1)
-            if len(pending):
-                self._max_probe += 1
+        # rank of merging byte a with byte b, at [a * 256 + b]
+        self._byte_pairs = self.lookup(np.repeat(self.byte_ids, 256), np.tile(self.byte_ids, 256))
 
     def lookup(self, left: np.ndarray, right: np.ndarray) -> np.ndarray:
         wanted = (left << _POS_BITS) | right
-        out = np.full(len(wanted), _NONE)
-        slot = self._slot(wanted)
-        pending = np.arange(len(wanted))
-        mask = len(self._keys) - 1
-        for _ in range(self._max_probe + 1):
-            held = self._keys[slot]
-            hit = held == wanted[pending]
-            out[pending[hit]] = self._values[slot[hit]]
-            go_on = ~hit & (held != _EMPTY)
-            pending, slot = pending[go_on], (slot[go_on] + 1) & mask
-            if not len(pending):
-                break
-        return out
+        at = np.searchsorted(self._keys, wanted)
+        np.minimum(at, len(self._keys) - 1, out=at)
+        return np.where(self._keys[at] == wanted, self._values[at], _NONE)
 
-    def merge_pieces(self, pieces: Sequence[bytes]) -> Iterator[tuple[list[int], list[list[int]]]]:
-        """Ids of the pieces (none of which may be a token itself), as they finish: batches of
-        (indexes into ``pieces``, the ids of each)."""
+    def merge_pieces(
+        self, pieces: Sequence[bytes], dtype: np.dtype
+    ) -> Iterator[tuple[list[int], list[bytes]]]:
+        """Ids of the pieces (none of which may be empty or a token itself), as they finish: batches
+        of (indexes into ``pieces``, the ids of each packed as ``dtype`` machine integers).
+
+        The parts of all pieces lie in ``sym``, piece after piece; ``starts``/``lengths`` say where
+        each unfinished piece lies. Each round every piece loses one part, so the layout after a
+        round follows from the lengths alone, without a pass over the parts."""
+        if not pieces:
+            return
         lengths = np.fromiter(map(len, pieces), np.int64, len(pieces))
-        sym = self.byte_ids[np.frombuffer(b"".join(pieces), np.uint8)]
-        piece = np.repeat(np.arange(len(pieces), dtype=np.int64), lengths)
+        raw = np.frombuffer(b"".join(pieces), np.uint8)
+        sym = self.byte_ids[raw]
         # rank[i]: rank of merging parts i and i+1, or _NONE (also at the last part of a piece)
-        rank = np.full(len(sym), _NONE)
-        inner = np.flatnonzero(piece[:-1] == piece[1:])
-        rank[inner] = self.lookup(sym[inner], sym[inner + 1])
-        while len(sym):
-            starts = np.flatnonzero(np.concatenate(([True], piece[1:] != piece[:-1])))
-            lengths = np.diff(np.append(starts, len(sym)))
-            candidate = (rank << _POS_BITS) | np.arange(len(sym))  # ties go to the leftmost
-            best = np.minimum.reduceat(candidate, starts)
+        rank = np.empty(len(sym), np.int64)
+        rank[:-1] = self._byte_pairs[(raw[:-1].astype(np.int64) << 8) | raw[1:]]
+        starts = np.cumsum(lengths) - lengths
+        rank[starts + lengths - 1] = _NONE
+        index = np.arange(len(pieces))
+        while True:  # the lowest rank in each piece; on a tie the lowest position, the leftmost
+            best = np.minimum.reduceat((rank << _POS_BITS) | np.arange(len(sym)), starts)
             finished = (best >> _POS_BITS) == _NONE
             if finished.any():
-                yield self._finished(sym, piece, starts, lengths, finished)
-                keep = np.repeat(~finished, lengths)
-                best = best[~finished]
+                yield self._finished(sym, index, lengths, finished, dtype)
+                alive = ~finished
+                keep = np.repeat(alive, lengths)
+                best, starts, lengths, index = best[alive], starts[alive], lengths[alive], index[alive]
+                if not len(index):
+                    return
             else:
                 keep = np.ones(len(sym), bool)
             at = best & _POS_MASK
             sym[at] = best >> _POS_BITS
             keep[at + 1] = False
             # pairs that changed: (new, next) at ``at`` and (previous, new) at ``at - 1``
-            after = at + 2
-            has_next = after < len(sym)
-            has_next[has_next] = piece[after[has_next]] == piece[at[has_next]]
+            has_next = at + 2 < starts + lengths
             rank[at] = _NONE
-            nxt_at = at[has_next]
-            rank[nxt_at] = self.lookup(sym[nxt_at], sym[nxt_at + 2])
-            before = at - 1
-            has_prev = before >= 0
-            has_prev[has_prev] = piece[before[has_prev]] == piece[at[has_prev]]
-            prev_at = before[has_prev]
-            rank[prev_at] = self.lookup(sym[prev_at], sym[prev_at + 1])
-            sym, piece, rank = sym[keep], piece[keep], rank[keep]
+            after = at[has_next]
+            rank[after] = self.lookup(sym[after], sym[after + 2])
+            before = at[at > starts] - 1
+            rank[before] = self.lookup(sym[before], sym[before + 1])
+            sym, rank = sym[keep], rank[keep]
+            lengths = lengths - 1
+            starts = np.cumsum(lengths) - lengths
 
     @staticmethod
-    def _finished(sym, piece, starts, lengths, finished) -> tuple[list[int], list[list[int]]]:
-        ids = sym[np.repeat(finished, lengths)].tolist()
-        ends = np.cumsum(lengths[finished])
-        cut = map(slice, (ends - lengths[finished]).tolist(), ends.tolist())
-        return piece[starts[finished]].tolist(), list(map(ids.__getitem__, cut))
+    def _finished(sym, index, lengths, finished, dtype) -> tuple[list[int], list[bytes]]:
+        packed = sym[np.repeat(finished, lengths)].astype(dtype).tobytes()
+        size = np.dtype(dtype).itemsize
+        ends = np.cumsum(lengths[finished]) * size
+        cut = map(slice, (ends - lengths[finished] * size).tolist(), ends.tolist())
+        return index[finished].tolist(), list(map(packed.__getitem__, cut))

@@ -6,18 +6,22 @@ merged from single bytes by repeatedly joining the adjacent pair whose concatena
 rank (the leftmost on a tie). Ranks are the token ids.
 
 Speed comes from doing almost no Python work per piece. Text is dominated by a small set of
-recurring pieces, so a dict maps each piece (a ``str``, straight out of ``regex.findall``) to its
-tuple of ids. Encoding a text is then three C-level passes — ``findall``, ``map(cache.get)`` and
-``chain.from_iterable`` — and Python code runs only for pieces seen for the first time. The cache
-starts with every token that is valid UTF-8 and is reset to that when it outgrows its bound.
+recurring pieces, so a dict maps each piece (a ``str``, straight out of the splitter) to its ids,
+already packed as machine integers of the tokenizer's dtype. Encoding a text is then C-level
+passes only — the split (pretokenize.py), ``map(cache.__getitem__)`` and one ``bytearray.join`` —
+and the joined bytes are the token array itself (``numpy.frombuffer``), or become a list with one
+``tolist()``. Python code runs only for pieces seen for the first time. The cache starts with
+every token that is valid UTF-8, so a piece that is a whole token (tiktoken's own shortcut) is
+found there; it is bounded in memory (``DEFAULT_CACHE_SIZE``).
 """
 
 from __future__ import annotations
 
 import heapq
 import logging
+from array import array
 from collections.abc import Iterable, Mapping, Sequence
-from itertools import chain, pairwise
+from itertools import pairwise
 
 import numpy as np
 
@@ -25,7 +29,7 @@ from thresher.tokenize.batchmerge import PairRanks
 from thresher.tokenize.pretokenize import (
     CL100K_PATTERN,
     ENDOFTEXT,
-    compile_pattern,
+    PreTokenizer,
     special_splitter,
     without_lone_surrogates,
 )
@@ -37,9 +41,13 @@ LONG_PIECE = 256
 """Pieces longer than this (bytes) are merged with a heap in O(n log n) instead of rescanning all
 pairs after each merge, so a megabyte-long run of letters cannot stall a worker."""
 DEFAULT_CACHE_SIZE = 200_000
-"""Cached pieces beyond the vocabulary. Each costs at most ~400 bytes (pieces up to
-``MAX_CACHED_PIECE`` bytes), so the cache stays under ~80 MB; typical pieces are far shorter. A few
-hundred thousand distinct pieces cover almost every occurrence in web text."""
+"""Cached pieces beyond the vocabulary, per generation. When the current generation is full
+(checked after each batch) it becomes the old one and the one before is dropped; a piece found
+only in the old generation moves to the new one. So what is in use survives, and there is no cliff
+where the whole cache is lost at once. An entry is the piece (a ``str``), its packed ids (a
+``bytes``) and a dict slot: measured ~140 bytes on average on the benchmark's web and documentation
+text, never more than ~1.5 KB (pieces up to ``MAX_CACHED_PIECE`` UTF-8 bytes). Two generations of
+200,000 entries are thus ~60 MB in practice and under 600 MB in the worst case."""
 BATCH_MERGE_MIN = 24
 """From this many new pieces on, they are merged together with numpy rather than one by one."""
 MAX_CACHED_PIECE = LONG_PIECE
@@ -107,16 +115,23 @@ def _merge_long_piece(piece: bytes, ranks: Mapping[bytes, int]) -> list[int]:
 
 
 class _PieceCache(dict):
-    """piece → its ids. A missing piece is noted in ``missed`` and gives no ids, so one C-level
-    pass (``chain(map(cache.__getitem__, pieces))``) both encodes and detects what is missing."""
+    """piece → its ids packed as machine integers. A missing piece is looked up in the previous
+    generation (``old``) and carried over when found; otherwise it is noted in ``missed`` and gives
+    no ids, so one C-level pass (``map(cache.__getitem__, pieces)``) both encodes and detects what
+    is missing."""
 
-    def __init__(self, base: Mapping[str, list[int]]) -> None:
+    def __init__(self, base: Mapping[str, bytes], old: dict[str, bytes] | None = None) -> None:
         super().__init__(base)
+        self.old = {} if old is None else old
         self.missed: list[str] = []
 
-    def __missing__(self, piece: str) -> tuple:
-        self.missed.append(piece)
-        return ()
+    def __missing__(self, piece: str) -> bytes:
+        ids = self.old.get(piece)
+        if ids is None:
+            self.missed.append(piece)
+            return b""
+        self[piece] = ids
+        return ids
 
 
 class BPETokenizer:
@@ -150,7 +165,7 @@ class BPETokenizer:
         if clash:
             raise ValueError(f"special token ids collide with ordinary tokens: {sorted(clash)[:5]}")
         self.pattern = pattern
-        self._regex = compile_pattern(pattern)
+        self._pretokenizer = PreTokenizer(pattern)
         self._special_regex = special_splitter(self._special)
         self._decoder: list[bytes | None] = [None] * max([n_ranks - 1, *self._special.values()], default=0)
         self._decoder.append(None)
@@ -158,16 +173,19 @@ class BPETokenizer:
             self._decoder[i] = token
         for name, i in self._special.items():
             self._decoder[i] = name.encode("utf-8")
+        self._typecode = next(c for c in "HIL" if array(c).itemsize == self.dtype.itemsize)
         self._base_cache = self._token_pieces()
         self._cache = _PieceCache(self._base_cache)
         self._pair_ranks: PairRanks | None = None
         self._cache_limit = len(self._base_cache) + cache_size
 
-    def _token_pieces(self) -> dict[str, tuple[int, ...]]:
+    def _token_pieces(self) -> dict[str, bytes]:
         pieces = {}
-        for token, i in self._ranks.items():
+        packed = array(self._typecode, self._ranks.values()).tobytes()
+        size = self.dtype.itemsize
+        for k, token in enumerate(self._ranks):
             try:
-                pieces[token.decode("utf-8")] = [i]
+                pieces[token.decode("utf-8")] = packed[k * size : (k + 1) * size]
             except UnicodeDecodeError:
                 pass
         return pieces
@@ -213,15 +231,26 @@ class BPETokenizer:
     def encode_ordinary(self, text: str) -> list[int]:
         """Ids of ``text`` with special-token names treated as plain text (what a pipeline wants
         for web text: a page that contains ``<|endoftext|>`` must not end a document early)."""
-        return self.encode_ordinary_batch([text])[0]
+        return np.frombuffer(self._encode_packed([text])[0], self.dtype).tolist()
 
     def encode_ordinary_batch(self, texts: Sequence[str]) -> list[list[int]]:
         """:meth:`encode_ordinary` of each text. Pieces new to the cache are merged together for
         the whole batch, so batches of documents encode faster than one call per document."""
-        try:
-            return self._encode_texts(texts)
-        except UnicodeEncodeError:
-            return self._encode_texts([without_lone_surrogates(t) for t in texts])
+        dtype = self.dtype
+        return [np.frombuffer(ids, dtype).tolist() for ids in self._encode_packed(texts)]
+
+    def encode_ordinary_arrays(self, texts: Sequence[str], end_id: int | None = None) -> list[np.ndarray]:
+        """:meth:`encode_ordinary_batch` as arrays of :attr:`dtype` (no list of ints is ever built),
+        each followed by ``end_id`` when given — the pipeline's path."""
+        packed = self._encode_packed(texts)
+        if end_id is not None:
+            if not 0 <= end_id < self.vocab_size:
+                raise ValueError(f"end_id {end_id} is outside the vocabulary")
+            end = array(self._typecode, [end_id]).tobytes()
+            for ids in packed:
+                ids += end
+        dtype = self.dtype
+        return [np.frombuffer(ids, dtype) for ids in packed]
 
     def encode(self, text: str, allowed_special: Iterable[str] | str = "all") -> list[int]:
         """Ids of ``text``; occurrences of the ``allowed_special`` names (default: all) become
@@ -254,47 +283,71 @@ class BPETokenizer:
             return self.encode_ordinary_batch(texts)
         return [self.encode(t, allowed_special) for t in texts]
 
-    def _encode_texts(self, texts: Sequence[str]) -> list[list[int]]:
-        findall = self._regex.findall
+    def _encode_packed(self, texts: Sequence[str]) -> list[bytearray]:
+        try:
+            return self._encode_texts(texts)
+        except UnicodeEncodeError:
+            return self._encode_texts([without_lone_surrogates(t) for t in texts])
+
+    def _encode_texts(self, texts: Sequence[str]) -> list[bytearray]:
         cache = self._cache
         missed = cache.missed
         lookup = cache.__getitem__
-        pieces = [findall(t) for t in texts]
+        join = bytearray().join
         out = []
         redo = []
-        for i, p in enumerate(pieces):
+        for pieces in map(self._pretokenizer.findall, texts):
             before = len(missed)
-            out.append(list(chain.from_iterable(map(lookup, p))))
-            if len(missed) != before:  # some pieces contributed nothing: encode them, then redo
-                redo.append(i)
+            ids = list(map(lookup, pieces))
+            if len(missed) == before:
+                out.append(join(ids))
+            else:  # some pieces gave no ids yet (b""): fill them in once they are encoded
+                redo.append((len(out), ids, before, len(missed)))
+                out.append(None)
         if missed:
-            new = set(missed)
+            new = missed[:]
             missed.clear()  # before encoding: a lone surrogate raises there, and is retried cleaned
-            too_long = self._add_to_cache(new)
-            for i in redo:
-                out[i] = list(chain.from_iterable(map(lookup, pieces[i])))
-            for piece in too_long:  # rarely recur: not worth their memory
+            dropped = self._add_to_cache(set(new))
+            for i, ids, first, end in redo:
+                at = -1
+                for piece in new[first:end]:
+                    at = ids.index(b"", at + 1)
+                    ids[at] = cache[piece]
+                out[i] = join(ids)
+            for piece in dropped:
                 del cache[piece]
-            if len(cache) > self._cache_limit:
-                self._cache = _PieceCache(self._base_cache)
+            if len(cache) > self._cache_limit:  # a new generation; the one before this goes
+                cache.old = {}
+                self._cache = _PieceCache(self._base_cache, old=cache)
         return out
 
     def _add_to_cache(self, pieces: set[str]) -> list[str]:
-        """Encode pieces seen for the first time into the cache; returns those too long to keep."""
-        cache, ranks = self._cache, self._ranks
+        """Encode pieces seen for the first time into the cache; returns those not to keep: too
+        long to be worth their memory, or empty (a custom pattern may match the empty string; an
+        empty piece stays a miss, so that every ``b""`` in a text's ids is one)."""
+        cache, ranks, typecode = self._cache, self._ranks, self._typecode
         texts = list(pieces)
-        raw = [p.encode("utf-8") for p in texts]
-        one_by_one = range(len(texts))
+        raw = list(map(str.encode, texts))
+        sizes = list(map(len, raw))
+        # the usual case, no piece empty or long: no filtering below
+        plain = 0 < min(sizes) and max(sizes) <= min(LONG_PIECE, MAX_CACHED_PIECE)
         if len(texts) >= BATCH_MERGE_MIN:
             if self._pair_ranks is None:
                 self._pair_ranks = PairRanks(ranks)
-            batch = [i for i, r in enumerate(raw) if len(r) <= LONG_PIECE]
-            for index, ids in self._pair_ranks.merge_pieces([raw[i] for i in batch]):
-                cache.update(zip([texts[batch[i]] for i in index], ids, strict=True))
-            one_by_one = [i for i, r in enumerate(raw) if len(r) > LONG_PIECE]
+            batch_texts, batch_raw = texts, raw
+            if not plain:
+                batch = [i for i, n in enumerate(sizes) if 0 < n <= LONG_PIECE]
+                batch_texts, batch_raw = [texts[i] for i in batch], [raw[i] for i in batch]
+            for index, packed in self._pair_ranks.merge_pieces(batch_raw, self.dtype):
+                cache.update(zip(map(batch_texts.__getitem__, index), packed, strict=True))
+            one_by_one = [] if plain else [i for i, n in enumerate(sizes) if n > LONG_PIECE or not n]
+        else:
+            one_by_one = range(len(texts))
         for i in one_by_one:
-            cache[texts[i]] = merge_piece(raw[i], ranks)
-        return [t for t, r in zip(texts, raw, strict=True) if len(r) > MAX_CACHED_PIECE]
+            cache[texts[i]] = array(typecode, merge_piece(raw[i], ranks)).tobytes()
+        if plain:
+            return []
+        return [t for t, n in zip(texts, sizes, strict=True) if n > MAX_CACHED_PIECE or not n]
 
     def clear_cache(self) -> None:
         self._cache = _PieceCache(self._base_cache)

@@ -2,12 +2,23 @@
 
 The split pattern is the one tiktoken uses for GPT-4's ``cl100k_base``, so a vocabulary trained
 here can be handed to ``tiktoken.Encoding(pat_str=...)`` unchanged. The ``regex`` module (not
-``re``) is required: the pattern uses Unicode properties and possessive quantifiers, and ``regex``
-implements them with the same meaning as tiktoken's Rust engine.
+``re``) defines what the pattern means: it has Unicode properties and possessive quantifiers with
+the same meaning as tiktoken's Rust engine.
+
+Splitting is the largest single cost of encoding, and the standard library's ``re`` runs these
+patterns faster than ``regex`` once every ``\\p{..}``/``\\s`` is spelt out as an explicit set of
+code points. ``re`` tests a character outside the Basic Multilingual Plane against such a set by
+scanning a list of ranges, which is slow, so the ``re`` form holds only BMP code points and is
+used only for texts without astral characters (emoji, rare CJK); there a set and its BMP part
+match the same characters, so both forms split identically. The sets are read off the ``regex``
+module itself, and a construct the translation does not know keeps the ``regex`` form.
 """
 
 from __future__ import annotations
 
+import functools
+import re
+import warnings
 from collections import Counter
 from collections.abc import Iterable, Sequence
 
@@ -23,9 +34,170 @@ for a single space."""
 
 ENDOFTEXT = "<|endoftext|>"
 
+_ASTRAL = re.compile("[\U00010000-\U0010ffff]")
+_SHORTHANDS = "sSdDwW"
+_LITERAL_ESCAPES = "rntfva"
+_HEX_DIGITS = {"x": 2, "u": 4, "U": 8}
+_GROUP_OPENERS = ("(?:", "(?=", "(?!", "(?<=", "(?<!", "(?>")
 
-def compile_pattern(pattern: str) -> regex.Pattern:
-    return regex.compile(pattern)
+
+class PreTokenizer:
+    """``findall(text)``: the pieces of ``text``, exactly ``regex.compile(pattern).findall(text)``."""
+
+    def __init__(self, pattern: str) -> None:
+        self.pattern = pattern
+        self.full = regex.compile(pattern)
+        self.bmp = bmp_pattern(pattern)
+        """The ``re`` form for texts without astral characters, or None where the pattern has
+        constructs the translation leaves alone."""
+
+    def findall(self, text: str) -> list[str]:
+        if self.bmp is not None and (text.isascii() or _ASTRAL.search(text) is None):
+            return self.bmp.findall(text)
+        return self.full.findall(text)
+
+    def __reduce__(self):
+        return PreTokenizer, (self.pattern,)
+
+
+def compile_pattern(pattern: str) -> PreTokenizer:
+    return PreTokenizer(pattern)
+
+
+@functools.cache
+def _bmp_chars() -> str:
+    return "".join(map(chr, range(0x10000)))
+
+
+@functools.lru_cache(maxsize=64)
+def _bmp_ranges(expression: str) -> str:
+    """The BMP code points that ``regex`` matches with ``expression`` (one character), as the
+    inside of an ``re`` character set."""
+    out = []
+    for m in regex.finditer(f"(?:{expression})+", _bmp_chars()):
+        first, last = m.start(), m.end() - 1
+        out.append(f"\\u{first:04x}" if first == last else f"\\u{first:04x}-\\u{last:04x}")
+    return "".join(out)
+
+
+@functools.lru_cache(maxsize=256)
+def _same_case_folding(char: str) -> bool:
+    expression = f"(?i:{re.escape(char)})"
+    return set(re.findall(expression, _bmp_chars())) == set(regex.findall(expression, _bmp_chars()))
+
+
+@functools.lru_cache(maxsize=16)
+def bmp_pattern(pattern: str) -> re.Pattern | None:
+    """``pattern`` for the ``re`` module with every Unicode property and class shorthand replaced by
+    its BMP code points, or None when it uses anything else whose meaning might differ between the
+    two modules (nested sets, word boundaries, flags other than a scoped ``(?i:...)`` around plain
+    ASCII, ...)."""
+    source = _translate(pattern)
+    if source is None:
+        return None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # e.g. "possible nested set": a meaning re may not share
+            return re.compile(source)
+    except (re.error, Warning, ValueError, OverflowError):
+        return None
+
+
+def _translate(pattern: str) -> str | None:
+    out: list[str] = []
+    n = len(pattern)
+    i = 0
+    in_set = False
+    depth = 0
+    folding_depth: list[int] = []  # depths of the open (?i: groups
+    while i < n:
+        c = pattern[i]
+        if c == "\\":
+            if i + 1 >= n:
+                return None
+            e = pattern[i + 1]
+            expression = None
+            if e in "pP":
+                if pattern.startswith("{", i + 2):
+                    close = pattern.find("}", i + 2)
+                    if close < 0:
+                        return None
+                    end = close + 1
+                else:
+                    end = i + 3
+                expression = pattern[i:end]
+            elif e in _SHORTHANDS:
+                end = i + 2
+                expression = pattern[i:end]
+            if expression is not None:
+                if folding_depth:
+                    return None
+                try:
+                    ranges = _bmp_ranges(expression)
+                except regex.error:
+                    return None
+                if not ranges:
+                    return None
+                out.append(ranges if in_set else f"[{ranges}]")
+                i = end
+                continue
+            if e in _LITERAL_ESCAPES or not (e.isalnum() or e == "_") and e.isascii():
+                out.append(pattern[i : i + 2])
+                i += 2
+                continue
+            if e in _HEX_DIGITS:
+                digits = pattern[i + 2 : i + 2 + _HEX_DIGITS[e]]
+                if len(digits) != _HEX_DIGITS[e] or not all(d in "0123456789abcdefABCDEF" for d in digits):
+                    return None
+                if folding_depth:
+                    return None  # case folding is checked for plain letters only
+                out.append(pattern[i : i + 2 + len(digits)])
+                i += 2 + len(digits)
+                continue
+            return None  # \b, \X, \G, back-references, named lists, ...
+        if in_set:
+            if c == "[" or pattern[i : i + 2] in ("&&", "--", "||", "~~"):
+                return None  # nested sets and set operations: regex-only syntax
+            if c == "]":
+                in_set = False
+            elif folding_depth and (c == "-" or not c.isascii()):
+                return None  # only single ASCII letters have their case folding checked
+            elif folding_depth and c.isalpha() and not _same_case_folding(c):
+                return None
+            out.append(c)
+            i += 1
+            continue
+        if c == "[":
+            start = i + 2 if pattern.startswith("[^", i) else i + 1
+            if pattern.startswith("]", start) or pattern.startswith("[", start):
+                return None
+            in_set = True
+            out.append(pattern[i:start])
+            i = start
+            continue
+        if c == "(":
+            if pattern.startswith("(?i:", i):
+                depth += 1
+                folding_depth.append(depth)
+                out.append("(?i:")
+                i += 4
+                continue
+            if pattern.startswith("(?", i) and not pattern.startswith(_GROUP_OPENERS, i):
+                return None  # inline flags, named groups, conditionals, comments
+            depth += 1
+        elif c == ")":
+            if folding_depth and folding_depth[-1] == depth:
+                folding_depth.pop()
+            depth -= 1
+        elif folding_depth and not c.isascii():
+            return None
+        elif folding_depth and c.isalpha() and not _same_case_folding(c):
+            return None
+        out.append(c)
+        i += 1
+    if in_set:
+        return None
+    return "".join(out)
 
 
 def special_splitter(special_tokens: Iterable[str]) -> regex.Pattern | None:
@@ -45,7 +217,7 @@ def without_lone_surrogates(text: str) -> str:
 
 def count_pretokens(
     texts: Iterable[str],
-    pattern: str | regex.Pattern = CL100K_PATTERN,
+    pattern: str | PreTokenizer = CL100K_PATTERN,
     special_tokens: Sequence[str] = (ENDOFTEXT,),
     counts: Counter | None = None,
 ) -> Counter:

@@ -51,13 +51,10 @@ class DocumentEncoder:
             if not isinstance(text, str):
                 raise TypeError(f"document {i}: text is {type(text).__name__}, not str")
         out: list[np.ndarray] = []
-        eot, dtype = self.eot_id, self.dtype
         for start in range(0, len(texts), self.batch_size):
             chunk = texts[start : start + self.batch_size]
-            for ids in self.tokenizer.encode_ordinary_batch(chunk):
-                ids.append(eot)
-                out.append(np.array(ids, dtype=dtype))
-            self.stats.bytes += sum(len(t.encode("utf-8")) for t in chunk)
+            out += self.tokenizer.encode_ordinary_arrays(chunk, end_id=self.eot_id)
+            self.stats.bytes += sum(len(t.encode("utf-8", "surrogatepass")) for t in chunk)
         self.stats.documents += len(out)
         self.stats.tokens += sum(len(a) for a in out)
         return out
