@@ -5,11 +5,15 @@ end-to-end MinHash dedup time and memory against datatrove's 4-stage MinHash pip
 Signature documents: real text, the Lingua (Leipzig) sentences of 75 languages grouped into
 paragraphs. End-to-end documents: synthetic, words drawn from the real vocabulary and word
 frequencies of those sentences (English, German, French, Spanish), 10% near-duplicates with
-a few words changed. Everything runs on one core (one process, datatrove with one task), so
-the figures are per core.
+a few words changed (in each block of 10,000). Thresher's clustering runs twice on the same
+key tables, with and without verification of candidate pairs, each in a fresh process whose
+peak RSS above the loaded key tables is reported. Everything runs on one core (one process,
+datatrove with one task), so the figures are per core.
 
     .venv/bin/python bench/dedup.py                 # 3k docs vs datatrove, then 100k (~5 min)
-    .venv/bin/python bench/dedup.py --million       # also 1M documents (~25 min)
+    .venv/bin/python bench/dedup.py --million       # also 1M documents (~15-30 min)
+    # the clustering engine alone on 1M rows of random keys (~1 min):
+    .venv/bin/python bench/dedup.py --no-signatures --compare-docs 0 --docs 0 --engine-docs 1000000
 """
 
 from __future__ import annotations
@@ -119,29 +123,37 @@ def bench_signatures(texts: list[str], num_perm: int = 112) -> dict[str, float]:
 # --------------------------------------------------------------------------- end to end
 
 
-def synthetic_corpus(n: int, seed: int = 0) -> pa.Table:
+def synthetic_corpus(n: int, path: Path, seed: int = 0, block: int = 10_000) -> None:
+    """``n`` documents of 150-450 words drawn from the real vocabulary and word frequencies of
+    the Lingua sentences (en, de, fr, es); in every block of ``block`` documents, 10% are a
+    copy of another document of the block with 1-3 words changed. Written block by block, so
+    1M documents never sit in memory as Python strings."""
     counts: dict[str, int] = {}
     for lang in ("en", "de", "fr", "es"):
         with gzip.open(SENTENCES / f"{lang}.txt.gz", "rt", encoding="utf-8") as f:
             for word in f.read().split():
                 counts[word] = counts.get(word, 0) + 1
-    vocab = np.array(list(counts))
+    vocab = np.array(list(counts), dtype=object)
     p = np.array(list(counts.values()), dtype=np.float64)
     p /= p.sum()
     rng = np.random.default_rng(seed)
-    lengths = rng.integers(150, 450, n)
-    words = vocab[rng.choice(len(vocab), size=int(lengths.sum()), p=p)]
-    texts, pos = [], 0
-    for length in lengths.tolist():
-        texts.append(" ".join(words[pos : pos + length].tolist()))
-        pos += length
     r = random.Random(seed)
-    for i in r.sample(range(n), n // 10):  # near-duplicates of other documents
-        w = texts[r.randrange(n)].split()
-        for _ in range(r.randint(1, 3)):
-            w[r.randrange(len(w))] = "edited"
-        texts[i] = " ".join(w)
-    return pa.table({"id": [f"d{i:08d}" for i in range(n)], "text": texts})
+    with pq.ParquetWriter(path, pa.schema([("id", pa.string()), ("text", pa.string())])) as writer:
+        for start in range(0, n, block):
+            size = min(block, n - start)
+            lengths = rng.integers(150, 450, size)
+            words = vocab[rng.choice(len(vocab), size=int(lengths.sum()), p=p)]
+            texts, pos = [], 0
+            for length in lengths.tolist():
+                texts.append(" ".join(words[pos : pos + length].tolist()))
+                pos += length
+            for i in r.sample(range(size), size // 10):
+                w = texts[r.randrange(size)].split()
+                for _ in range(r.randint(1, 3)):
+                    w[r.randrange(len(w))] = "edited"
+                texts[i] = " ".join(w)
+            ids = [f"d{i:08d}" for i in range(start, start + size)]
+            writer.write_table(pa.table({"id": ids, "text": texts}))
 
 
 def _vm(field: str) -> int:
@@ -152,41 +164,136 @@ def _vm(field: str) -> int:
     return 0
 
 
-def _thresher_child(path: str, out: mp.Queue) -> None:
-    from thresher.dedup.engine import EngineSettings, run_engine
-    from thresher.dedup.executor import LocalExecutor
+def _key_child(path: str, keys_path: str, out: mp.Queue) -> None:
+    """Key tables (signatures, band keys) of the whole input, saved for the clustering runs."""
     from thresher.dedup.stages import MinHashDedupConfig, minhash_doc_table
 
-    table = pq.read_table(path)
     start = time.perf_counter()
     config = MinHashDedupConfig()
-    keyed = [minhash_doc_table(table.slice(i, 2048), config, None) for i in range(0, table.num_rows, 2048)]
-    signed = time.perf_counter()
-    del table
-    with open("/proc/self/clear_refs", "w") as f:  # reset VmHWM: measure the clustering phase only
-        f.write("5")
-    base = _vm("VmRSS:")
-    keyed_bytes = sum(t.nbytes for t in keyed)
-    result = run_engine(keyed, EngineSettings(reason="minhash_duplicate"), LocalExecutor())
-    done = time.perf_counter()
+    keyed = [
+        minhash_doc_table(pa.Table.from_batches([batch]), config, None)
+        for batch in pq.ParquetFile(path).iter_batches(batch_size=2048)
+    ]
+    seconds = time.perf_counter() - start
+    table = pa.concat_tables(keyed)
+    with pa.OSFile(keys_path, "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
+        for t in keyed:
+            writer.write_table(t)
     out.put(
         {
-            "signatures_s": signed - start,
-            "cluster_s": done - signed,
-            "removed": int(result.stats["removed"]),
-            "cluster_peak_extra_bytes": max(0, _vm("VmHWM:") - base),
-            "key_table_bytes": keyed_bytes,
+            "signatures_s": seconds,
+            "key_table_bytes": table.nbytes,
+            "sig_column_bytes": table.column("sig").nbytes,
         }
     )
 
 
-def run_thresher(path: str) -> dict:
+def _cluster_child(keys_path: str, verify: bool, out: mp.Queue) -> None:
+    """The clustering engine alone, in a fresh process: time and peak RSS above the loaded
+    key tables (what the grouping, verification and components phases add)."""
+    from thresher.dedup.engine import run_engine
+    from thresher.dedup.executor import LocalExecutor
+    from thresher.dedup.stages import MinHashDedup, MinHashDedupConfig
+
+    with pa.OSFile(keys_path, "rb") as source:
+        reader = pa.ipc.open_file(source)
+        keyed = [pa.Table.from_batches([reader.get_batch(i)]) for i in range(reader.num_record_batches)]
+    settings = MinHashDedup(MinHashDedupConfig(verify=verify)).settings()
+    run_engine(keyed[:1], settings, LocalExecutor())  # lazy imports and first-use allocations
+    with open("/proc/self/clear_refs", "w") as f:  # reset VmHWM: measure the clustering only
+        f.write("5")
+    base = _vm("VmRSS:")
+    began = time.perf_counter()
+    result = run_engine(keyed, settings, LocalExecutor())
+    out.put(
+        {
+            "cluster_s": time.perf_counter() - began,
+            "removed": int(result.stats["removed"]),
+            "candidate_edges": int(result.stats.get("candidate_edges", result.stats["band_edges"])),
+            "peak_extra_bytes": max(0, _vm("VmHWM:") - base),
+        }
+    )
+
+
+def _synthetic_key_tables(n: int, seed: int = 0, block: int = 2048) -> list[pa.Table]:
+    """Key tables without text: random band keys and signatures, 10% of each block copying
+    10 of 14 band keys and 100 of 112 signature values of another document (estimated
+    Jaccard 0.89, so verification keeps them). For the clustering engine's time and memory
+    at scales where computing signatures would take most of the run."""
+    from thresher.dedup.engine import DOC_TABLE_SCHEMA, sig_array
+    from thresher.dedup.signatures import hash64
+
+    rng = np.random.default_rng(seed)
+    tables = []
+    for start in range(0, n, block):
+        m = min(block, n - start)
+        keys = rng.integers(0, 2**63, (m, 14), dtype=np.uint64)
+        sig = rng.integers(0, 1 << 16, (m, 112), dtype=np.uint16)
+        src, dst = rng.choice(m, m // 10), rng.choice(m, m // 10)
+        keys[dst, :10] = keys[src, :10]
+        sig[dst, :100] = sig[src, :100]
+        ids = [f"d{i:08d}" for i in range(start, start + m)]
+        offsets = pa.array(np.arange(0, 14 * m + 1, 14, dtype=np.int32))
+        table = pa.table(
+            {
+                "node": pa.array(hash64(ids)),
+                "id": ids,
+                "shard": [""] * m,
+                "length": pa.array(np.full(m, 2000)),
+                "score": pa.nulls(m, pa.float64()),
+                "keys": pa.ListArray.from_arrays(offsets, pa.array(keys.reshape(-1))),
+            }
+        ).cast(DOC_TABLE_SCHEMA)
+        tables.append(table.append_column("sig", sig_array(sig)))
+    return tables
+
+
+def _engine_child(n: int, verify: bool, out: mp.Queue) -> None:
+    from thresher.dedup.engine import run_engine
+    from thresher.dedup.executor import LocalExecutor
+    from thresher.dedup.stages import MinHashDedup, MinHashDedupConfig
+
+    keyed = _synthetic_key_tables(n)
+    settings = MinHashDedup(MinHashDedupConfig(verify=verify)).settings()
+    run_engine(keyed[:1], settings, LocalExecutor())  # lazy imports and first-use allocations
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+    base = _vm("VmRSS:")
+    began = time.perf_counter()
+    result = run_engine(keyed, settings, LocalExecutor())
+    out.put(
+        {
+            "cluster_s": time.perf_counter() - began,
+            "removed": int(result.stats["removed"]),
+            "peak_extra_bytes": max(0, _vm("VmHWM:") - base),
+        }
+    )
+
+
+def engine_only(n: int) -> None:
+    print(f"\nclustering engine alone, {n:,} synthetic key tables (random keys, 10% copies):")
+    for verify in (True, False):
+        r = _in_child(_engine_child, n, verify)
+        print(
+            f"  {'verified' if verify else 'unverified':10s}: {r['cluster_s']:.1f} s, removed "
+            f"{r['removed']:,}; peak {r['peak_extra_bytes'] / n:.0f} B/doc above the key tables"
+        )
+
+
+def _in_child(target, *args) -> dict:
     ctx = mp.get_context("spawn")
     q = ctx.Queue()
-    proc = ctx.Process(target=_thresher_child, args=(path, q))
+    proc = ctx.Process(target=target, args=(*args, q))
     proc.start()
     res = q.get()
     proc.join()
+    return res
+
+
+def run_thresher(path: str, keys_path: str) -> dict:
+    res = _in_child(_key_child, path, keys_path)
+    for verify in (True, False):
+        res["verified" if verify else "unverified"] = _in_child(_cluster_child, keys_path, verify)
     return res
 
 
@@ -225,29 +332,38 @@ def run_datatrove(jsonl_dir: str, work: str) -> dict:
 def end_to_end(n: int, with_datatrove: bool) -> None:
     work = Path(tempfile.mkdtemp(prefix="thresher-dedup-bench-"))
     try:
-        table = synthetic_corpus(n)
-        pq.write_table(table, work / "docs.parquet")
+        started = time.perf_counter()
+        synthetic_corpus(n, work / "docs.parquet")
+        print(f"\n{n:,} synthetic documents written in {time.perf_counter() - started:.0f} s")
+        ours = run_thresher(str(work / "docs.parquet"), str(work / "keys.arrow"))
+        sig_s = ours["signatures_s"]
+        print(
+            f"{n:,} docs, thresher signatures + band keys: {sig_s:.1f} s; key tables "
+            f"{ours['key_table_bytes'] / n:.0f} B/doc, of which verification signatures "
+            f"{ours['sig_column_bytes'] / n:.0f} B/doc"
+        )
+        for name in ("verified", "unverified"):
+            r = ours[name]
+            print(
+                f"  {name:10s}: total {sig_s + r['cluster_s']:.1f} s (clustering {r['cluster_s']:.1f} s), "
+                f"candidate edges {r['candidate_edges']:,}, removed {r['removed']:,}; clustering "
+                f"phase peak {r['peak_extra_bytes'] / n:.0f} B/doc above the key tables"
+            )
+        if not with_datatrove:
+            return
+        table = pq.read_table(work / "docs.parquet")
         (work / "jsonl").mkdir()
         with gzip.open(work / "jsonl" / "docs.jsonl.gz", "wt", encoding="utf-8") as f:
             for i, t in zip(table["id"].to_pylist(), table["text"].to_pylist(), strict=True):
                 f.write(json.dumps({"id": i, "text": t}) + "\n")
         del table
-        ours = run_thresher(str(work / "docs.parquet"))
-        total = ours["signatures_s"] + ours["cluster_s"]
-        print(
-            f"\n{n:,} docs, thresher: {total:.1f} s (signatures {ours['signatures_s']:.1f} s, "
-            f"clustering {ours['cluster_s']:.1f} s), removed {ours['removed']:,}; clustering phase peak "
-            f"{ours['cluster_peak_extra_bytes'] / n:.0f} B/doc above its input (band-key tables "
-            f"{ours['key_table_bytes'] / n:.0f} B/doc)"
-        )
-        if not with_datatrove:
-            return
+        total = sig_s + ours["verified"]["cluster_s"]
         try:
             dt = run_datatrove(str(work / "jsonl"), str(work / "datatrove"))
             print(
                 f"{n:,} docs, datatrove 4-stage: {dt['total_s']:.1f} s "
                 f"(stages {', '.join(f'{s:.1f}' for s in dt['stage_s'])}), removed {dt['removed']:,}; "
-                f"thresher speed-up {dt['total_s'] / total:.2f}x"
+                f"thresher (verified) speed-up {dt['total_s'] / total:.2f}x"
             )
         except ImportError as exc:
             print(f"datatrove unavailable ({exc}): pip install datatrove spacy 'xxhash<4'")
@@ -265,21 +381,33 @@ def main() -> None:
         "--compare-docs", type=int, default=3000, help="end to end, thresher and datatrove (slow: ~30 docs/s)"
     )
     parser.add_argument("--million", action="store_true", help="also run 1,000,000 documents end to end")
+    parser.add_argument("--no-signatures", action="store_true", help="skip the signature comparison")
+    parser.add_argument(
+        "--engine-docs", type=int, default=0, help="clustering engine alone on this many synthetic key rows"
+    )
     args = parser.parse_args()
+    if not args.no_signatures:
+        compare_signatures(args.signature_docs)
+    if args.compare_docs:
+        end_to_end(args.compare_docs, with_datatrove=True)
+    if args.docs:
+        end_to_end(args.docs, with_datatrove=False)
+    if args.million:
+        end_to_end(1_000_000, with_datatrove=False)
+    if args.engine_docs:
+        engine_only(args.engine_docs)
 
+
+def compare_signatures(n_docs: int) -> None:
     texts = paragraphs()
     random.Random(0).shuffle(texts)
-    texts = texts[: args.signature_docs]
+    texts = texts[:n_docs]
     words = sum(len(t.split()) for t in texts) / len(texts)
     print(f"signatures: {len(texts):,} real paragraphs ({words:.0f} words each), 112 permutations, 1 core")
     rates = bench_signatures(texts)
     ours = rates["thresher (numpy batch)"]
     for name, rate in rates.items():
         print(f"  {name:50s} {rate:9.0f} docs/s   thresher is {ours / rate:5.2f}x")
-    end_to_end(args.compare_docs, with_datatrove=True)
-    end_to_end(args.docs, with_datatrove=False)
-    if args.million:
-        end_to_end(1_000_000, with_datatrove=False)
 
 
 if __name__ == "__main__":

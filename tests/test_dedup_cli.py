@@ -63,6 +63,8 @@ def test_dedup_command(tmp_path, shared_data):
     }
     stats = json.loads((out / "stats.json").read_text())
     assert stats["read"]["unreadable"] == {"bad_json": 1} and stats["kept"] == 60
+    near = stats["stages"]["minhash_dedup"]["extra"]
+    assert near["verify_threshold"] == 0.8 and near["verified_edges"] == 10 == near["removed"]
 
     with open(tmp_path / "new.jsonl", "w", encoding="utf-8") as f:
         f.write(json.dumps({"id": "n0", "text": paragraphs[70]}) + "\n")
@@ -74,3 +76,4 @@ def test_dedup_command(tmp_path, shared_data):
     assert pq.read_table(out2 / "documents").column("id").to_pylist() == ["n0"]
     assert pq.read_table(out2 / "dropped").column("detail").to_pylist() == ["a5"]
     assert _run([str(tmp_path / "new.jsonl"), "--output", str(out2), "--against", str(tmp_path)]) == 2
+    assert _run([str(tmp_path / "new.jsonl"), "--output", str(out2), "--verify-threshold", "1.5"]) == 2

@@ -145,11 +145,105 @@ def test_engine_partitions_do_not_change_decisions():
     config = MinHashDedupConfig()
     tables = [minhash_doc_table(table.slice(i, 100), config, None) for i in range(0, table.num_rows, 100)]
     results = []
-    for partitions in (1, 3, 8):
-        res = run_engine(tables, EngineSettings(reason="minhash_duplicate"), LocalExecutor(partitions))
+    for verify, partitions, chunk in (
+        (None, 1, 1 << 18),
+        (None, 3, 500),
+        (0.8, 1, 1 << 18),
+        (0.8, 3, 500),
+        (0.8, 8, 1 << 18),
+        (0.8, 1, 700),
+    ):
+        settings = EngineSettings(
+            reason="minhash_duplicate", verify_threshold=verify, group_chunk_pairs=chunk
+        )
+        res = run_engine(tables, settings, LocalExecutor(partitions))
         results.append(sorted(tuple(r.values()) for t in res.decisions for r in t.to_pylist()))
-    assert results[0] == results[1] == results[2]
-    assert planted == 100 and len(results[0]) >= 97  # one-word edits of ~200-word paragraphs
+    assert results[0] == results[1]
+    assert results[2] == results[3] == results[4] == results[5]
+    assert planted == 100 and len(results[0]) >= 97 and len(results[2]) >= 97  # one-word edits
+
+
+def test_verification_with_more_partitions_than_edges():
+    """Most partitions see no candidate edge at all; their empty pieces must not disturb
+    the one that verifies the single copy."""
+    import pyarrow as pa
+
+    paragraphs = _paragraphs("en")[:50]
+    table = pa.table(
+        {"id": [f"p{i:02d}" for i in range(50)] + ["z"], "text": paragraphs + [paragraphs[3] + " footer"]}
+    )
+    tables = [minhash_doc_table(table.slice(i, 10), MinHashDedupConfig(), None) for i in range(0, 51, 10)]
+    for partitions in (1, 16):
+        settings = EngineSettings(reason="minhash_duplicate", verify_threshold=0.8)
+        res = run_engine(tables, settings, LocalExecutor(partitions))
+        assert [(r["id"], r["detail"]) for t in res.decisions for r in t.to_pylist()] == [("z", "p03")]
+
+
+def _union_find_drops(ids: list[str], edges) -> dict[str, str]:
+    """Dropped id -> kept id: all but the smallest id of each component of ``edges``."""
+    index = {x: i for i, x in enumerate(sorted(ids))}
+    order = sorted(ids)
+    roots = _union_find_components(len(ids), [(index[a], index[b]) for a, b in edges])
+    return {x: order[roots[index[x]]] for x in ids if roots[index[x]] != index[x]}
+
+
+def test_verification_keeps_exactly_the_pairs_datasketch_estimates_at_threshold():
+    """Paragraphs and copies with 1-8 words changed, so datasketch's Jaccard estimates
+    straddle 0.8: the verified decisions are the components of the candidate pairs (sharing a
+    band) whose full 32-bit datasketch signatures agree on >= 80% of values."""
+    from datasketch import MinHash
+
+    from thresher.dedup.signatures import LshParams, band_keys
+
+    rng = random.Random(11)
+    texts = {}
+    for i, p in enumerate(_paragraphs("en")[:150]):
+        texts[f"p{i:03d}"] = p
+        words = p.split()
+        for _ in range(1 + i % 8):
+            words[rng.randrange(len(words))] = rng.choice(["edited", "changed", "x"])
+        texts[f"v{i:03d}"] = " ".join(words)
+    ids = sorted(texts)
+    sigs = {}
+    for i in ids:
+        m = MinHash(num_perm=112, seed=1)
+        m.update_batch(_reference_shingles(texts[i]))
+        sigs[i] = m
+    keys = band_keys(np.stack([sigs[i].hashvalues.astype(np.uint32) for i in ids]), LshParams(14, 8))
+    candidates = {
+        (a, b)
+        for x, a in enumerate(ids)
+        for y, b in enumerate(ids[x + 1 :], start=x + 1)
+        if np.intersect1d(keys[x], keys[y]).size
+    }
+    accepted = [(a, b) for a, b in candidates if sigs[a].jaccard(sigs[b]) >= 0.8]
+    assert len(accepted) >= 40 and len(candidates) - len(accepted) >= 15  # both sides exercised
+
+    docs = [Document(id=i, text=texts[i]) for i in ids]
+    stage = MinHashDedup(MinHashDedupConfig())
+    stage.run_local(docs)
+    assert {d.id: d.drop.detail for d in docs if d.drop} == _union_find_drops(ids, accepted)
+    extra = stage.extra_stats()
+    assert extra["candidate_edges"] == len(candidates) and extra["verified_edges"] == len(accepted)
+
+    unverified = [Document(id=i, text=texts[i]) for i in ids]
+    MinHashDedup(MinHashDedupConfig(verify=False)).run_local(unverified)
+    assert {d.id: d.drop.detail for d in unverified if d.drop} == _union_find_drops(ids, candidates)
+
+
+def test_candidate_edges_all_pairs_then_star_and_chain():
+    from thresher.dedup.engine import candidate_edges
+
+    keys = np.array([5] * 3 + [7] + [9] * 20, dtype=np.uint64)
+    nodes = np.array([10, 11, 12, 3] + list(range(100, 120)), dtype=np.uint64)
+    u, v = candidate_edges(keys, nodes, all_pairs=True, pair_group_max=16)
+    small = {(10, 11), (10, 12), (11, 12)}
+    big = {(100, n) for n in range(101, 120)} | {(n, n + 1) for n in range(100, 119)}
+    assert set(zip(u.tolist(), v.tolist(), strict=True)) == small | big
+    u, v = candidate_edges(keys, nodes, all_pairs=False, pair_group_max=16)
+    assert set(zip(u.tolist(), v.tolist(), strict=True)) == {(10, 11), (10, 12)} | {
+        (100, n) for n in range(101, 120)
+    }
 
 
 def test_exact_dedup_normalised_text_and_url():
@@ -207,16 +301,38 @@ def test_persistent_index_drops_documents_seen_in_an_earlier_run(tmp_path):
         words[rng.randrange(len(words))] = "recrawl"
         docs.append(Document(id=f"again{i}", text=" ".join(words) + " Cookie settings"))
         repeats[f"again{i}"] = f"old{i}"
+    unverified = [Document(id=d.id, text=d.text) for d in docs]  # dropping clears a document's text
     second = MinHashDedup(MinHashDedupConfig(against=str(tmp_path / "run1")))
     second.run_local(docs)
     dropped = {d.id: d.drop.detail for d in docs if d.drop}
     assert dropped == repeats
     assert second.extra_stats()["clusters_matching_index"] == len(repeats)
 
+    assert second.result.stats["candidate_edges"] >= len(repeats)
+
+    # The partitioned path, with key sub-ranges as small as 64 pairs: the same decisions.
+    from dataclasses import replace
+
+    from thresher.dedup.stages import _documents_table
+
+    fresh = [Document(id=d.id, text=t) for d, t in zip(docs, [u.text for u in unverified], strict=True)]
+    tables = [second.doc_table(_documents_table(fresh[i : i + 50])) for i in range(0, len(fresh), 50)]
+    settings = replace(second.settings(), group_chunk_pairs=64)
+    result = run_engine(tables, settings, LocalExecutor(4))
+    assert {r["id"]: r["detail"] for t in result.decisions for r in t.to_pylist()} == repeats
+
     with pytest.raises(ValueError, match="other settings"):
         MinHashDedup(MinHashDedupConfig(against=str(tmp_path / "run1"), bands=10, rows=10)).run_local(
             docs[:1]
         )
+    # An index without signatures cannot verify; one with them serves unverified runs too.
+    MinHashDedup(MinHashDedupConfig(verify=False, index_output=str(tmp_path / "plain"))).run_local(
+        [Document(id="x", text=old[0])]
+    )
+    with pytest.raises(ValueError, match="signatures"):
+        MinHashDedup(MinHashDedupConfig(against=str(tmp_path / "plain"))).run_local(docs[:1])
+    MinHashDedup(MinHashDedupConfig(verify=False, against=str(tmp_path / "run1"))).run_local(unverified)
+    assert {d.id: d.drop.detail for d in unverified if d.drop} == repeats
     with pytest.raises(ValueError, match="already holds an index"):
         MinHashDedup(MinHashDedupConfig(index_output=str(tmp_path / "run1"))).run_local(docs[:1])
 

@@ -173,55 +173,57 @@ def _precision_recall(predicted: set[str], truth: set[str]) -> tuple[float, floa
 
 
 def test_precision_recall_against_brute_force_jaccard(corpus, exact_pairs):
-    """FineWeb's 14 bands × 8 rows against exact Jaccard >= 0.8: recall is the strong side
-    (P(candidate | J = 0.8) = 0.92, rising fast above), precision pays for the planted pairs
-    just under 0.8 that the S-curve still catches."""
+    """The defaults — FineWeb's 14 bands × 8 rows for recall (P(candidate | J = 0.8) = 0.92),
+    candidate pairs verified at an estimated Jaccard of 0.8 — against exact Jaccard >= 0.8
+    (measured 0.977 / 0.957). Without verification the S-curve's tail below 0.8 costs
+    precision (0.909 / 0.994); with the curve centred on 0.8 instead, recall (0.953 / 0.890)."""
     ids = corpus.column("id").to_pylist()
     assert corpus.num_rows >= 5000
     truth = _truth(ids, exact_pairs, 0.8)
     assert len(truth) >= 500
     precision, recall = _precision_recall(_dropped(corpus, MinHashDedupConfig()), truth)
-    print(f"14x8 vs exact J>=0.8: true duplicates {len(truth)} precision {precision:.3f} recall {recall:.3f}")
-    assert precision >= 0.9 and recall >= 0.98, (precision, recall)
-
-
-@pytest.mark.xfail(strict=True, reason="LSH without candidate verification: 0.95/0.89 here; see README")
-def test_issue_goal_precision_and_recall_095_at_threshold_08(corpus, exact_pairs):
-    truth = _truth(corpus.column("id").to_pylist(), exact_pairs, 0.8)
-    precision, recall = _precision_recall(_dropped(corpus, MinHashDedupConfig(threshold=0.8)), truth)
-    print(f"optimiser for 0.8: precision {precision:.3f} recall {recall:.3f}")
+    print(f"14x8 verified at 0.8: true duplicates {len(truth)} precision {precision:.3f} recall {recall:.3f}")
     assert precision >= 0.95 and recall >= 0.95, (precision, recall)
 
+    precision, recall = _precision_recall(_dropped(corpus, MinHashDedupConfig(verify=False)), truth)
+    print(f"14x8 unverified: precision {precision:.3f} recall {recall:.3f}")
+    assert precision >= 0.9 and recall >= 0.98, (precision, recall)
+    assert precision < 0.95  # what verification is for: this corpus has pairs just under 0.8
 
-def test_precision_recall_curve(corpus, exact_pairs):
-    """Bands × rows from the optimiser for each threshold, against exact Jaccard at that
-    threshold (printed with -s, next to the S-curve's candidate probability there); the
-    bar is looser than at 0.8 because the optimiser centres the S-curve on the threshold."""
+
+@pytest.mark.parametrize("threshold,floor", [(0.6, (0.97, 0.97)), (0.7, (0.97, 0.97)), (0.9, (0.85, 0.9))])
+def test_precision_recall_curve(corpus, exact_pairs, threshold, floor):
+    """Bands × rows from the optimiser weighted for recall, candidates verified at the
+    threshold, against exact Jaccard at that threshold (printed with -s, next to the
+    S-curve's candidate probability there). At 0.9 the estimate's noise (±0.03 with 112
+    permutations) lets through pairs from 0.85-0.9, which this corpus has many of."""
     from thresher.dedup.signatures import candidate_probability
 
     ids = corpus.column("id").to_pylist()
-    for threshold in (0.6, 0.7, 0.9):
-        config = MinHashDedupConfig(threshold=threshold)
-        truth = _truth(ids, exact_pairs, threshold)
-        precision, recall = _precision_recall(_dropped(corpus, config), truth)
-        lsh = config.lsh()
-        print(
-            f"threshold {threshold}: {lsh.bands}x{lsh.rows}, P(candidate at threshold) "
-            f"{candidate_probability(threshold, lsh):.2f}; true duplicates {len(truth)} "
-            f"precision {precision:.3f} recall {recall:.3f}"
-        )
-        assert precision >= 0.75 and recall >= 0.75, (threshold, precision, recall)
+    config = MinHashDedupConfig(threshold=threshold)
+    truth = _truth(ids, exact_pairs, threshold)
+    precision, recall = _precision_recall(_dropped(corpus, config), truth)
+    lsh = config.lsh()
+    print(
+        f"threshold {threshold}: {lsh.bands}x{lsh.rows}, P(candidate at threshold) "
+        f"{candidate_probability(threshold, lsh):.2f}; true duplicates {len(truth)} "
+        f"precision {precision:.3f} recall {recall:.3f}"
+    )
+    assert precision >= floor[0] and recall >= floor[1], (threshold, precision, recall)
 
 
 def test_same_decisions_with_one_or_several_workers_and_twice(corpus, ray_session):
     rows = corpus.sort_by("id").slice(0, 3000).select(["id", "text"])  # ids are shuffled: a random sample
     rows = rows.append_column("shard", pa.array([f"shard{i % 7}" for i in range(rows.num_rows)]))
     ds = ray_session.data.from_arrow(rows).repartition(6)
-    results = []
+    results, edges = [], []
     for mode, partitions in (("local", 0), ("ray", 1), ("ray", 4), ("ray", 4)):
         stage = MinHashDedup(MinHashDedupConfig(mode=mode, partitions=partitions))
         decisions = stage.run_ray(ds, "unused").take_all()
         results.append(sorted((d["id"], d["shard"], d["reason"], d["value"], d["detail"]) for d in decisions))
         assert stage.stats.docs_in == rows.num_rows
+        extra = stage.extra_stats()
+        edges.append((extra["candidate_edges"], extra["verified_edges"]))
     assert len(results[0]) > 100
     assert results[0] == results[1] == results[2] == results[3]
+    assert edges[0] == edges[1] == edges[2] == edges[3] and edges[0][0] > edges[0][1]

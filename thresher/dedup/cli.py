@@ -37,6 +37,17 @@ def register(subparsers) -> None:
         help="target Jaccard similarity (bands × rows from datasketch's optimiser); default 14 × 8 bands",
     )
     p.add_argument(
+        "--no-verify",
+        action="store_true",
+        help="count every pair sharing a band (no signature check of candidate pairs)",
+    )
+    p.add_argument(
+        "--verify-threshold",
+        type=float,
+        default=None,
+        help="estimated Jaccard a candidate pair needs (default: --threshold, else 0.8)",
+    )
+    p.add_argument(
         "--against",
         action="append",
         default=[],
@@ -93,14 +104,16 @@ def run(args: argparse.Namespace) -> int:
         files = expand_inputs(args.inputs)
         common = dict(keep=args.keep, score_key=args.score_key, local_max_docs=args.local_max_docs)
         exact = None if args.no_exact else ExactDedup(ExactDedupConfig(url=args.url, **common))
-        near = MinHashDedup(
-            MinHashDedupConfig(
-                threshold=args.threshold,
-                against=args.against or None,
-                index_output=args.index_output,
-                **common,
-            )
+        near_config = MinHashDedupConfig(
+            threshold=args.threshold,
+            verify=not args.no_verify,
+            verify_threshold=args.verify_threshold,
+            against=args.against or None,
+            index_output=args.index_output,
+            **common,
         )
+        near_config.validate("dedup")
+        near = MinHashDedup(near_config)
     except (InputError, ValueError) as exc:
         logger.error("%s", exc)
         return 2

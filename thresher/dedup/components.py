@@ -38,9 +38,19 @@ def key_range(p: int, partitions: int) -> tuple[int, int | None]:
     return low, high
 
 
+def split_by(table: pa.Table, column: str, partitions: int) -> list[pa.Table]:
+    """Rows of ``table`` by :func:`partition_of` its uint64 ``column``; one partition is the
+    table itself (no copy: the in-process path must not double the memory of what it splits)."""
+    if partitions == 1:
+        return [table]
+    return split_table(table, partition_of(table.column(column).to_numpy(), partitions), partitions)
+
+
 def split_table(table: pa.Table, part: np.ndarray, partitions: int) -> list[pa.Table]:
     """Rows of ``table`` by partition number. Each piece is a fresh table (not a slice), so
     shipping one piece to another process does not ship the others' buffers."""
+    if partitions == 1:
+        return [table]
     order = np.argsort(part, kind="stable")
     bounds = np.zeros(partitions + 1, dtype=np.int64)
     np.cumsum(np.bincount(part, minlength=partitions), out=bounds[1:])
@@ -75,7 +85,7 @@ def star_map(edges: pa.Table, partitions: int) -> list[pa.Table]:
     v = edges.column("v").to_numpy()
     src = np.concatenate((u, v))
     dst = np.concatenate((v, u))
-    return split_table(edges_table(src, dst), partition_of(src, partitions), partitions)
+    return split_by(edges_table(src, dst), "u", partitions)
 
 
 def _gather(parts: list[pa.Table]) -> tuple[np.ndarray, np.ndarray]:

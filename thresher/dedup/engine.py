@@ -1,29 +1,40 @@
 """Keys → duplicate clusters → one kept document per cluster, for exact and MinHash dedup.
 
 Input: *document tables* (one per block of documents), one row per document with its node
-(a 64-bit hash of its id), id, shard, length, optional score and its list of keys (MinHash
-band keys, or the hash of its normalised text). Documents that share a key are duplicates;
-duplicates of duplicates too (connected components). Output: one decision row per document to
-drop (``DECISION_SCHEMA``), naming the kept document of its cluster.
+(a 64-bit hash of its id), id, shard, length, optional score, its list of keys (MinHash
+band keys, or the hash of its normalised text) and, for verified MinHash, its signature
+(``sig``: the low 16 bits of each MinHash value). Documents that share a key are candidate
+duplicates; duplicates of duplicates too (connected components). Output: one decision row per
+document to drop (``DECISION_SCHEMA``), naming the kept document of its cluster.
 
 Phases, each one shuffle (see :mod:`thresher.dedup.executor`):
 
-1. *group*: (key, node) pairs by key range; a partition sorts its pairs and links every node
-   of a key to the key's smallest node (star edges). With ``against``, the persistent index's
-   pairs of the same key range are read (row-group pushdown on sorted files) and join in as
-   nodes of earlier runs.
-2. *components*: large-star / small-star contraction (:mod:`thresher.dedup.components`).
-3. *attach*: star edges and document rows by node: each node of a cluster gets its id, shard,
+1. *group*: (key, node) pairs by key range; a partition sorts its pairs in sub-ranges of at
+   most ``group_chunk_pairs`` pairs and turns every key shared by several nodes into edges:
+   a star on the key's smallest node, or, when edges are verified, every pair of the key's
+   nodes (a star plus a chain above ``pair_group_max`` nodes). With ``against``, the
+   persistent index's pairs of the same key range are read (row-group pushdown on sorted
+   files) and join in as nodes of earlier runs.
+2. *verify* (optional, two shuffles): candidate edges by their first node meet the signatures
+   of that node's partition, then by their second node; an edge survives when the fraction of
+   equal signature values — the MinHash estimate of Jaccard similarity — reaches the threshold.
+3. *components*: large-star / small-star contraction (:mod:`thresher.dedup.components`).
+4. *attach*: star edges and document rows by node: each node of a cluster gets its id, shard,
    length and score; documents in no cluster are dropped here, never shuffled again.
-4. *keep*: cluster rows by cluster; the kept document is chosen by the keep policy and the
+5. *keep*: cluster rows by cluster; the kept document is chosen by the keep policy and the
    others become decisions.
 
-Memory model: phase 1 moves 16 bytes per (document, band) — 224 bytes per document with
-14 bands — and a partition holds 1/P of them plus a sort permutation (8 bytes per pair).
-Phases 2-4 hold only edges (16 bytes per edge, at most one per duplicate document and band
-after de-duplication) and the rows of documents that are in clusters. The driver holds
-object references and per-partition counters only. Everything shuffled sits in Ray's object
-store, which spills to disk when memory is short.
+Memory model: phase 1 moves 16 bytes per (document, band) through the object store — 224
+bytes per document with 14 bands. A group reducer keeps one byte per pair (its sub-range)
+and sorts one sub-range at a time, so its working set is bounded by ``group_chunk_pairs``
+whatever the partition's size. Verification moves each document's signature (2 bytes ×
+num_perm, 224 bytes at 112) into the object store once; a reducer holds the signatures of
+the distinct nodes of its candidate edges only (found a record batch at a time), and first
+nodes' signatures travel once per (node, partition), not once per edge. Phases 3-5 hold only
+edges (16 bytes per edge) and the rows of documents that are in clusters. With one partition
+(the in-process path) nothing is copied to be "split". The driver holds object references
+and per-partition counters only. Everything shuffled sits in Ray's object store, which
+spills to disk when memory is short.
 
 "First" is defined without reference to processing order: the smallest (shard, id), so the
 result does not depend on how Ray splits blocks or on the number of workers.
@@ -58,11 +69,10 @@ DOC_TABLE_SCHEMA = pa.schema(
         pa.field("keys", pa.list_(pa.uint64())),
     ]
 )
-MEMBER_SCHEMA = pa.schema(
-    [pa.field("comp", pa.uint64())]
-    + [f for f in DOC_TABLE_SCHEMA if f.name != "keys"]
-    + [pa.field("old", pa.bool_())]
-)
+"""Columns every document table has; verified MinHash adds ``sig`` (fixed-size list of uint16)."""
+ROW_COLUMNS = ["node", "id", "shard", "length", "score"]
+ROW_SCHEMA = pa.schema([DOC_TABLE_SCHEMA.field(c) for c in ROW_COLUMNS])
+MEMBER_SCHEMA = pa.schema([pa.field("comp", pa.uint64()), *ROW_SCHEMA, pa.field("old", pa.bool_())])
 PAIR_SCHEMA = pa.schema([pa.field("key", pa.uint64()), pa.field("node", pa.uint64())])
 INDEX_SCHEMA = pa.schema(
     [pa.field("key", pa.uint64()), pa.field("node", pa.uint64()), pa.field("id", pa.string())]
@@ -79,6 +89,17 @@ class EngineSettings:
     """Persistent index directories of earlier runs (their ``keys/*.parquet``)."""
     index_output: str | None = None
     max_cc_steps: int = 64
+    verify_threshold: float | None = None
+    """Keep a candidate edge only when its nodes' signatures agree on at least this fraction
+    of values (None: every candidate edge counts; the tables then need no ``sig``)."""
+    pair_group_max: int = 16
+    """Verified edges: every pair of a key's nodes up to this many nodes, a star and a chain
+    above it (so one key shared by many documents costs linear, not quadratic, edges)."""
+    group_chunk_pairs: int = 1 << 16
+    """Pairs a group reducer sorts at once (~100 bytes of working set per pair: 6 MiB), or
+    1/``group_max_chunks`` of its pairs if that is more: each sub-range costs a pass over
+    the partition's sub-range bytes, so their number is capped (1.6 bytes per pair then)."""
+    group_max_chunks: int = 64
 
 
 @dataclass
@@ -88,92 +109,371 @@ class EngineResult:
     histogram: Counter
 
 
+# --------------------------------------------------------------------------- signatures
+
+
+def sig_array(values: np.ndarray) -> pa.FixedSizeListArray:
+    """(n, k) uint16 → fixed-size-list column."""
+    n, k = values.shape
+    return pa.FixedSizeListArray.from_arrays(pa.array(values.reshape(-1), pa.uint16()), k)
+
+
+def sig_values(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
+    """Fixed-size-list column → (n, k) uint16 (a view when the column is one chunk)."""
+    array = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    k = array.type.list_size
+    return array.flatten().to_numpy(zero_copy_only=False).reshape(-1, k)
+
+
+def _member_mask(values: np.ndarray, sorted_set: np.ndarray) -> np.ndarray:
+    """``np.isin`` for a sorted, distinct ``sorted_set``, without isin's sort of both arrays."""
+    if len(sorted_set) == 0:
+        return np.zeros(len(values), dtype=bool)
+    pos = np.searchsorted(sorted_set, values)
+    pos[pos == len(sorted_set)] = 0
+    return sorted_set[pos] == values
+
+
+def _rows_with_nodes(pieces: list[pa.Table], nodes: np.ndarray) -> pa.Table | None:
+    """Rows of ``pieces`` whose node is in the sorted distinct ``nodes``, a record batch at a
+    time (never the pieces' whole node column at once)."""
+    out = []
+    for piece in pieces:
+        for batch in piece.to_batches():
+            mask = _member_mask(batch.column("node").to_numpy(), nodes)
+            if mask.any():
+                out.append(pa.Table.from_batches([batch.filter(pa.array(mask))]))
+    return pa.concat_tables(out) if out else None
+
+
 # --------------------------------------------------------------------------- phase 1: group
 
 
 def split_pairs(doc_table: pa.Table, partitions: int, index_output: str | None = None) -> list[pa.Table]:
+    if index_output:
+        _write_index_block(doc_table, index_output)
+    if partitions == 1:
+        return [doc_table.select(["node", "keys"])]
     keys_col = doc_table.column("keys").combine_chunks()
     keys = keys_col.flatten().to_numpy(zero_copy_only=False).astype(np.uint64, copy=False)
     counts = pc.list_value_length(keys_col).fill_null(0).to_numpy(zero_copy_only=False)
     nodes = np.repeat(doc_table.column("node").to_numpy(), counts)
     pairs = pa.table({"key": keys, "node": nodes}, schema=PAIR_SCHEMA)
-    if index_output:
-        _write_index_block(pairs, np.repeat(np.arange(len(counts)), counts), doc_table, index_output)
-    return cc.split_table(pairs, cc.partition_of(keys, partitions), partitions)
+    return cc.split_by(pairs, "key", partitions)
 
 
-def _write_index_block(pairs: pa.Table, row_of_pair: np.ndarray, doc_table: pa.Table, out: str) -> None:
+def _write_index_block(doc_table: pa.Table, out: str) -> None:
+    """This block's (key, node, id) rows sorted by key, and with verification its (node, sig)
+    rows sorted by node, so later runs read only the row groups of the keys they look up."""
     import pyarrow.parquet as pq
 
-    order = np.argsort(pairs.column("key").to_numpy(), kind="stable")
-    table = pairs.append_column("id", doc_table.column("id").take(row_of_pair)).take(order)
-    path = f"{out.rstrip('/')}/keys/part-{uuid.uuid4().hex}.parquet"
-    pq.write_table(table.cast(INDEX_SCHEMA), path, row_group_size=65536, compression="zstd")
+    keys_col = doc_table.column("keys").combine_chunks()
+    keys = keys_col.flatten().to_numpy(zero_copy_only=False)
+    counts = pc.list_value_length(keys_col).fill_null(0).to_numpy(zero_copy_only=False)
+    row_of_pair = np.repeat(np.arange(len(counts)), counts)
+    order = np.argsort(keys, kind="stable")
+    table = pa.table(
+        {
+            "key": pa.array(keys[order], pa.uint64()),
+            "node": doc_table.column("node").take(row_of_pair[order]),
+            "id": doc_table.column("id").take(row_of_pair[order]),
+        },
+        schema=INDEX_SCHEMA,
+    )
+    name = f"part-{uuid.uuid4().hex}.parquet"
+    pq.write_table(table, f"{out.rstrip('/')}/keys/{name}", row_group_size=65536, compression="zstd")
+    if "sig" in doc_table.column_names:
+        with_keys = doc_table.filter(pa.array(counts > 0)).select(["node", "sig"])
+        sigs = with_keys.take(np.argsort(with_keys.column("node").to_numpy(), kind="stable"))
+        pq.write_table(sigs, f"{out.rstrip('/')}/sigs/{name}", row_group_size=8192)
 
 
-def _old_pairs(
-    against: list[str], p: int, partitions: int, new_keys: np.ndarray
-) -> tuple[pa.Table, pa.Table]:
-    """Pairs of earlier runs whose key occurs in this partition's new keys, with old nodes
-    moved to their own node space, and the matching old documents' rows."""
+class _Pieces:
+    """A reducer's (key, node) pairs, from pair tables (several partitions) or document tables
+    (one partition), addressable by sub-range without materialising all nodes per pair."""
+
+    def __init__(self, pieces: list[pa.Table]) -> None:
+        self.keys: list[np.ndarray] = []
+        self.nodes: list[np.ndarray] = []
+        self.offsets: list[np.ndarray | None] = []  # per document table row: its first pair
+        for piece in pieces:
+            for batch in piece.to_batches():
+                if "keys" in batch.schema.names:
+                    lists = batch.column("keys")
+                    counts = pc.list_value_length(lists).fill_null(0).to_numpy(zero_copy_only=False)
+                    offsets = np.zeros(len(counts) + 1, dtype=np.int64)
+                    np.cumsum(counts, out=offsets[1:])
+                    self.keys.append(lists.flatten().to_numpy(zero_copy_only=False))
+                    self.offsets.append(offsets)
+                else:
+                    self.keys.append(batch.column("key").to_numpy())
+                    self.offsets.append(None)
+                self.nodes.append(batch.column("node").to_numpy())
+        self.total = sum(len(k) for k in self.keys)
+
+    def sub_ranges(self, p: int, partitions: int, chunks: int) -> list[np.ndarray]:
+        """Each pair's sub-range in [0, chunks) of partition ``p``'s key range: the partition of
+        its key among ``partitions × chunks`` (a refinement of the partition's range)."""
+        dtype = np.uint8 if chunks <= 1 << 8 else np.uint16 if chunks <= 1 << 16 else np.uint32
+        return [(cc.partition_of(k, partitions * chunks) - p * chunks).astype(dtype) for k in self.keys]
+
+    def gather(self, subs: list[np.ndarray], chunk: int) -> tuple[np.ndarray, np.ndarray]:
+        keys, nodes = [], []
+        for k, n, off, sub in zip(self.keys, self.nodes, self.offsets, subs, strict=True):
+            sel = np.flatnonzero(sub == chunk)
+            keys.append(k[sel])
+            nodes.append(n[sel] if off is None else n[np.searchsorted(off, sel, side="right") - 1])
+        if not keys:
+            return np.empty(0, np.uint64), np.empty(0, np.uint64)
+        return np.concatenate(keys), np.concatenate(nodes)
+
+
+def _index_keys(against: list[str]):
     import pyarrow.dataset as pads
 
-    low, high = cc.key_range(p, partitions)
+    return pads.dataset(
+        [pads.dataset(f"{a.rstrip('/')}/keys", format="parquet", schema=INDEX_SCHEMA) for a in against]
+    )
+
+
+def _old_pairs(dataset, low: int, high: int | None, new_keys: np.ndarray) -> pa.Table:
+    """(key, node, id) rows of earlier runs with a key in [low, high) that is among ``new_keys``."""
     expr = pc.field("key") >= pa.scalar(low, pa.uint64())
     if high is not None:
         expr = expr & (pc.field("key") < pa.scalar(high, pa.uint64()))
-    dataset = pads.dataset(
-        [pads.dataset(f"{a.rstrip('/')}/keys", format="parquet", schema=INDEX_SCHEMA) for a in against]
-    )
     old = dataset.to_table(columns=["key", "node"], filter=expr)
     matched = np.isin(old.column("key").to_numpy(), new_keys)
-    old = old.filter(pa.array(matched))
-    if old.num_rows:
-        old = dataset.to_table(
-            filter=expr & pc.field("key").isin(pa.array(np.unique(old.column("key").to_numpy())))
-        )
+    if not matched.any():
+        return INDEX_SCHEMA.empty_table()
+    wanted = pa.array(np.unique(old.column("key").to_numpy()[matched]))
+    return dataset.to_table(filter=expr & pc.field("key").isin(wanted))
+
+
+def _salted(nodes: np.ndarray) -> np.ndarray:
+    """Earlier runs' nodes in their own node space (an id seen in both runs stays two nodes)."""
     with np.errstate(over="ignore"):
-        old_nodes = fmix64(old.column("node").to_numpy() ^ _OLD_SALT)
-    pairs = pa.table({"key": old.column("key"), "node": pa.array(old_nodes)}, schema=PAIR_SCHEMA)
-    uniq, first = np.unique(old_nodes, return_index=True)
-    n = len(uniq)
-    rows = pa.table(
+        return fmix64(nodes ^ _OLD_SALT)
+
+
+def _old_rows(old: pa.Table) -> pa.Table:
+    nodes, first = np.unique(_salted(old.column("node").to_numpy()), return_index=True)
+    n = len(nodes)
+    return pa.table(
         {
-            "node": pa.array(uniq, pa.uint64()),
-            "id": old.column("id").take(first) if n else pa.array([], pa.string()),
+            "node": pa.array(nodes, pa.uint64()),
+            "id": old.column("id").take(first),
             "shard": pa.nulls(n, pa.string()),
             "length": pa.nulls(n, pa.int64()),
             "score": pa.nulls(n, pa.float64()),
-            "keys": pa.nulls(n, pa.list_(pa.uint64())),
         },
-        schema=DOC_TABLE_SCHEMA,
+        schema=ROW_SCHEMA,
     )
-    return pairs, rows
 
 
-def group_reduce(p: int, partitions: int, pieces: list[pa.Table], against: list[str]) -> tuple[dict, dict]:
-    table = pa.concat_tables(pieces) if pieces else PAIR_SCHEMA.empty_table()
-    keys = table.column("key").to_numpy()
-    nodes = table.column("node").to_numpy()
-    info: Counter = Counter(pairs=len(keys))
-    old_rows = DOC_TABLE_SCHEMA.empty_table()
-    if against and len(keys):
-        old_pairs, old_rows = _old_pairs(against, p, partitions, keys)
-        info["index_pairs_matched"] = old_pairs.num_rows
-        keys = np.concatenate((keys, old_pairs.column("key").to_numpy()))
-        nodes = np.concatenate((nodes, old_pairs.column("node").to_numpy()))
+def _old_sigs(against: list[str], old: pa.Table) -> pa.Table | None:
+    """Saved signatures of the earlier runs' documents in ``old``, keyed by salted node."""
+    import pyarrow.dataset as pads
+
+    if old.num_rows == 0:
+        return None
+    nodes = pa.array(np.unique(old.column("node").to_numpy()))
+    dataset = pads.dataset([pads.dataset(f"{a.rstrip('/')}/sigs", format="parquet") for a in against])
+    found = dataset.to_table(filter=pc.field("node").isin(nodes))
+    return found.set_column(0, "node", pa.array(_salted(found.column("node").to_numpy()), pa.uint64()))
+
+
+def candidate_edges(keys: np.ndarray, nodes: np.ndarray, all_pairs: bool, pair_group_max: int):
+    """Edges between the nodes of each key, for pairs sorted by key: a star on the key's
+    smallest node, or with ``all_pairs`` every pair of a key's nodes (star plus chain for keys
+    of more than ``pair_group_max`` nodes)."""
+    same = keys[1:] == keys[:-1]
+    shared = np.zeros(len(keys), dtype=bool)
+    shared[1:] |= same
+    shared[:-1] |= same
+    del same
+    keys, nodes = keys[shared], nodes[shared]  # most keys belong to one node: drop them first
     order = np.lexsort((nodes, keys))
     keys, nodes = keys[order], nodes[order]
-    del order
     first, group = cc._group_firsts(keys)
+    starts = np.flatnonzero(first)
+    sizes = np.diff(np.append(starts, len(keys)))[group]
     smallest = nodes[first][group]
-    linked = nodes != smallest
-    u, v = cc.unique_edges(smallest[linked], nodes[linked])
-    info["edges"] = len(u)
-    return {"edges": cc.edges_table(u, v), "old_rows": old_rows}, dict(info)
+    star = ~first if not all_pairs else ~first & (sizes > pair_group_max)
+    us, vs = [smallest[star]], [nodes[star]]
+    if all_pairs:
+        for d in range(1, min(pair_group_max, len(keys))):
+            same = group[d:] == group[:-d]
+            if d > 1:
+                same &= sizes[d:] <= pair_group_max
+            if not same.any():
+                break
+            us.append(nodes[:-d][same])
+            vs.append(nodes[d:][same])
+    u, v = np.concatenate(us), np.concatenate(vs)
+    distinct = u != v  # an id given twice is one node
+    return cc.unique_edges(u[distinct], v[distinct])
 
 
-# --------------------------------------------------------------------------- phase 3: attach
+def group_reduce(
+    p: int, partitions: int, pieces: list[pa.Table], against: list[str], settings: EngineSettings
+) -> tuple[dict, dict]:
+    pairs = _Pieces(pieces)
+    info: Counter = Counter(pairs=pairs.total)
+    chunks = max(1, min(settings.group_max_chunks, math.ceil(pairs.total / settings.group_chunk_pairs)))
+    subs = pairs.sub_ranges(p, partitions, chunks)
+    verify = settings.verify_threshold is not None
+    edges_u, edges_v, old_parts = [], [], []
+    index = _index_keys(against) if against else None
+    for chunk in range(chunks):
+        keys, nodes = pairs.gather(subs, chunk)
+        if against and len(keys):
+            low, high = cc.key_range(p * chunks + chunk, partitions * chunks)
+            old = _old_pairs(index, low, high, keys)
+            if old.num_rows:
+                old_parts.append(old)
+                keys = np.concatenate((keys, old.column("key").to_numpy()))
+                nodes = np.concatenate((nodes, _salted(old.column("node").to_numpy())))
+        order = np.argsort(keys)
+        u, v = candidate_edges(keys[order], nodes[order], verify, settings.pair_group_max)
+        del order, keys, nodes
+        edges_u.append(u)
+        edges_v.append(v)
+    del subs, pairs
+    u, v = cc.unique_edges(np.concatenate(edges_u), np.concatenate(edges_v))
+    info["band_edges"] = len(u)  # an edge found in several partitions' key ranges counts in each
+    payload = {"edges": cc.edges_table(u, v), "old_rows": ROW_SCHEMA.empty_table(), "old_sigs": None}
+    if old_parts:
+        old = pa.concat_tables(old_parts)
+        info["index_pairs_matched"] = old.num_rows
+        payload["old_rows"] = _old_rows(old)
+        if verify:
+            payload["old_sigs"] = _old_sigs(against, old)
+    return payload, dict(info)
+
+
+# --------------------------------------------------------------------------- phase 2: verify
+
+
+def _sig_split(doc_table: pa.Table, partitions: int) -> list[pa.Table]:
+    return cc.split_by(doc_table.select(["node", "sig"]), "node", partitions)
+
+
+def _old_sig_split(group_payload: dict, partitions: int) -> list[pa.Table | None]:
+    sigs = group_payload["old_sigs"]
+    if sigs is None:
+        return [None] * partitions
+    return cc.split_by(sigs, "node", partitions)
+
+
+def _edge_split(edges: pa.Table, partitions: int, by: str) -> list[pa.Table]:
+    return cc.split_by(edges, by, partitions)
+
+
+def _lookup_signatures(sig_pieces: list, wanted: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Signatures of the sorted distinct nodes ``wanted`` (one row each) and whether each was
+    found, filled a record batch at a time: nothing but the result grows with the input."""
+    values: np.ndarray | None = None
+    found = np.zeros(len(wanted), dtype=bool)
+    for piece in sig_pieces:
+        if piece is None:
+            continue
+        for batch in piece.to_batches():
+            nodes = batch.column("node").to_numpy()
+            hit = np.flatnonzero(_member_mask(nodes, wanted))
+            if len(hit) == 0:
+                continue
+            sigs = batch.column("sig").take(pa.array(hit))
+            if values is None:
+                values = np.zeros((len(wanted), sigs.type.list_size), dtype=np.uint16)
+            rows = np.searchsorted(wanted, nodes[hit])
+            values[rows] = sig_values(sigs)
+            found[rows] = True
+    return (values if values is not None else np.zeros((len(wanted), 1), np.uint16)), found
+
+
+def first_sigs_reduce(
+    p: int, partitions: int, edge_parts: list, sig_parts: list, old_sig_parts: list
+) -> tuple[dict, dict]:
+    """Distinct candidate edges of this partition's first nodes, with those nodes' signatures
+    (one per node, not per edge: a node of many candidate pairs is looked up and shipped once)."""
+    edges = pa.concat_tables(edge_parts) if edge_parts else cc.EDGE_SCHEMA.empty_table()
+    u, v = cc.unique_edges(edges.column("u").to_numpy(), edges.column("v").to_numpy())
+    edges = cc.edges_table(u, v)
+    wanted = np.unique(u)
+    values, found = _lookup_signatures(sig_parts + old_sig_parts, wanted)
+    signed = found[np.searchsorted(wanted, u)] if len(u) else np.zeros(0, dtype=bool)
+    sigs = pa.table({"node": pa.array(wanted[found], pa.uint64()), "sig": sig_array(values[found])})
+    info = {"candidate_edges": len(u), "unsigned": int((~signed).sum())}
+    return {"edges": edges.filter(pa.array(signed)), "sigs": sigs}, info
+
+
+def _half_split(half: dict, partitions: int) -> list[dict]:
+    """First-node signatures go along with the edges of each second-node partition."""
+    if partitions == 1:
+        return [half]
+    edges, sigs = half["edges"], half["sigs"]
+    nodes = sigs.column("node").to_numpy()
+    out = []
+    for piece in _edge_split(edges, partitions, "v"):
+        need = _member_mask(nodes, np.unique(piece.column("u").to_numpy()))
+        out.append({"edges": piece, "sigs": sigs.filter(pa.array(need))})
+    return out
+
+
+def verify_reduce(
+    p: int,
+    partitions: int,
+    halves: list[dict],
+    sig_parts: list,
+    old_sig_parts: list,
+    threshold: float,
+    batch: int = 8192,
+) -> tuple[pa.Table, dict]:
+    """Edges whose nodes' signatures agree on at least ``threshold`` of their values, compared
+    ``batch`` edges at a time."""
+    edges = pa.concat_tables([h["edges"] for h in halves]) if halves else cc.EDGE_SCHEMA.empty_table()
+    if edges.num_rows == 0:
+        return cc.EDGE_SCHEMA.empty_table(), {"verified_edges": 0}
+    u = edges.column("u").to_numpy()
+    v = edges.column("v").to_numpy()
+    signed = [h["sigs"] for h in halves if h["sigs"].num_rows]  # edgeless halves' sigs are untyped
+    first = pa.concat_tables(signed)
+    u_nodes = first.column("node").to_numpy()
+    u_values = sig_values(first.column("sig"))
+    if len(signed) > 1:  # one half's nodes are sorted and distinct already
+        u_nodes, u_rows = np.unique(u_nodes, return_index=True)
+        u_values = u_values[u_rows]
+    v_nodes = np.unique(v)
+    v_values, v_found = _lookup_signatures(sig_parts + old_sig_parts, v_nodes)
+    k = u_values.shape[1]
+    need = math.ceil(threshold * k - 1e-9)
+    keep = np.zeros(len(u), dtype=bool)
+    if v_values.shape[1] == k:
+        for start in range(0, len(u), batch):
+            iu = np.searchsorted(u_nodes, u[start : start + batch])
+            iv = np.searchsorted(v_nodes, v[start : start + batch])
+            equal = (u_values[iu] == v_values[iv]).sum(axis=1)
+            keep[start : start + batch] = v_found[iv] & (equal >= need)
+    info = {"verified_edges": int(keep.sum()), "unsigned": int((~v_found).sum())}
+    return cc.edges_table(u[keep], v[keep]), info
+
+
+def _verify(executor, doc_tables: list, grouped: list, edges: list, threshold: float) -> tuple[list, Counter]:
+    """Verified edges; the signature pieces are split once and joined twice."""
+    sigs = executor.split(Stream(doc_tables, _sig_split))
+    old_sigs = executor.split(Stream(grouped, _old_sig_split))
+    half, infos = executor.shuffle(
+        [Stream(edges, _edge_split, ("u",))], first_sigs_reduce, presplit=[sigs, old_sigs]
+    )
+    stats = _merge(infos)
+    verified, infos = executor.shuffle(
+        [Stream(half, _half_split)], verify_reduce, (threshold,), presplit=[sigs, old_sigs]
+    )
+    stats.update(_merge(infos))
+    return verified, stats
+
+
+# --------------------------------------------------------------------------- phase 4: attach
 
 
 def _member_split(edges: pa.Table, partitions: int) -> list[pa.Table]:
@@ -181,15 +481,11 @@ def _member_split(edges: pa.Table, partitions: int) -> list[pa.Table]:
     v = edges.column("v").to_numpy()
     node = np.concatenate((v, u))
     comp = np.concatenate((u, u))
-    table = pa.table(
-        {"u": pa.array(node, pa.uint64()), "v": pa.array(comp, pa.uint64())}, schema=cc.EDGE_SCHEMA
-    )
-    return cc.split_table(table, cc.partition_of(node, partitions), partitions)
+    return cc.split_by(cc.edges_table(node, comp), "u", partitions)
 
 
 def _row_split(doc_table: pa.Table, partitions: int) -> list[pa.Table]:
-    rows = doc_table.drop_columns(["keys"])
-    return cc.split_table(rows, cc.partition_of(rows.column("node").to_numpy(), partitions), partitions)
+    return cc.split_by(doc_table.select(ROW_COLUMNS), "node", partitions)
 
 
 def _old_row_split(group_payload: dict, partitions: int) -> list[pa.Table]:
@@ -201,25 +497,24 @@ def attach_reduce(
 ) -> tuple[pa.Table, dict]:
     member = pa.concat_tables(members) if members else cc.EDGE_SCHEMA.empty_table()
     node, comp = cc.unique_edges(member.column("u").to_numpy(), member.column("v").to_numpy())
-    new = pa.concat_tables(rows) if rows else DOC_TABLE_SCHEMA.empty_table().drop_columns(["keys"])
-    new = new.append_column("old", pa.array(np.zeros(new.num_rows, dtype=bool)))
-    old = pa.concat_tables(old_rows) if old_rows else None
-    if old is not None:
-        old = old.append_column("old", pa.array(np.ones(old.num_rows, dtype=bool)))
-        new = pa.concat_tables([new, old])
-    row_nodes = new.column("node").to_numpy()
-    in_cluster = np.isin(row_nodes, node)
-    joined = new.filter(pa.array(in_cluster))
+    parts = []
+    for flag, pieces in ((False, rows), (True, old_rows)):
+        found = _rows_with_nodes(pieces, node)
+        if found is not None and flag:  # several group partitions may match one old document
+            found = found.take(np.unique(found.column("node").to_numpy(), return_index=True)[1])
+        if found is not None:
+            parts.append(found.append_column("old", pa.array(np.full(found.num_rows, flag))))
+    joined = pa.concat_tables(parts) if parts else MEMBER_SCHEMA.empty_table().drop_columns(["comp"])
     where = np.searchsorted(node, joined.column("node").to_numpy())
     joined = joined.add_column(0, "comp", pa.array(comp[where], pa.uint64()))
     return joined.select(MEMBER_SCHEMA.names).cast(MEMBER_SCHEMA), {"members": joined.num_rows}
 
 
-# --------------------------------------------------------------------------- phase 4: keep
+# --------------------------------------------------------------------------- phase 5: keep
 
 
 def _member_by_comp(members: pa.Table, partitions: int) -> list[pa.Table]:
-    return cc.split_table(members, cc.partition_of(members.column("comp").to_numpy(), partitions), partitions)
+    return cc.split_by(members, "comp", partitions)
 
 
 def size_bucket(size: int) -> str:
@@ -301,10 +596,15 @@ def run_engine(
 ) -> EngineResult:
     """Decisions for the documents of ``doc_tables`` (tables, or Ray refs with a RayExecutor)."""
     grouped, infos = executor.shuffle(
-        [Stream(doc_tables, split_pairs, (settings.index_output,))], group_reduce, (settings.against,)
+        [Stream(doc_tables, split_pairs, (settings.index_output,))],
+        group_reduce,
+        (settings.against, settings),
     )
     stats = _merge(infos)
     edges = executor.map(_take, grouped, ("edges",))
+    if settings.verify_threshold is not None:
+        edges, verified = _verify(executor, doc_tables, grouped, edges, settings.verify_threshold)
+        stats.update(verified)
     star = _components(executor, edges, settings.max_cc_steps)
     members, infos = executor.shuffle(
         [Stream(star, _member_split), Stream(doc_tables, _row_split), Stream(grouped, _old_row_split)],

@@ -5,6 +5,9 @@ With Ray the driver only holds object references and each reducer's small ``info
 pieces live in the object store (which spills to disk), a map task holds one input and a
 reduce task one partition. The in-process executor runs the same functions with one
 partition, which is the fast path for small inputs and the reference the Ray path must match.
+
+A stream can be split once and fed to several shuffles (``split`` then ``shuffle(...,
+presplit=...)``): MinHash verification joins the same signature pieces twice.
 """
 
 from __future__ import annotations
@@ -23,6 +26,9 @@ class Stream:
     args: tuple = field(default_factory=tuple)
 
 
+Split = list  # per input of a stream, its `partitions` pieces (tables or object refs)
+
+
 class LocalExecutor:
     """In this process. More than one partition only serves to test the partitioned logic
     without Ray."""
@@ -30,9 +36,14 @@ class LocalExecutor:
     def __init__(self, partitions: int = 1) -> None:
         self.partitions = partitions
 
-    def shuffle(self, streams: list[Stream], reduce: Callable, args: tuple = ()) -> tuple[list, list[dict]]:
+    def split(self, stream: Stream) -> Split:
+        return [stream.split(x, self.partitions, *stream.args) for x in stream.inputs]
+
+    def shuffle(
+        self, streams: list[Stream], reduce: Callable, args: tuple = (), presplit: Sequence[Split] = ()
+    ) -> tuple[list, list[dict]]:
         P = self.partitions
-        split = [[s.split(x, P, *s.args) for x in s.inputs] for s in streams]
+        split = [self.split(s) for s in streams] + list(presplit)
         payloads, infos = [], []
         for p in range(P):
             payload, info = reduce(p, P, *[[pieces[p] for pieces in stream] for stream in split], *args)
@@ -70,16 +81,22 @@ class RayExecutor:
         self._map = ray.remote(lambda fn, x, args: fn(x, *args))
         self._ray = ray
 
-    def shuffle(self, streams: list[Stream], reduce: Callable, args: tuple = ()) -> tuple[list, list[dict]]:
+    def split(self, stream: Stream) -> Split:
         P = self.partitions
-        by_stream = []
-        for s in streams:
-            refs = [self._split.options(num_returns=P).remote(s.split, x, P, *s.args) for x in s.inputs]
-            by_stream.append([r if P > 1 else [r] for r in refs])
+        refs = [
+            self._split.options(num_returns=P).remote(stream.split, x, P, *stream.args) for x in stream.inputs
+        ]
+        return [r if P > 1 else [r] for r in refs]
+
+    def shuffle(
+        self, streams: list[Stream], reduce: Callable, args: tuple = (), presplit: Sequence[Split] = ()
+    ) -> tuple[list, list[dict]]:
+        P = self.partitions
+        by_stream = [self.split(s) for s in streams] + list(presplit)
+        lengths = [len(stream) for stream in by_stream]
         payloads, infos = [], []
         for p in range(P):
             flat = [pieces[p] for stream in by_stream for pieces in stream]
-            lengths = [len(stream) for stream in by_stream]
             payload, info = self._reduce.remote(reduce, p, P, lengths, args, *flat)
             payloads.append(payload)
             infos.append(info)

@@ -22,14 +22,16 @@ from urllib.parse import urlsplit, urlunsplit
 import numpy as np
 import pyarrow as pa
 
-from thresher.dedup.engine import DOC_TABLE_SCHEMA, EngineResult, EngineSettings, run_engine
+from thresher.dedup.engine import DOC_TABLE_SCHEMA, EngineResult, EngineSettings, run_engine, sig_array
 from thresher.dedup.executor import LocalExecutor, RayExecutor
 from thresher.dedup.signatures import (
     BAND_KEY_VERSION,
+    SIGNATURE_VERSION,
     LshParams,
     MinHasher,
     band_keys,
     hash64,
+    low_bits,
     optimal_params,
 )
 from thresher.dedup.text import NORMALIZATION_VERSION, normalize, shingle_batch
@@ -81,7 +83,17 @@ class MinHashDedupConfig(_CommonConfig):
     rows: int = 8
     threshold: float | None = None
     """Target Jaccard similarity; when set, bands × rows come from datasketch's optimiser for
-    ``num_perm`` and override ``bands``/``rows``."""
+    ``num_perm`` and override ``bands``/``rows`` (weighted for recall when ``verify`` is on,
+    since verification removes the extra candidates)."""
+    verify: bool = True
+    """Keep a candidate pair only when its signatures agree on at least ``verify_threshold`` of
+    their values (the MinHash estimate of Jaccard). Without it every pair sharing a band
+    counts, and the S-curve's tail below the threshold costs precision."""
+    verify_threshold: float | None = None
+    """Estimated Jaccard a candidate pair needs; defaults to ``threshold``, else 0.8."""
+    pair_group_max: int = 16
+    """Verification compares every pair of documents sharing a band up to this many documents
+    per band key, a star and a chain above it."""
     against: str | list[str] | None = None
     """Index directories (``index_output`` of earlier runs): documents duplicating any of their
     documents are dropped, the earlier documents always being the ones kept."""
@@ -95,6 +107,10 @@ class MinHashDedupConfig(_CommonConfig):
             raise ValueError(f"{where}: num_perm and shingle_size must be >= 1, seed >= 0")
         if self.threshold is not None and not 0.0 < self.threshold < 1.0:
             raise ValueError(f"{where}.threshold: must be between 0 and 1, got {self.threshold}")
+        if self.verify_threshold is not None and not 0.0 < self.verify_threshold <= 1.0:
+            raise ValueError(f"{where}.verify_threshold: must be in (0, 1], got {self.verify_threshold}")
+        if self.pair_group_max < 2:
+            raise ValueError(f"{where}.pair_group_max: must be >= 2")
         if self.threshold is None and (
             self.bands < 1 or self.rows < 1 or self.bands * self.rows > self.num_perm
         ):
@@ -103,11 +119,14 @@ class MinHashDedupConfig(_CommonConfig):
             )
 
     def lsh(self) -> LshParams:
-        return (
-            optimal_params(self.threshold, self.num_perm)
-            if self.threshold
-            else LshParams(self.bands, self.rows)
-        )
+        if not self.threshold:
+            return LshParams(self.bands, self.rows)
+        return optimal_params(self.threshold, self.num_perm, recall_weight=0.95 if self.verify else 0.5)
+
+    def verify_at(self) -> float | None:
+        if not self.verify:
+            return None
+        return self.verify_threshold or self.threshold or 0.8
 
     def against_list(self) -> list[str]:
         if not self.against:
@@ -126,6 +145,7 @@ class MinHashDedupConfig(_CommonConfig):
             "normalization": NORMALIZATION_VERSION,
             "band_key": BAND_KEY_VERSION,
             "hash": "datasketch-sha1_hash32-affine32",
+            "signatures": SIGNATURE_VERSION if self.verify else None,
         }
 
 
@@ -208,7 +228,10 @@ def minhash_doc_table(batch: pa.Table, config: MinHashDedupConfig, score_key: st
     keys = band_keys(sig[has_shingles], lsh).reshape(-1)
     offsets = np.zeros(len(texts) + 1, dtype=np.int64)
     np.cumsum(np.where(has_shingles, lsh.bands, 0), out=offsets[1:])
-    return _doc_table(batch, texts, offsets, keys, score_key)
+    table = _doc_table(batch, texts, offsets, keys, score_key)
+    if config.verify:
+        table = table.append_column("sig", sig_array(low_bits(sig)))
+    return table
 
 
 # --------------------------------------------------------------------------- stages
@@ -374,7 +397,8 @@ class ExactDedup(_KeyDedup):
 
 
 class MinHashDedup(_KeyDedup):
-    """Drops near-duplicates: documents sharing a MinHash LSH band with another, transitively."""
+    """Drops near-duplicates: documents sharing a MinHash LSH band with another whose
+    signature agrees with theirs on at least ``verify_threshold`` of its values, transitively."""
 
     name = "minhash_dedup"
     Config = MinHashDedupConfig
@@ -390,6 +414,8 @@ class MinHashDedup(_KeyDedup):
             against=self.config.against_list(),
             index_output=self.config.index_output,
             max_cc_steps=self.config.max_cc_steps,
+            verify_threshold=self.config.verify_at(),
+            pair_group_max=self.config.pair_group_max,
         )
 
     def prepare(self) -> None:
@@ -400,6 +426,10 @@ class MinHashDedup(_KeyDedup):
                 raise ValueError(f"{self.name}.against: {path} is not a dedup index (no params.json)")
             with open(meta, encoding="utf-8") as f:
                 theirs = json.load(f)
+            theirs = {"signatures": None, **theirs}  # indexes from before verification existed
+            if theirs["signatures"] and not params["signatures"]:
+                # An index with signatures serves runs with or without verification.
+                params = {**params, "signatures": theirs["signatures"]}
             if theirs != params:
                 diff = {k: (theirs.get(k), v) for k, v in params.items() if theirs.get(k) != v}
                 raise ValueError(
@@ -413,6 +443,8 @@ class MinHashDedup(_KeyDedup):
                     f"{self.name}.index_output: {out} already holds an index; choose a new directory"
                 )
             os.makedirs(keys_dir, exist_ok=True)
+            if self.config.verify:
+                os.makedirs(os.path.join(out, "sigs"), exist_ok=True)
             with open(os.path.join(out, "params.json"), "w", encoding="utf-8") as f:
                 json.dump(params, f, indent=2, sort_keys=True)
 
@@ -420,7 +452,16 @@ class MinHashDedup(_KeyDedup):
         out = super().extra_stats()
         if out:
             lsh = self.config.lsh()
-            out.update(bands=lsh.bands, rows=lsh.rows, num_perm=self.config.num_perm)
+            s = self.result.stats
+            out.update(
+                bands=lsh.bands,
+                rows=lsh.rows,
+                num_perm=self.config.num_perm,
+                verify_threshold=self.config.verify_at(),
+                candidate_edges=int(s.get("candidate_edges", s.get("band_edges", 0))),
+            )
+            if self.config.verify:
+                out["verified_edges"] = int(s.get("verified_edges", 0))
         return out
 
 
