@@ -1,7 +1,8 @@
 """The two extractors behind the stage, as plain functions of a decoded page.
 
-trafilatura is precise and slow (≈ 20 ms a page); resiliparse is ≈ 20× faster and good enough
-to tell a page's language and rough length, which is what the cascade asks of it. Both are
+trafilatura is precise and slow (≈ 50 ms a page with metadata on this project's benchmark mix);
+resiliparse is ≈ 10× faster and good enough to tell a page's language and rough length, which is
+what the cascade asks of it. Both are
 imported lazily so that a worker only loads what its mode uses.
 """
 
