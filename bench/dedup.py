@@ -191,13 +191,18 @@ def _key_child(path: str, keys_path: str, out: mp.Queue) -> None:
 def _cluster_child(keys_path: str, verify: bool, out: mp.Queue) -> None:
     """The clustering engine alone, in a fresh process: time and peak RSS above the loaded
     key tables (what the grouping, verification and components phases add)."""
+    with pa.OSFile(keys_path, "rb") as source:
+        reader = pa.ipc.open_file(source)
+        keyed = [pa.Table.from_batches([reader.get_batch(i)]) for i in range(reader.num_record_batches)]
+    out.put(_measure_clustering(keyed, verify))
+
+
+def _measure_clustering(keyed: list[pa.Table], verify: bool) -> dict:
+    """Time and peak memory of the clustering engine alone on ready key tables (in a child)."""
     from thresher.dedup.engine import run_engine
     from thresher.dedup.executor import LocalExecutor
     from thresher.dedup.stages import MinHashDedup, MinHashDedupConfig
 
-    with pa.OSFile(keys_path, "rb") as source:
-        reader = pa.ipc.open_file(source)
-        keyed = [pa.Table.from_batches([reader.get_batch(i)]) for i in range(reader.num_record_batches)]
     settings = MinHashDedup(MinHashDedupConfig(verify=verify)).settings()
     run_engine(keyed[:1], settings, LocalExecutor())  # lazy imports and first-use allocations
     with open("/proc/self/clear_refs", "w") as f:  # reset VmHWM: measure the clustering only
@@ -205,14 +210,12 @@ def _cluster_child(keys_path: str, verify: bool, out: mp.Queue) -> None:
     base = _vm("VmRSS:")
     began = time.perf_counter()
     result = run_engine(keyed, settings, LocalExecutor())
-    out.put(
-        {
-            "cluster_s": time.perf_counter() - began,
-            "removed": int(result.stats["removed"]),
-            "candidate_edges": int(result.stats.get("candidate_edges", result.stats["band_edges"])),
-            "peak_extra_bytes": max(0, _vm("VmHWM:") - base),
-        }
-    )
+    return {
+        "cluster_s": time.perf_counter() - began,
+        "removed": int(result.stats["removed"]),
+        "candidate_edges": int(result.stats.get("candidate_edges", result.stats["band_edges"])),
+        "peak_extra_bytes": max(0, _vm("VmHWM:") - base),
+    }
 
 
 def _synthetic_key_tables(n: int, seed: int = 0, block: int = 2048) -> list[pa.Table]:
@@ -249,25 +252,7 @@ def _synthetic_key_tables(n: int, seed: int = 0, block: int = 2048) -> list[pa.T
 
 
 def _engine_child(n: int, verify: bool, out: mp.Queue) -> None:
-    from thresher.dedup.engine import run_engine
-    from thresher.dedup.executor import LocalExecutor
-    from thresher.dedup.stages import MinHashDedup, MinHashDedupConfig
-
-    keyed = _synthetic_key_tables(n)
-    settings = MinHashDedup(MinHashDedupConfig(verify=verify)).settings()
-    run_engine(keyed[:1], settings, LocalExecutor())  # lazy imports and first-use allocations
-    with open("/proc/self/clear_refs", "w") as f:
-        f.write("5")
-    base = _vm("VmRSS:")
-    began = time.perf_counter()
-    result = run_engine(keyed, settings, LocalExecutor())
-    out.put(
-        {
-            "cluster_s": time.perf_counter() - began,
-            "removed": int(result.stats["removed"]),
-            "peak_extra_bytes": max(0, _vm("VmHWM:") - base),
-        }
-    )
+    out.put(_measure_clustering(_synthetic_key_tables(n), verify))
 
 
 def engine_only(n: int) -> None:

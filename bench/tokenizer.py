@@ -141,6 +141,17 @@ def cpu_rate(fn, texts: list[str], repeats: int) -> float:
     return mb(texts) / best
 
 
+def take_mb(docs: list[str], megabytes: float) -> list[str]:
+    """The first documents, until about ``megabytes`` of UTF-8."""
+    taken, size = [], 0
+    for doc in docs:
+        if size >= megabytes * 1e6:
+            break
+        taken.append(doc)
+        size += len(doc.encode("utf-8"))
+    return taken
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--mb", type=float, default=50.0, help="training text, MB (default 50)")
@@ -166,12 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     key = "corpus-" + "-".join(Path(d).name for d in args.html_dir) + ".jsonl"
     docs = build_corpus(Path(args.cache) / key, args.html_dir)
     train, held_out = split_corpus(docs, args.mb)
-    test, size = [], 0
-    for doc in held_out:
-        if size >= args.encode_mb * 1e6:
-            break
-        test.append(doc)
-        size += len(doc.encode("utf-8"))
+    test = take_mb(held_out, args.encode_mb)
     print(
         f"corpus: {len(docs)} documents, {mb(docs):.1f} MB; training on {len(train)} ({mb(train):.1f} MB), "
         f"encoding {len(test)} held-out ({mb(test):.1f} MB); vocab {args.vocab_size}"
@@ -209,12 +215,7 @@ def main(argv: list[str] | None = None) -> int:
         mergeable_ranks=ours.mergeable_ranks(),
         special_tokens=ours.special_tokens,
     )
-    steady_text, size = [], 0
-    for doc in train:
-        if size >= args.steady_mb * 1e6:
-            break
-        steady_text.append(doc)
-        size += len(doc.encode("utf-8"))
+    steady_text = take_mb(train, args.steady_mb)
 
     def new_tokenizer() -> BPETokenizer:
         return BPETokenizer(ours.mergeable_ranks(), ours.pattern, ours.special_tokens)
