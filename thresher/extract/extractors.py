@@ -184,6 +184,7 @@ class Extractors:
     def __init__(self, options: TrafilaturaOptions) -> None:
         self.options = options
         self._trafilatura: TrafilaturaExtractor | None = None
+        self._resiliparse_ready = False
 
     def prepare(self, task: str) -> None:
         """Pay the one-off costs (imports, lazy module state) of ``task`` outside any time limit:
@@ -192,8 +193,9 @@ class Extractors:
             self._trafilatura = TrafilaturaExtractor(self.options)
             warm = TrafilaturaExtractor(TrafilaturaOptions(deduplicate=False, metadata=self.options.metadata))
             warm(WARM_UP_PAGE, None, len(WARM_UP_PAGE))  # both the fast and the full path
-        elif task != "trafilatura":
+        elif task != "trafilatura" and not self._resiliparse_ready:
             early_text(WARM_UP_PAGE, 0)
+            self._resiliparse_ready = True
 
     def run(self, task: str, args: tuple) -> Any:
         if task == "trafilatura":
