@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import pickle
 import random
 import unicodedata
 
@@ -133,11 +134,47 @@ def test_vectorised_merging_equals_one_by_one(tok):
         w.encode("utf-8") for w in words if w.encode("utf-8") not in ranks and len(w.encode("utf-8")) <= 256
     ]
     assert len(pieces) > 1000
-    batched: dict[int, list[int]] = {}
-    for index, packed in PairRanks(ranks).merge_pieces(pieces, tok.dtype):
-        batched.update(zip(index, (np.frombuffer(p, tok.dtype).tolist() for p in packed), strict=True))
-    assert sorted(batched) == list(range(len(pieces)))
-    assert [batched[i] for i in range(len(pieces))] == [merge_piece(p, ranks) for p in pieces]
+    batched = [np.frombuffer(p, tok.dtype).tolist() for p in PairRanks(ranks).merge_pieces(pieces, tok.dtype)]
+    assert batched == [merge_piece(p, ranks) for p in pieces]
+
+
+def test_ids_above_16_bits_use_wide_pair_keys(tok):
+    """Ranks past 65,535 do not fit the 32-bit pair keys: the 64-bit ones give the same merges."""
+    ranks = {t: (r if r < 256 else r + 70_000) for t, r in tok.mergeable_ranks().items()}
+    pairs = PairRanks(ranks)
+    assert pairs._keys.dtype == np.int64
+    words = sorted({w for t in all_languages_text()[::7] for w in tok._pretokenizer.findall(t)})
+    pieces = [
+        w.encode("utf-8") for w in words if w.encode("utf-8") not in ranks and len(w.encode("utf-8")) <= 256
+    ]
+    batched = [np.frombuffer(p, np.uint32).tolist() for p in pairs.merge_pieces(pieces, np.dtype(np.uint32))]
+    assert batched == [merge_piece(p, ranks) for p in pieces]
+    wide = BPETokenizer(ranks, tok.pattern, {ENDOFTEXT: 100_000})
+    wide_tiktoken = tiktoken.Encoding("wide", pat_str=tok.pattern, mergeable_ranks=ranks, special_tokens={})
+    texts = all_languages_text()[::5]
+    assert wide.encode_ordinary_batch(texts) == wide_tiktoken.encode_ordinary_batch(texts)
+
+
+def test_a_failed_batch_leaves_no_placeholders(tok, tiktok):
+    """New pieces are cached as empty placeholders until filled; a batch that fails part-way (here
+    on a document that is no text) must not leave any behind to give empty ids later."""
+    fresh = BPETokenizer(tok.mergeable_ranks(), tok.pattern, tok.special_tokens)
+    text = " ".join(f"zq{i}vx" for i in range(40))
+    with pytest.raises((TypeError, AttributeError)):
+        fresh.encode_ordinary_batch([text, None])
+    assert not any(ids == b"" for ids in dict.values(fresh._cache))
+    assert fresh.encode_ordinary_batch([text]) == [tiktok.encode_ordinary(text)]
+
+
+def test_pickled_tokenizer_keeps_both_cache_generations(tok, tiktok):
+    """Ray ships tokenizers pickled; the cache (a defaultdict) must keep its old generation."""
+    gen = BPETokenizer(tok.mergeable_ranks(), tok.pattern, tok.special_tokens, cache_size=40)
+    texts = all_languages_text()[:40]
+    gen.encode_ordinary_batch(texts)
+    assert gen._cache.old  # a generation has rolled over
+    copy = pickle.loads(pickle.dumps(gen))
+    assert dict(copy._cache) == dict(gen._cache) and dict(copy._cache.old) == dict(gen._cache.old)
+    assert copy.encode_ordinary_batch(texts) == tiktok.encode_ordinary_batch(texts)
 
 
 def test_long_pieces_use_the_heap_path_and_agree(tok, tiktok):
@@ -239,8 +276,8 @@ def test_pieces_in_use_survive_a_new_generation(tok, tiktok):
     gen.encode_ordinary(filler[0])  # > 40 new pieces: a new generation starts
     assert not dict.__contains__(gen._cache, piece) and piece in gen._cache.old
     merged: list[str] = []
-    add = gen._add_to_cache
-    gen._add_to_cache = lambda pieces: merged.extend(pieces) or add(pieces)
+    encode_new = gen._encode_new
+    gen._encode_new = lambda pieces: merged.extend(pieces) or encode_new(pieces)
     assert gen.encode_ordinary(piece) == tiktok.encode_ordinary(piece)
     assert dict.__contains__(gen._cache, piece) and merged == []  # carried over, not merged again
     gen.encode_ordinary(filler[1])
@@ -334,10 +371,9 @@ def test_uint32_ids_are_packed_as_uint32(tok, tiktok):
 
 
 def test_pattern_with_empty_matches_round_trips(tok):
-    """A custom pattern may match the empty string: such pieces give no ids and are never cached."""
+    """A custom pattern may match the empty string: such pieces give no ids."""
     odd = BPETokenizer(tok.mergeable_ranks(), r"\p{L}*|[^\p{L}]", tok.special_tokens)
     words = [f"zq{a}{b}x, " * 2 for a in "abcdef" for b in "ghijkl"]  # enough for the batched path
     texts = ["a, b; c.", "日本語 テキスト!", "", "  "] * 10 + words
     assert "" in odd._pretokenizer.findall(texts[0])
     assert [odd.decode(ids) for ids in odd.encode_ordinary_batch(texts)] == texts
-    assert "" not in odd._cache

@@ -20,12 +20,14 @@ from __future__ import annotations
 import heapq
 import logging
 from array import array
+from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from itertools import pairwise
+from itertools import compress, islice, pairwise
+from operator import not_
 
 import numpy as np
 
-from thresher.tokenize.batchmerge import PairRanks
+from thresher.tokenize.batchmerge import PairRanks, merge_bounds
 from thresher.tokenize.pretokenize import (
     CL100K_PATTERN,
     ENDOFTEXT,
@@ -36,7 +38,6 @@ from thresher.tokenize.pretokenize import (
 
 logger = logging.getLogger(__name__)
 
-NO_RANK = 1 << 62
 LONG_PIECE = 256
 """Pieces longer than this (bytes) are merged with a heap in O(n log n) instead of rescanning all
 pairs after each merge, so a megabyte-long run of letters cannot stall a worker."""
@@ -45,9 +46,10 @@ DEFAULT_CACHE_SIZE = 200_000
 (checked after each batch) it becomes the old one and the one before is dropped; a piece found
 only in the old generation moves to the new one. So what is in use survives, and there is no cliff
 where the whole cache is lost at once. An entry is the piece (a ``str``), its packed ids (a
-``bytes``) and a dict slot: measured ~140 bytes on average on the benchmark's web and documentation
-text, never more than ~1.5 KB (pieces up to ``MAX_CACHED_PIECE`` UTF-8 bytes). Two generations of
-200,000 entries are thus ~60 MB in practice and under 600 MB in the worst case."""
+``bytearray``, see ``_PieceCache``) and a dict slot: measured ~165 bytes on average on the
+benchmark's web and documentation text, never more than ~1.5 KB (pieces up to ``MAX_CACHED_PIECE``
+UTF-8 bytes). Two generations of 200,000 entries are thus ~65 MB in practice and about 600 MB in the
+worst case."""
 BATCH_MERGE_MIN = 24
 """From this many new pieces on, they are merged together with numpy rather than one by one."""
 MAX_CACHED_PIECE = LONG_PIECE
@@ -63,20 +65,7 @@ def merge_piece(piece: bytes, ranks: Mapping[bytes, int]) -> list[int]:
     """Ids of ``piece`` by rank-ordered merging (the piece is assumed not to be a token itself)."""
     if len(piece) > LONG_PIECE:
         return _merge_long_piece(piece, ranks)
-    get = ranks.get
-    bounds = list(range(len(piece) + 1))
-    pair_ranks = [get(piece[i : i + 2], NO_RANK) for i in range(len(piece) - 1)]
-    while pair_ranks:
-        best = min(pair_ranks)
-        if best == NO_RANK:
-            break
-        i = pair_ranks.index(best)  # the leftmost of equal ranks
-        del bounds[i + 1]
-        del pair_ranks[i]
-        if i < len(pair_ranks):
-            pair_ranks[i] = get(piece[bounds[i] : bounds[i + 2]], NO_RANK)
-        if i > 0:
-            pair_ranks[i - 1] = get(piece[bounds[i - 1] : bounds[i + 1]], NO_RANK)
+    bounds = merge_bounds(piece, list(range(len(piece) + 1)), ranks.get)
     return [ranks[piece[s:e]] for s, e in pairwise(bounds)]
 
 
@@ -114,24 +103,23 @@ def _merge_long_piece(piece: bytes, ranks: Mapping[bytes, int]) -> list[int]:
     return out
 
 
-class _PieceCache(dict):
-    """piece → its ids packed as machine integers. A missing piece is looked up in the previous
-    generation (``old``) and carried over when found; otherwise it is noted in ``missed`` and gives
-    no ids, so one C-level pass (``map(cache.__getitem__, pieces)``) both encodes and detects what
-    is missing."""
+class _PieceCache(defaultdict):
+    """piece → its ids packed as machine integers, and ``old``, the previous generation.
 
-    def __init__(self, base: Mapping[str, bytes], old: dict[str, bytes] | None = None) -> None:
-        super().__init__(base)
+    A missing piece is inserted with an empty ``bytearray`` by defaultdict's own (C-level)
+    ``__missing__``, so that one C-level pass (``map(cache.__getitem__, pieces)``) encodes a text
+    without a Python call per piece, new ones included. That bytearray is a placeholder: the
+    text's list of ids holds it, and it is filled in once the batch's new pieces have their ids
+    (carried over from ``old`` or merged), before the ids are joined; filled, it stays the cached
+    value (tokens of the vocabulary are ``bytes``). The pieces a batch missed need no bookkeeping
+    either: they are the keys inserted last."""
+
+    def __init__(self, base: Mapping[str, bytes], old: Mapping[str, bytes] | None = None) -> None:
+        super().__init__(bytearray, base)
         self.old = {} if old is None else old
-        self.missed: list[str] = []
 
-    def __missing__(self, piece: str) -> bytes:
-        ids = self.old.get(piece)
-        if ids is None:
-            self.missed.append(piece)
-            return b""
-        self[piece] = ids
-        return ids
+    def __reduce__(self):  # defaultdict's own would lose ``old``
+        return _PieceCache, (dict(self), self.old)
 
 
 class BPETokenizer:
@@ -291,63 +279,64 @@ class BPETokenizer:
 
     def _encode_texts(self, texts: Sequence[str]) -> list[bytearray]:
         cache = self._cache
-        missed = cache.missed
+        known = len(cache)
         lookup = cache.__getitem__
-        join = bytearray().join
-        out = []
-        redo = []
-        for pieces in map(self._pretokenizer.findall, texts):
-            before = len(missed)
-            ids = list(map(lookup, pieces))
-            if len(missed) == before:
-                out.append(join(ids))
-            else:  # some pieces gave no ids yet (b""): fill them in once they are encoded
-                redo.append((len(out), ids, before, len(missed)))
-                out.append(None)
-        if missed:
-            new = missed[:]
-            missed.clear()  # before encoding: a lone surrogate raises there, and is retried cleaned
-            dropped = self._add_to_cache(set(new))
-            for i, ids, first, end in redo:
-                at = -1
-                for piece in new[first:end]:
-                    at = ids.index(b"", at + 1)
-                    ids[at] = cache[piece]
-                out[i] = join(ids)
-            for piece in dropped:
+        try:
+            ids = [list(map(lookup, pieces)) for pieces in map(self._pretokenizer.findall, texts)]
+            if len(cache) > known:
+                self._fill_placeholders(len(cache) - known)
+        except BaseException:  # e.g. a lone surrogate, retried cleaned: leave no placeholder behind
+            for piece in list(islice(reversed(cache), len(cache) - known)):
                 del cache[piece]
-            if len(cache) > self._cache_limit:  # a new generation; the one before this goes
-                cache.old = {}
-                self._cache = _PieceCache(self._base_cache, old=cache)
-        return out
+            raise
+        if len(cache) > self._cache_limit:  # a new generation; the one before this goes
+            cache.old = {}
+            self._cache = _PieceCache(self._base_cache, old=cache)
+        return list(map(bytearray().join, ids))
 
-    def _add_to_cache(self, pieces: set[str]) -> list[str]:
-        """Encode pieces seen for the first time into the cache; returns those not to keep: too
-        long to be worth their memory, or empty (a custom pattern may match the empty string; an
-        empty piece stays a miss, so that every ``b""`` in a text's ids is one)."""
-        cache, ranks, typecode = self._cache, self._ranks, self._typecode
-        texts = list(pieces)
-        raw = list(map(str.encode, texts))
+    def _fill_placeholders(self, count: int) -> None:
+        """Fill in the placeholders of the ``count`` pieces that the batch missed (the keys
+        inserted last) with their ids: carried over from the old generation, else merged. The
+        filled placeholders stay the cached values: a dict access into a cache this size is mostly
+        a CPU cache miss, so each piece is looked up once after its miss (in the old generation),
+        never written again, and the pieces and placeholders are read off the end of the dict."""
+        cache = self._cache
+        missed = list(islice(reversed(cache), count))
+        placeholders = list(islice(reversed(cache.values()), count))
+        if cache.old:
+            carried = list(map(cache.old.get, missed))
+            list(map(bytearray.extend, compress(placeholders, carried), compress(carried, carried)))
+            new = list(map(not_, carried))
+            missed, placeholders = list(compress(missed, new)), list(compress(placeholders, new))
+        if not missed:
+            return
+        list(map(bytearray.extend, placeholders, self._encode_new(missed)))
+        if max(map(len, missed)) > MAX_CACHED_PIECE // 4:  # else none can be too long
+            for piece in missed:
+                if len(piece.encode("utf-8")) > MAX_CACHED_PIECE:
+                    del cache[piece]
+
+    def _encode_new(self, pieces: list[str]) -> list[bytes]:
+        """Packed ids of pieces seen for the first time, in order: merged together with numpy
+        when there are enough of them, one by one when few or long."""
+        ranks, typecode = self._ranks, self._typecode
+        raw = list(map(str.encode, pieces))
+        if len(raw) < BATCH_MERGE_MIN:
+            return [array(typecode, merge_piece(piece, ranks)).tobytes() for piece in raw]
+        if self._pair_ranks is None:
+            self._pair_ranks = PairRanks(ranks)
         sizes = list(map(len, raw))
-        # the usual case, no piece empty or long: no filtering below
-        plain = 0 < min(sizes) and max(sizes) <= min(LONG_PIECE, MAX_CACHED_PIECE)
-        if len(texts) >= BATCH_MERGE_MIN:
-            if self._pair_ranks is None:
-                self._pair_ranks = PairRanks(ranks)
-            batch_texts, batch_raw = texts, raw
-            if not plain:
-                batch = [i for i, n in enumerate(sizes) if 0 < n <= LONG_PIECE]
-                batch_texts, batch_raw = [texts[i] for i in batch], [raw[i] for i in batch]
-            for index, packed in self._pair_ranks.merge_pieces(batch_raw, self.dtype):
-                cache.update(zip(map(batch_texts.__getitem__, index), packed, strict=True))
-            one_by_one = [] if plain else [i for i, n in enumerate(sizes) if n > LONG_PIECE or not n]
-        else:
-            one_by_one = range(len(texts))
-        for i in one_by_one:
-            cache[texts[i]] = array(typecode, merge_piece(raw[i], ranks)).tobytes()
-        if plain:
-            return []
-        return [t for t, n in zip(texts, sizes, strict=True) if n > MAX_CACHED_PIECE or not n]
+        if 0 < min(sizes) and max(sizes) <= LONG_PIECE:  # the usual case: no filtering
+            return self._pair_ranks.merge_pieces(raw, self.dtype)
+        out = [b""] * len(raw)  # an empty piece (a pattern may match one) has no ids
+        batch = [i for i, n in enumerate(sizes) if 0 < n <= LONG_PIECE]
+        merged = self._pair_ranks.merge_pieces([raw[i] for i in batch], self.dtype)
+        for i, ids in zip(batch, merged, strict=True):
+            out[i] = ids
+        for i, n in enumerate(sizes):
+            if n > LONG_PIECE:
+                out[i] = array(typecode, merge_piece(raw[i], ranks)).tobytes()
+        return out
 
     def clear_cache(self) -> None:
         self._cache = _PieceCache(self._base_cache)
