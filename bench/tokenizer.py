@@ -39,6 +39,7 @@ import json
 import logging
 import os
 import random
+import statistics
 import sys
 import tempfile
 import time
@@ -163,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--steady-mb", type=float, default=10.0, help="training text seen before 'steady', MB"
     )
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--save-tokenizer", help="save the trained tokenizer here")
     parser.add_argument("--load-tokenizer", help="encode with this saved tokenizer; no training")
     args = parser.parse_args(argv)
@@ -229,27 +230,31 @@ def main(argv: list[str] | None = None) -> int:
         fn()
         return time.process_time() - start
 
-    # interleaved, best of ``repeats`` each, so that a change of load hits every contender alike
-    best = dict.fromkeys(["tiktoken", "fresh", "steady", "warm"], float("inf"))
+    # interleaved: each repeat times every contender back to back, so a ratio within one repeat
+    # sees the same machine load; the ratio printed is the median over repeats, the rates the best
+    times: dict[str, list[float]] = {k: [] for k in ("tiktoken", "fresh", "steady", "warm")}
     encode_all(ours, test)
     for _ in range(args.repeats):
-        best["tiktoken"] = min(best["tiktoken"], seconds(lambda: [enc.encode_ordinary(t) for t in test]))
-        best["fresh"] = min(best["fresh"], seconds(lambda: encode_all(new_tokenizer(), test)))
+        times["tiktoken"].append(seconds(lambda: [enc.encode_ordinary(t) for t in test]))
+        times["fresh"].append(seconds(lambda: encode_all(new_tokenizer(), test)))
         seen = new_tokenizer()
         encode_all(seen, steady_text)
-        best["steady"] = min(best["steady"], seconds(lambda: encode_all(seen, test)))  # noqa: B023
-        best["warm"] = min(best["warm"], seconds(lambda: encode_all(ours, test)))
-    rate_tt, rate_cold, rate_steady, rate_warm = (mb(test) / best[k] for k in best)
+        times["steady"].append(seconds(lambda: encode_all(seen, test)))  # noqa: B023
+        times["warm"].append(seconds(lambda: encode_all(ours, test)))
+    rate_tt = mb(test) / min(times["tiktoken"])
     rate_hf = cpu_rate(lambda ts: [hf.encode(t, add_special_tokens=False) for t in ts], test, 1)
     print(f"encode  tiktoken (our ranks):     {rate_tt:7.2f} MB/s one thread")
     print(f"encode  HF tokenizers:            {rate_hf:7.2f} MB/s one thread")
-    for name, rate in (
-        ("fresh cache:   ", rate_cold),
-        (f"steady ({mb(steady_text):.0f} MB):", rate_steady),
-        ("warm cache:    ", rate_warm),
+    for key, name in (
+        ("fresh", "fresh cache:   "),
+        ("steady", f"steady ({mb(steady_text):.0f} MB):"),
+        ("warm", "warm cache:    "),
     ):
+        rate = mb(test) / min(times[key])
+        ratios = sorted(tt / t for tt, t in zip(times["tiktoken"], times[key], strict=True))
         print(
-            f"encode  thresher, {name} {rate:7.2f} MB/s  ({rate / rate_tt:.2f}x tiktoken, {rate / rate_hf:.1f}x HF)"
+            f"encode  thresher, {name} {rate:7.2f} MB/s  ({statistics.median(ratios):.2f}x tiktoken, "
+            f"{ratios[0]:.2f}-{ratios[-1]:.2f} over {len(ratios)} paired runs; {rate / rate_hf:.1f}x HF)"
         )
 
     same = all(enc.encode_ordinary(t) == ours.encode_ordinary(t) for t in test[:200])
