@@ -174,6 +174,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from thresher.tokenize import BPETokenizer, train_tokenizer
     from thresher.tokenize.pretokenize import CL100K_PATTERN
+    from thresher.tokenize.stage import DEFAULT_BATCH_SIZE
 
     key = "corpus-" + "-".join(Path(d).name for d in args.html_dir) + ".jsonl"
     docs = build_corpus(Path(args.cache) / key, args.html_dir)
@@ -221,9 +222,9 @@ def main(argv: list[str] | None = None) -> int:
     def new_tokenizer() -> BPETokenizer:
         return BPETokenizer(ours.mergeable_ranks(), ours.pattern, ours.special_tokens)
 
-    def encode_all(tok: BPETokenizer, texts: list[str]) -> None:
-        for i in range(0, len(texts), 64):
-            tok.encode_ordinary_batch(texts[i : i + 64])
+    def encode_all(tok: BPETokenizer, texts: list[str]) -> None:  # in batches, as the pipeline does
+        for i in range(0, len(texts), DEFAULT_BATCH_SIZE):
+            tok.encode_ordinary_batch(texts[i : i + DEFAULT_BATCH_SIZE])
 
     def seconds(fn) -> float:
         start = time.process_time()

@@ -27,6 +27,13 @@ class EncodeStats:
     bytes: int = 0
 
 
+DEFAULT_BATCH_SIZE = 256
+"""Documents per ``encode_ordinary_arrays`` call. Pieces new to the cache are merged together per
+call, and each merging round has a fixed numpy cost, so bigger batches amortise it: on
+bench/tokenizer.py's text, after the cache saw 10 MB, 64 documents gave 0.72× tiktoken's speed and
+256 gave 0.80–0.83× (same runs); 1,024 was no faster."""
+
+
 class DocumentEncoder:
     """Encodes batches of document texts; ``tokenizer`` is a :class:`BPETokenizer` or the
     directory of a saved one."""
@@ -35,7 +42,7 @@ class DocumentEncoder:
         self,
         tokenizer: BPETokenizer | str | os.PathLike,
         cache_size: int = DEFAULT_CACHE_SIZE,
-        batch_size: int = 64,
+        batch_size: int = DEFAULT_BATCH_SIZE,
     ) -> None:
         self.tokenizer = (
             tokenizer if isinstance(tokenizer, BPETokenizer) else BPETokenizer.load(tokenizer, cache_size)
