@@ -127,12 +127,15 @@ def test_lone_surrogates_are_replaced_like_tiktoken(tok, tiktok):
     )  # nothing left behind
 
 
+def new_pieces(tok, ranks, step: int) -> list[bytes]:
+    """The distinct pieces of every ``step``-th text that are no token: what the batch merger gets."""
+    words = sorted({w for t in all_languages_text()[::step] for w in tok._pretokenizer.findall(t)})
+    return [b for b in map(str.encode, words) if b not in ranks and len(b) <= 256]
+
+
 def test_vectorised_merging_equals_one_by_one(tok):
     ranks = tok.mergeable_ranks()
-    words = sorted({w for t in all_languages_text()[::5] for w in tok._pretokenizer.findall(t)})
-    pieces = [
-        w.encode("utf-8") for w in words if w.encode("utf-8") not in ranks and len(w.encode("utf-8")) <= 256
-    ]
+    pieces = new_pieces(tok, ranks, 5)
     assert len(pieces) > 1000
     batched = [np.frombuffer(p, tok.dtype).tolist() for p in PairRanks(ranks).merge_pieces(pieces, tok.dtype)]
     assert batched == [merge_piece(p, ranks) for p in pieces]
@@ -143,10 +146,7 @@ def test_ids_above_16_bits_use_wide_pair_keys(tok):
     ranks = {t: (r if r < 256 else r + 70_000) for t, r in tok.mergeable_ranks().items()}
     pairs = PairRanks(ranks)
     assert pairs._keys.dtype == np.int64
-    words = sorted({w for t in all_languages_text()[::7] for w in tok._pretokenizer.findall(t)})
-    pieces = [
-        w.encode("utf-8") for w in words if w.encode("utf-8") not in ranks and len(w.encode("utf-8")) <= 256
-    ]
+    pieces = new_pieces(tok, ranks, 7)
     batched = [np.frombuffer(p, np.uint32).tolist() for p in pairs.merge_pieces(pieces, np.dtype(np.uint32))]
     assert batched == [merge_piece(p, ranks) for p in pieces]
     wide = BPETokenizer(ranks, tok.pattern, {ENDOFTEXT: 100_000})
