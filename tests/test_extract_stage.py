@@ -41,7 +41,7 @@ def test_cascade_drops_other_languages_without_running_trafilatura(aeb, teval):
     stage = run(docs, mode="cascade", languages=["en"])
     assert stage.stats.extra["trafilatura_pages"] < len(german)
     assert stage.stats.dropped["early_language_not_kept"] >= len(german) - 2
-    assert all(d.drop is None for d in docs[len(german):])
+    assert all(d.drop is None for d in docs[len(german) :])
     dropped = [d for d in docs if d.drop is not None and d.drop.reason == "early_language_not_kept"]
     assert all(d.drop.detail == "de" for d in dropped)
 
@@ -54,13 +54,58 @@ def test_cascade_keeps_the_trafilatura_text(aeb):
     assert [d.text for d in cascade] == [d.text for d in alone]
 
 
+def test_our_parser_gives_trafilatura_the_same_trees_without_the_python_class_lookup(aeb, teval, monkeypatch):
+    """The C-level class lookup must change nothing but speed: same tree, same element classes,
+    same text and metadata; and it must really replace lxml.html's Python lookup."""
+    import lxml.html
+    import trafilatura.utils
+    from lxml import etree
+
+    from thresher.extract.charset import decode_html
+    from thresher.extract.extractors import (
+        TrafilaturaExtractor,
+        TrafilaturaOptions,
+        fast_metadata,
+        parse_html,
+    )
+
+    calls = []
+    python_lookup = lxml.html.HtmlElementClassLookup.lookup
+    monkeypatch.setattr(
+        lxml.html.HtmlElementClassLookup, "lookup", lambda *a: calls.append(1) or python_lookup(*a)
+    )
+    stock_parser = trafilatura.utils.HTML_PARSER
+    extractor = TrafilaturaExtractor(TrafilaturaOptions(metadata="none"))
+    pages = aeb[::30] + teval[::60]
+    for page in pages:
+        html = decode_html(page.html, "text/html")[0]
+        stock, ours = trafilatura.utils.load_html(html), parse_html(html)
+        stock_classes = [type(e) for e in stock.iter()]
+        calls.clear()
+        assert [type(e) for e in ours.iter()] == stock_classes
+        assert not calls
+        assert etree.tostring(ours) == etree.tostring(stock)
+        for fast in (True, False):
+            assert extractor._text(parse_html(html), page.url, fast) == extractor._text(stock, page.url, fast)
+        assert fast_metadata(parse_html(html), page.url) == fast_metadata(
+            trafilatura.utils.load_html(html), page.url
+        )
+    assert trafilatura.utils.HTML_PARSER is stock_parser
+    form = parse_html("<html><body><form><input name=q value=x></form><p>text</p></body></html>")
+    assert isinstance(form.find(".//form"), lxml.html.FormElement)
+    assert form.find(".//input").value == "x"
+
+
 def test_too_short_page_is_dropped_early(teval):
     page = teval[0]
-    tiny = Document(id="tiny", url=page.url, html=b"<html><head><title>Moved</title></head><body><a href='/'>here</a></body></html>")
+    tiny = Document(
+        id="tiny",
+        url=page.url,
+        html=b"<html><head><title>Moved</title></head><body><a href='/'>here</a></body></html>",
+    )
     stage = run([tiny], mode="cascade")
     assert stage.stats.dropped == {"early_too_short": 1}
     assert stage.stats.extra.get("trafilatura_pages", 0) == 0
-
 
 
 def test_fast_path_misses_are_rechecked_with_the_full_path(aeb):
@@ -76,6 +121,7 @@ def test_fast_path_misses_are_rechecked_with_the_full_path(aeb):
     unchecked = run(fast_only, mode="cascade", languages=["ko", "pt"], recheck_ratio=0.0)
     assert unchecked.stats.extra.get("trafilatura_rechecks", 0) == 1  # the page with no text at all
     assert len(fast_only[0].text) < 200
+
 
 @pytest.mark.parametrize("metadata,author_floor", [("fast", 0.25), ("full", 0.4)])
 def test_metadata_title_author_date_hostname(teval, metadata, author_floor):
@@ -94,7 +140,9 @@ def test_metadata_title_author_date_hostname(teval, metadata, author_floor):
     titles = sum(overlaps(p.gold_metadata["title"], d.metadata.get("title")) for p, d in kept)
     dates = sum(p.gold_metadata["date"][:10] == d.metadata.get("date", "")[:10] for p, d in kept)
     authors = [(p, d) for p, d in kept if "author" in p.gold_metadata]
-    author_hits = sum(overlaps(p.gold_metadata["author"].split(";")[0], d.metadata.get("author")) for p, d in authors)
+    author_hits = sum(
+        overlaps(p.gold_metadata["author"].split(";")[0], d.metadata.get("author")) for p, d in authors
+    )
     assert len(kept) >= 0.9 * len(pages)
     assert titles >= 0.6 * len(kept)
     assert dates >= 0.75 * len(kept)
@@ -126,10 +174,27 @@ def test_extract_text_is_repeatable(aeb):
 
 
 def test_config_keys_in_a_pipeline_yaml():
-    cfg = parse_config({"stages": [{"extract": {"mode": "cascade", "languages": ["en"], "early_language_min_score": 0.05,
-                                                "timeout_s": 5}}, {"language": {"languages": ["en"]}}]})
+    cfg = parse_config(
+        {
+            "stages": [
+                {
+                    "extract": {
+                        "mode": "cascade",
+                        "languages": ["en"],
+                        "early_language_min_score": 0.05,
+                        "timeout_s": 5,
+                    }
+                },
+                {"language": {"languages": ["en"]}},
+            ]
+        }
+    )
     extract_cfg = cfg.stages[0].config
-    assert extract_cfg.mode == "cascade" and extract_cfg.languages == ["en"] and extract_cfg.timeout_mode == "subprocess"
+    assert (
+        extract_cfg.mode == "cascade"
+        and extract_cfg.languages == ["en"]
+        and extract_cfg.timeout_mode == "subprocess"
+    )
     with pytest.raises(ConfigError, match="mode"):
         parse_config({"stages": [{"extract": {"mode": "fast"}}]})
     with pytest.raises(ConfigError, match="early_language_min_score"):
