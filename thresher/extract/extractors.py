@@ -67,9 +67,8 @@ def fast_metadata(tree, url: str | None) -> dict[str, Any]:
     )
 
     meta = examine_meta(tree)
-    if (
-        meta.author and " " not in meta.author
-    ):  # a lone word is a handle or a site name, as trafilatura judges
+    # a lone word is a handle or a site name, as trafilatura judges
+    if meta.author and " " not in meta.author:
         meta.author = None
     try:
         meta = extract_meta_json(tree, meta)
@@ -98,10 +97,11 @@ def _html_parser():
     """trafilatura's own HTML parser (same options), but with lxml's C-level element class lookup.
 
     ``lxml.html`` picks the Python class of each element (``HtmlElement``, ``FormElement``, ...)
-    with a lookup written in Python, called every time lxml hands an element to Python code, and
-    trafilatura walks and queries its trees so often that this was a fifth of its time on our
-    benchmark pages. lxml's namespace lookup does the same tag → class mapping in C; the tree,
-    and so trafilatura's output, is unchanged (tests/test_extract_stage.py compares them page by page).
+    with a lookup written in Python, called every time lxml hands an element to Python code;
+    trafilatura walks and queries its trees so often that it ran ~900,000 times on the 376 pages
+    of our benchmark that reach trafilatura (≈ 7% of its CPU). lxml's namespace lookup does the
+    same tag → class mapping in C. The tree, and so trafilatura's output, is unchanged
+    (tests/test_extract_stage.py compares them page by page).
     """
     from lxml import etree
     from lxml.html import (
