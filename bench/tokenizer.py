@@ -25,7 +25,9 @@ Our encoder keeps a per-piece cache, so it is timed in three states (tiktoken an
   that is not a whole token is merged for the first time;
 * steady: the cache first saw ``--steady-mb`` MB of *training* text, as a pipeline worker's has
   after a while, then encodes the held-out text, whose unseen words are still merged;
-* warm: the held-out text again, after it was encoded once — every piece is cached.
+* warm: the held-out text again, after it was encoded once — every piece is cached;
+* stream: a fresh tokenizer encodes the whole corpus, training and held-out documents in corpus
+  order — a pipeline worker's long-run rate, cache turnover included.
 
 ``--save-tokenizer DIR`` keeps the trained tokenizer; ``--load-tokenizer DIR`` encodes with a saved
 one and skips both trainings (HF then encodes with our exported ``tokenizer.json``, same vocabulary).
@@ -233,7 +235,9 @@ def main(argv: list[str] | None = None) -> int:
 
     # interleaved: each repeat times every contender back to back, so a ratio within one repeat
     # sees the same machine load; the ratio printed is the median over repeats, the rates the best
-    times: dict[str, list[float]] = {k: [] for k in ("tiktoken", "fresh", "steady", "warm")}
+    times: dict[str, list[float]] = {
+        k: [] for k in ("tiktoken", "fresh", "steady", "warm", "tiktoken stream", "stream")
+    }
     encode_all(ours, test)
     for _ in range(args.repeats):
         times["tiktoken"].append(seconds(lambda: [enc.encode_ordinary(t) for t in test]))
@@ -242,22 +246,24 @@ def main(argv: list[str] | None = None) -> int:
         encode_all(seen, steady_text)
         times["steady"].append(seconds(lambda: encode_all(seen, test)))  # noqa: B023
         times["warm"].append(seconds(lambda: encode_all(ours, test)))
+        times["tiktoken stream"].append(seconds(lambda: [enc.encode_ordinary(t) for t in docs]))
+        times["stream"].append(seconds(lambda: encode_all(new_tokenizer(), docs)))
     rate_tt = mb(test) / min(times["tiktoken"])
     rate_hf = cpu_rate(lambda ts: [hf.encode(t, add_special_tokens=False) for t in ts], test, 1)
     print(f"encode  tiktoken (our ranks):     {rate_tt:7.2f} MB/s one thread")
     print(f"encode  HF tokenizers:            {rate_hf:7.2f} MB/s one thread")
-    for key, name in (
-        ("fresh", "fresh cache:   "),
-        ("steady", f"steady ({mb(steady_text):.0f} MB):"),
-        ("warm", "warm cache:    "),
+    for key, base, name, size in (
+        ("fresh", "tiktoken", "fresh cache:   ", mb(test)),
+        ("steady", "tiktoken", f"steady ({mb(steady_text):.0f} MB):", mb(test)),
+        ("warm", "tiktoken", "warm cache:    ", mb(test)),
+        ("stream", "tiktoken stream", f"stream ({mb(docs):.0f} MB):", mb(docs)),
     ):
-        rate = mb(test) / min(times[key])
-        ratios = sorted(tt / t for tt, t in zip(times["tiktoken"], times[key], strict=True))
+        rate = size / min(times[key])
+        ratios = sorted(tt / t for tt, t in zip(times[base], times[key], strict=True))
         print(
             f"encode  thresher, {name} {rate:7.2f} MB/s  ({statistics.median(ratios):.2f}x tiktoken, "
             f"{ratios[0]:.2f}-{ratios[-1]:.2f} over {len(ratios)} paired runs; {rate / rate_hf:.1f}x HF)"
         )
-
     same = all(enc.encode_ordinary(t) == ours.encode_ordinary(t) for t in test[:200])
     n_ours = sum(map(len, ours.encode_ordinary_batch(test)))
     n_hf = sum(len(e.ids) for e in hf.encode_batch(test, add_special_tokens=False))
