@@ -19,7 +19,7 @@ pattern and special token. Times are process CPU seconds for single-threaded wor
 that other load on the machine distorts less) and wall seconds for training (HF trains with
 several threads; ours counts with Ray workers, ``--workers``).
 
-Our encoder keeps a per-piece cache, so it is timed in three states (tiktoken and HF keep none):
+Our encoder keeps a per-piece cache, so it is timed in four states (tiktoken and HF keep none):
 
 * fresh: a new ``BPETokenizer`` (construction included) encodes the held-out text — every piece
   that is not a whole token is merged for the first time;
