@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import multiprocessing
 import shutil
 from collections import Counter
 
@@ -18,6 +19,16 @@ from thresher.shards.tokens import MANIFEST_NAME, ShardError  # noqa: E402
 from thresher.shards.torch import TokenDataset, TokenLoader  # noqa: E402
 
 SEQ, BATCH = 96, 4
+
+# Loader workers start from a forkserver, not as forks of pytest: by the time these tests run,
+# other modules have JAX and Ray threads in this process, and forking a threaded process can
+# deadlock. It also proves what macOS needs (its workers start without fork): the dataset pickles.
+WORKER_START = multiprocessing.get_context("forkserver")
+WORKER_START.set_forkserver_preload(["thresher.shards.torch"])
+
+
+def make_loader(ds: TokenDataset, workers: int) -> TokenLoader:
+    return TokenLoader(ds, num_workers=workers, multiprocessing_context=WORKER_START if workers else None)
 
 
 @pytest.fixture(scope="session")
@@ -112,7 +123,7 @@ def loader_batches(tokens_dir, world, workers, rank, **kw):
         shuffle_buffer_tokens=50_000,
         **kw,
     )
-    return [(x.numpy(), y.numpy()) for x, y in TokenLoader(ds, num_workers=workers)], ds
+    return [(x.numpy(), y.numpy()) for x, y in make_loader(ds, workers)], ds
 
 
 @pytest.mark.parametrize("world,workers", [(1, 0), (2, 0), (4, 0), (1, 2), (2, 2), (4, 2)])
@@ -154,13 +165,13 @@ def test_epochs_differ_and_seed_reproduces(tokens_dir):
 @pytest.mark.parametrize("workers,split", [(0, "train"), (2, "validation")])
 def test_resume_equals_uninterrupted_run(tokens_dir, workers, split):
     kw = dict(batch_size=8, rank=1, world_size=2, seed=5, split=split, shuffle_buffer_tokens=8_000)
-    full_loader = TokenLoader(TokenDataset(tokens_dir, SEQ, **kw), num_workers=workers)
+    full_loader = make_loader(TokenDataset(tokens_dir, SEQ, **kw), workers)
     epoch0 = [(x.numpy(), y.numpy()) for x, y in full_loader]
     epoch1 = [(x.numpy(), y.numpy()) for x, y in full_loader]
     stream = epoch0 + epoch1
     n = len(epoch0)
     for stop in (1, 6, n - 1, n, n + 5) if workers == 0 else (3, n + 4):
-        loader = TokenLoader(TokenDataset(tokens_dir, SEQ, **kw), num_workers=workers)
+        loader = make_loader(TokenDataset(tokens_dir, SEQ, **kw), workers)
         taken = 0
         while taken < stop:  # a pass ends at the epoch's end; the next pass starts the next epoch
             for _batch in loader:
@@ -168,7 +179,7 @@ def test_resume_equals_uninterrupted_run(tokens_dir, workers, split):
                 if taken == stop:
                     break
         state = json.loads(json.dumps(loader.state_dict()))  # must survive a checkpoint file
-        fresh = TokenLoader(TokenDataset(tokens_dir, SEQ, **kw), num_workers=workers)
+        fresh = make_loader(TokenDataset(tokens_dir, SEQ, **kw), workers)
         fresh.load_state_dict(state)
         rest = []
         while len(rest) < len(stream) - stop:
@@ -187,7 +198,7 @@ def test_resume_refuses_a_different_plan(tokens_dir):
     other = TokenDataset(tokens_dir, SEQ, batch_size=BATCH, seed=5)
     other.load_state_dict(state)
     with pytest.raises(ValueError, match="same number"):
-        next(iter(TokenLoader(other, num_workers=2)))
+        next(iter(make_loader(other, 2)))
 
 
 def test_validation_split_is_disjoint_from_train(tokens_dir):
@@ -232,7 +243,7 @@ def test_corrupt_shard_fails_reading_with_its_name(tmp_path, tokens_dir, workers
     victim.write_bytes(bytes(data))
     ds = TokenDataset(copy, SEQ, batch_size=BATCH, shuffle=False)
     with pytest.raises(Exception, match="shard-00000.parquet"):
-        for _ in TokenLoader(ds, num_workers=workers):
+        for _ in make_loader(ds, workers):
             pass
 
 
