@@ -226,30 +226,3 @@ def count_texts_ray(
     remote = ray.remote(_count_chunk)
     futures = [remote.remote(list(chunk), pattern, list(special_tokens)) for chunk in _chunks(texts, workers)]
     return _merge_counts(ray.get(futures))
-
-
-def count_dataset(
-    dataset,
-    text_column: str = "text",
-    pattern: str = CL100K_PATTERN,
-    special_tokens: Sequence[str] = (ENDOFTEXT,),
-    concurrency: int | None = None,
-) -> Counter:
-    """Pre-token counts of a ``ray.data.Dataset``'s ``text_column``: each block is counted where it
-    lives and only the (much smaller) counts travel to the driver."""
-    import pickle
-
-    def count_block(batch):
-        texts = [t for t in batch[text_column].to_pylist() if isinstance(t, str) and t]
-        counts = count_pretokens(texts, pattern, special_tokens)
-        return {"counts": [pickle.dumps(counts, protocol=pickle.HIGHEST_PROTOCOL)]}
-
-    counted = dataset.select_columns([text_column]).map_batches(
-        count_block, batch_format="pyarrow", batch_size=None, concurrency=concurrency
-    )
-    parts = (
-        pickle.loads(blob)
-        for batch in counted.iter_batches(batch_format="pyarrow", batch_size=None)
-        for blob in batch.column("counts").to_pylist()
-    )
-    return _merge_counts(parts)
