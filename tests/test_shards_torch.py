@@ -22,7 +22,7 @@ SEQ, BATCH = 96, 4
 
 # Loader workers start from a forkserver, not as forks of pytest: by the time these tests run,
 # other modules have JAX and Ray threads in this process, and forking a threaded process can
-# deadlock. It also proves what macOS needs (its workers start without fork): the dataset pickles.
+# deadlock. Like spawn, the start method of macOS, it needs the dataset to pickle: tested here too.
 WORKER_START = multiprocessing.get_context("forkserver")
 WORKER_START.set_forkserver_preload(["thresher.shards.torch"])
 
