@@ -21,8 +21,11 @@ disagreement classes, none of which occurs in the corpus:
 from __future__ import annotations
 
 import gzip
+import multiprocessing
 import os
 import re
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
 
 import pytest
 
@@ -44,23 +47,21 @@ def corpus():
 
 
 @pytest.fixture(scope="session")
-def nltk_english(tmp_path_factory):
-    """datatrove's NLTK word tokenizer for English, built as the filters benchmark builds it."""
+def nltk_root(tmp_path_factory):
+    """A directory for the NLTK tables of datatrove's English word tokenizer: each worker of
+    :func:`decisions` writes its own copy below it (bench.peers.datatrove_nltk_english)."""
     pytest.importorskip("datatrove")
     pytest.importorskip("nltk")
     pytest.importorskip("punkt.data")
-    from bench.peers import datatrove_nltk_english
-
-    return datatrove_nltk_english(tmp_path_factory.mktemp("nltk_data"))
+    return tmp_path_factory.mktemp("nltk_data")
 
 
 def _theirs(result) -> tuple[bool, str | None]:
     return (result[0], result[1]) if isinstance(result, tuple) else (bool(result), None)
 
 
-@pytest.fixture(scope="session")
-def decisions(corpus, nltk_english):
-    """family → list of (ours kept, our reason, theirs kept, their reason, same text after)."""
+def _decide(nltk_root: str, docs: list[dict], first: int) -> dict[str, list]:
+    """family → rows for ``docs`` (ids from ``first`` on), as :func:`decisions` describes."""
     from datatrove.data import Document as DTDocument
     from datatrove.pipeline.filters import (
         C4QualityFilter as DTC4,
@@ -75,11 +76,12 @@ def decisions(corpus, nltk_english):
         GopherRepetitionFilter as DTGopherRepetition,
     )
 
+    from bench.peers import datatrove_nltk_english
     from thresher.filters.c4 import C4QualityFilter
     from thresher.filters.fineweb import FineWebQualityFilter
     from thresher.filters.gopher import GopherQualityFilter, GopherRepetitionFilter
 
-    tok = nltk_english
+    tok = datatrove_nltk_english(Path(nltk_root) / f"from-{first}")  # one copy per worker: no race
     families = {
         "gopher_repetition": (GopherRepetitionFilter(), DTGopherRepetition(language=tok)),
         "gopher_quality": (GopherQualityFilter(), DTGopherQuality(language=tok)),
@@ -88,7 +90,7 @@ def decisions(corpus, nltk_english):
         "c4": (C4QualityFilter(), DTC4(filter_no_terminal_punct=False, language=tok)),
     }
     out: dict[str, list] = {name: [] for name in families}
-    for i, d in enumerate(corpus):
+    for i, d in enumerate(docs, first):
         # Families in this order so datatrove's tokenizer cache serves the three that split words.
         for name, (ours, theirs) in families.items():
             doc = Document(id=str(i), text=d["text"], url=d["url"])
@@ -99,6 +101,19 @@ def decisions(corpus, nltk_english):
             same_text = not (kept_o and kept_t) or doc.text == dt_doc.text
             out[name].append((kept_o, None if kept_o else res.reason, kept_t, reason_t, same_text))
     return out
+
+
+@pytest.fixture(scope="session")
+def decisions(corpus, nltk_root):
+    """family → list of (ours kept, our reason, theirs kept, their reason, same text after), one
+    row per document in corpus order. Documents are independent, so two processes (the CI
+    machine's two cores) take half each; spawned, not forked: this process runs Ray's threads."""
+    half = (len(corpus) + 1) // 2
+    with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn")) as pool:
+        parts = [pool.submit(_decide, str(nltk_root), corpus[:half], 0),
+                 pool.submit(_decide, str(nltk_root), corpus[half:], half)]
+        first, second = (part.result() for part in parts)
+    return {name: first[name] + second[name] for name in first}
 
 
 @pytest.mark.parametrize("family", ["gopher_repetition", "gopher_quality", "fineweb_quality", "c4"])
