@@ -89,6 +89,23 @@ def test_corrupt_gzip_is_counted_not_raised(tmp_path):
     assert 0 < sum(d.drop is None for d in docs) < 16
 
 
+def test_a_file_without_warc_records_is_an_error_not_an_empty_input(tmp_path):
+    """fastwarc skips bytes that are not a record, so a real page saved under a WARC name (or an
+    empty file) would read as no documents at all, with nothing in the stats to say why."""
+    page = next(iter(sorted(shared_path("extraction-trafilatura-eval", "html").glob("*.html.gz"))))
+    named_warc = tmp_path / "page.warc.gz"
+    named_warc.write_bytes(page.read_bytes())  # gzip of an HTML page: valid gzip, no WARC inside
+    empty = tmp_path / "empty.warc"
+    empty.write_bytes(b"")
+    for path in (named_warc, empty):
+        docs = list(read_warc(str(path)))
+        assert [(d.drop.reason, d.drop.kind) for d in docs] == [("not_warc", "error")], path.name
+        assert docs[0].source == f"{path}@0"
+    # a real WAT file has records but no documents: that is no error
+    wat = list(read_warc(str(shared_path("warc-samples", "whirlwind-cc-main-2024-22.warc.wat.gz"))))
+    assert wat == []
+
+
 def test_jsonl_and_parquet_keep_ids_and_count_bad_lines(tmp_path):
     path = tmp_path / "docs.jsonl.gz"
     with gzip.open(path, "wt") as f:

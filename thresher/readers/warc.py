@@ -57,9 +57,11 @@ def read_warc(path: str, config: WarcReaderConfig | None = None) -> Iterator[Doc
 
     cfg = config or WarcReaderConfig()
     offset = 0
+    found = False
     try:
         records = ArchiveIterator(path, parse_http=False, auto_decode="none", quirks_mode=True)
         for record in records:
+            found = True
             offset = record.stream_pos
             rtype = str(record.record_type)
             if rtype not in DOCUMENT_RECORDS:
@@ -70,6 +72,12 @@ def read_warc(path: str, config: WarcReaderConfig | None = None) -> Iterator[Doc
         doc = Document(id=_record_id(None, path, offset) + "-corrupt", source=f"{path}@{offset}")
         doc.mark_dropped(Drop("corrupt_warc", kind="error", detail=str(exc)[:300], stage=STAGE))
         yield doc
+    else:
+        if not found:  # fastwarc skips what is not a record: a file of anything else reads as empty
+            logger.warning("%s: no WARC record in it (not a WARC file?)", path)
+            doc = Document(id=_record_id(None, path, 0) + "-corrupt", source=f"{path}@0")
+            doc.mark_dropped(Drop("not_warc", kind="error", detail="no WARC record found", stage=STAGE))
+            yield doc
 
 
 def _to_document(record, rtype: str, path: str, cfg: WarcReaderConfig) -> Document:
