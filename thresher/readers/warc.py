@@ -69,15 +69,18 @@ def read_warc(path: str, config: WarcReaderConfig | None = None) -> Iterator[Doc
             yield _to_document(record, rtype, path, cfg)
     except Exception as exc:  # corrupt gzip, truncated file, garbage between records
         logger.warning("%s: unreadable after offset %d: %r", path, offset, exc)
-        doc = Document(id=_record_id(None, path, offset) + "-corrupt", source=f"{path}@{offset}")
-        doc.mark_dropped(Drop("corrupt_warc", kind="error", detail=str(exc)[:300], stage=STAGE))
-        yield doc
-    else:
-        if not found:  # fastwarc skips what is not a record: a file of anything else reads as empty
-            logger.warning("%s: no WARC record in it (not a WARC file?)", path)
-            doc = Document(id=_record_id(None, path, 0) + "-corrupt", source=f"{path}@0")
-            doc.mark_dropped(Drop("not_warc", kind="error", detail="no WARC record found", stage=STAGE))
-            yield doc
+        yield _file_error(path, offset, "corrupt_warc", str(exc))
+        return
+    if not found:  # fastwarc skips what is not a record: a file of anything else reads as empty
+        logger.warning("%s: no WARC record in it (not a WARC file?)", path)
+        yield _file_error(path, 0, "not_warc", "no WARC record found")
+
+
+def _file_error(path: str, offset: int, reason: str, detail: str) -> Document:
+    """The error document that stands for the unread rest of a file, from ``offset`` on."""
+    doc = Document(id=_record_id(None, path, offset) + "-corrupt", source=f"{path}@{offset}")
+    doc.mark_dropped(Drop(reason, kind="error", detail=detail[:300], stage=STAGE))
+    return doc
 
 
 def _to_document(record, rtype: str, path: str, cfg: WarcReaderConfig) -> Document:
