@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import os
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -38,3 +40,15 @@ def ray_session():
     init_ray(num_cpus=2, object_store_memory=256 * 1024 * 1024, quiet=True)
     yield ray
     ray.shutdown()
+
+
+CORES = 2
+"""The CI machine's cores."""
+
+
+@pytest.fixture(scope="module")
+def core_workers():
+    """A process per core, for CPU-bound fixtures whose items do not depend on each other. Spawned,
+    not forked: by the time they start, this process runs Ray's and JAX's threads."""
+    with ProcessPoolExecutor(CORES, mp_context=multiprocessing.get_context("spawn")) as pool:
+        yield pool

@@ -8,11 +8,10 @@ the full sets are ``slow``.
 from __future__ import annotations
 
 import copy
-import multiprocessing
-from concurrent.futures import ProcessPoolExecutor
 
 import pytest
 
+from tests.conftest import CORES
 from thresher.document import Document
 from thresher.extract import ExtractConfig, ExtractStage
 from thresher.extract.evaluation import (
@@ -50,29 +49,19 @@ def extract(pages: list[EvalPage], **cfg) -> list[Document]:
     return docs
 
 
-WORKERS = 2
-
-
 @pytest.fixture(scope="module")
-def workers():
-    """Processes for :func:`extract`, one per core of the CI machine. Spawned, not forked: this
-    process already runs Ray's and JAX's threads."""
-    with ProcessPoolExecutor(WORKERS, mp_context=multiprocessing.get_context("spawn")) as pool:
-        yield pool
-
-
-@pytest.fixture(scope="module")
-def extracted(workers):
+def extracted(core_workers):
     """:func:`extract`, each page once per configuration and module: several tests score the same
     pages, and a page's result does not depend on the pages extracted with it (trafilatura's
-    cross-page paragraph cache is off), so the pages are shared out among the workers. Every call
-    gets copies: the language filter marks them."""
+    cross-page paragraph cache is off), so the pages are dealt out to one worker per core. Every
+    call gets copies: the language filter marks them."""
     done: dict[tuple, Document] = {}
 
     def run(pages: list[EvalPage], **cfg) -> list[Document]:
         config = tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in cfg.items()))
         todo = [p for p in pages if (config, p.id) not in done]
-        parts = [workers.submit(extract, todo[i::WORKERS], **cfg) for i in range(WORKERS) if todo[i:]]
+        shares = [todo[i::CORES] for i in range(CORES)]
+        parts = [core_workers.submit(extract, share, **cfg) for share in shares if share]
         for part in parts:
             for doc in part.result():
                 done[config, doc.id] = doc

@@ -21,15 +21,13 @@ disagreement classes, none of which occurs in the corpus:
 from __future__ import annotations
 
 import gzip
-import multiprocessing
 import os
 import re
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import shared_path
+from tests.conftest import CORES, shared_path
 from thresher.document import Document, Drop
 
 pytestmark = pytest.mark.slow
@@ -103,17 +101,17 @@ def _decide(nltk_root: str, docs: list[dict], first: int) -> dict[str, list]:
     return out
 
 
-@pytest.fixture(scope="session")
-def decisions(corpus, nltk_root):
+@pytest.fixture(scope="module")
+def decisions(corpus, nltk_root, core_workers):
     """family → list of (ours kept, our reason, theirs kept, their reason, same text after), one
-    row per document in corpus order. Documents are independent, so two processes (the CI
-    machine's two cores) take half each; spawned, not forked: this process runs Ray's threads."""
-    half = (len(corpus) + 1) // 2
-    with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn")) as pool:
-        parts = [pool.submit(_decide, str(nltk_root), corpus[:half], 0),
-                 pool.submit(_decide, str(nltk_root), corpus[half:], half)]
-        first, second = (part.result() for part in parts)
-    return {name: first[name] + second[name] for name in first}
+    row per document in corpus order. Documents are independent: each core takes a slice."""
+    size = -(-len(corpus) // CORES)
+    parts = [
+        core_workers.submit(_decide, str(nltk_root), corpus[first : first + size], first)
+        for first in range(0, len(corpus), size)
+    ]
+    results = [part.result() for part in parts]
+    return {name: [row for result in results for row in result[name]] for name in results[0]}
 
 
 @pytest.mark.parametrize("family", ["gopher_repetition", "gopher_quality", "fineweb_quality", "c4"])
