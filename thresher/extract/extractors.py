@@ -133,7 +133,8 @@ def parse_html(html: str):
     """trafilatura's ``load_html`` (its repairs and fallbacks), parsing with :func:`_html_parser`.
 
     ``load_html`` reads the parser from its module, so it is swapped in for the call only: other
-    trafilatura users in the process (a peer in a benchmark, a user's own code) keep the stock one.
+    trafilatura users in the process (a peer in a benchmark, a user's own code) keep the stock one,
+    except that a thread of theirs parsing during the swap gets ours, which builds the same tree.
     """
     import trafilatura.utils as trafilatura_utils
 
