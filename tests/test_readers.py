@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import re
 from collections import Counter
 from pathlib import Path
 
@@ -45,6 +46,8 @@ def test_every_document_record_is_accounted_for():
             checked += 1
         for d in docs:  # nothing is silently empty: kept pages have a payload, the rest a reason
             assert (d.drop is None and (d.html or d.text)) or (d.drop and d.drop.reason), (path.name, d.id)
+            # none of these files has bytes between records, whatever its gzip layout
+            assert not (d.drop and d.drop.reason == "unreadable_record"), (path.name, d.drop.detail)
     assert checked >= 18
 
 
@@ -104,6 +107,59 @@ def test_a_file_without_warc_records_is_an_error_not_an_empty_input(tmp_path):
     # a real WAT file has records but no documents: that is no error
     wat = list(read_warc(str(shared_path("warc-samples", "whirlwind-cc-main-2024-22.warc.wat.gz"))))
     assert wat == []
+
+
+def _records(raw: bytes) -> list[bytes]:
+    """The records of an uncompressed WARC, cut at their version lines."""
+    starts = [m.start() for m in re.finditer(rb"(?m)^WARC/1\.[01]\r\n", raw)]
+    return [raw[a:b] for a, b in zip(starts, [*starts[1:], len(raw)], strict=True)]
+
+
+@pytest.mark.parametrize("layout", ["plain", "gzip per record"])
+def test_a_record_with_a_damaged_header_is_counted_not_skipped(tmp_path, layout):
+    """fastwarc steps over a record whose version line is damaged, looking for the next one: the
+    page in it would be lost without a trace. The reader finds the bytes it stepped over."""
+    source = shared_path("warc-samples", "dolma-wget-sample-0000.warc.gz")
+    records = _records(gzip.decompress(source.read_bytes()))
+    assert len(records) == 48
+    victim = next(i for i, r in enumerate(records) if b"WARC-Type: response" in r[:400] and i > 10)
+    records[victim] = b"WARX" + records[victim][4:]
+    damaged = tmp_path / ("damaged.warc" if layout == "plain" else "damaged.warc.gz")
+    damaged.write_bytes(b"".join(records) if layout == "plain" else b"".join(map(gzip.compress, records)))
+
+    clean = list(read_warc(str(source)))
+    docs = list(read_warc(str(damaged)))
+    errors = [d for d in docs if d.drop and d.drop.reason == "unreadable_record"]
+    assert len(errors) == 1 and errors[0].drop.kind == "error"
+    assert "damaged response record" in errors[0].drop.detail
+    assert len(docs) == len(clean)  # one page fewer, one error more
+    lost = {d.url for d in clean} - {d.url for d in docs}
+    assert len(lost) == 1 and lost.pop().encode() in records[victim][:1000]
+
+
+def test_a_damaged_first_record_is_counted(tmp_path):
+    records = _records(gzip.decompress(shared_path("warc-samples", "dolma-wget-sample-0000.warc.gz").read_bytes()))
+    records[0] = b"WARC/X" + records[0][6:]  # the warcinfo record
+    damaged = tmp_path / "damaged.warc.gz"
+    damaged.write_bytes(b"".join(map(gzip.compress, records)))
+    errors = [d for d in read_warc(str(damaged)) if d.drop and d.drop.kind == "error"]
+    assert [(e.drop.reason, e.source) for e in errors] == [("unreadable_record", f"{damaged}@0")]
+    assert "damaged warcinfo record" in errors[0].drop.detail
+
+
+def test_a_content_length_too_short_leaves_counted_bytes(tmp_path):
+    """A record whose Content-Length is smaller than its block: fastwarc reads that many bytes and
+    skips the rest of the block to the next record; the rest is reported, not dropped silently."""
+    source = shared_path("warc-samples", "dolma-wget-sample-0001.warc.gz")
+    records = _records(gzip.decompress(source.read_bytes()))
+    victim = next(i for i, r in enumerate(records) if b"WARC-Type: response" in r[:400])
+    length = int(re.search(rb"Content-Length: (\d+)", records[victim]).group(1))
+    records[victim] = records[victim].replace(b"Content-Length: %d" % length, b"Content-Length: %d" % (length // 2), 1)
+    short = tmp_path / "short.warc"
+    short.write_bytes(b"".join(records))
+    docs = list(read_warc(str(short)))
+    errors = [d for d in docs if d.drop and d.drop.reason == "unreadable_record"]
+    assert len(errors) == 1 and errors[0].drop.value > length // 2 - 10
 
 
 def test_jsonl_and_parquet_keep_ids_and_count_bad_lines(tmp_path):

@@ -6,7 +6,8 @@ fastwarc's own decoding aborts the whole file on one body that lies about being 
 
 Every record that could be a document (response, resource, revisit, conversion) yields a
 :class:`Document`; those that are not pages come out already dropped with their reason, and a
-file that breaks mid-way yields one error document for the rest of it. Nothing is lost silently.
+file that breaks mid-way yields one error document for the rest of it, and so do bytes fastwarc
+steps over between records (gaps.py). Nothing is lost silently.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from thresher.document import Document, Drop
+from thresher.readers.gaps import Gap, RecordGaps
 from thresher.readers.http import PayloadError, decode_payload
 
 logger = logging.getLogger(__name__)
@@ -57,23 +59,41 @@ def read_warc(path: str, config: WarcReaderConfig | None = None) -> Iterator[Doc
 
     cfg = config or WarcReaderConfig()
     offset = 0
-    found = False
+    gaps = RecordGaps(path)
+    last: tuple[int, int] | None = None  # start and Content-Length of the record before
     try:
         records = ArchiveIterator(path, parse_http=False, auto_decode="none", quirks_mode=True)
         for record in records:
-            found = True
             offset = record.stream_pos
+            gap = gaps.before_first(offset) if last is None else gaps.check(*last, offset)
+            if gap is not None:
+                yield _gap_error(path, gap)
+            last = (offset, record.content_length)
             rtype = str(record.record_type)
             if rtype not in DOCUMENT_RECORDS:
                 continue
             yield _to_document(record, rtype, path, cfg)
+        gap = gaps.check(*last, None) if last is not None else None
     except Exception as exc:  # corrupt gzip, truncated file, garbage between records
         logger.warning("%s: unreadable after offset %d: %r", path, offset, exc)
         yield _file_error(path, offset, "corrupt_warc", str(exc))
         return
-    if not found:  # fastwarc skips what is not a record: a file of anything else reads as empty
+    finally:
+        gaps.close()
+    if gap is not None:
+        yield _gap_error(path, gap)
+    if last is None:  # fastwarc skips what is not a record: a file of anything else reads as empty
         logger.warning("%s: no WARC record in it (not a WARC file?)", path)
         yield _file_error(path, 0, "not_warc", "no WARC record found")
+
+
+def _gap_error(path: str, gap: Gap) -> Document:
+    """The error document for bytes fastwarc skipped between records: a record whose header was
+    damaged, so the page it held (if any) cannot be read, but is counted."""
+    logger.warning("%s: %s", path, gap.detail)
+    doc = Document(id=_record_id(None, path, gap.offset) + "-skipped", source=f"{path}@{gap.offset}")
+    doc.mark_dropped(Drop("unreadable_record", kind="error", value=gap.size, detail=gap.detail[:300], stage=STAGE))
+    return doc
 
 
 def _file_error(path: str, offset: int, reason: str, detail: str) -> Document:
