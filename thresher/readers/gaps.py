@@ -120,7 +120,9 @@ class RecordGaps:
                 return None
             where = f"in the gzip members at {start}-{end}"
         else:
-            head = self._read(start, _HEAD_LIMIT)
+            head = self._read(start, 4096)
+            if _header_end(head) is None:  # a long header (or none): read as far as fastwarc would
+                head = self._read(start, _HEAD_LIMIT)
             lead = len(head) - len(head.lstrip(_PADDING))
             header = _header_end(head[lead:]) if head.startswith(b"WARC/", lead) else None
             if header is None:
