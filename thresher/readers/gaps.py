@@ -151,7 +151,7 @@ class RecordGaps:
         head = b""
         offset = start
         while len(head) < _HEAD_LIMIT and not inflater.eof and offset < end:
-            chunk = self._read(offset, min(4096, end - offset))
+            chunk = self._read(offset, min(1024, end - offset))
             offset += len(chunk)
             head += inflater.decompress(chunk, _HEAD_LIMIT - len(head))
             if _header_end(head) is not None:
