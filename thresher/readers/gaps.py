@@ -1,10 +1,10 @@
 """Finds the bytes of a WARC file that fastwarc stepped over without a word.
 
 fastwarc looks for the next ``WARC/`` version line after each record and skips whatever comes
-before it. So a record whose version line is damaged, or one whose Content-Length is too short,
-disappears without an error, and its page is lost silently. This module checks, record by record,
-that the bytes between one record's start and the next record's start are that record and
-nothing else (line breaks and NUL padding aside).
+before it. So a record whose version line is damaged, or the rest of a block whose Content-Length
+is wrong, disappears without an error, and a page in it is lost silently. This module checks,
+record by record, that the bytes between one record's start and the next record's start are that
+record and nothing else (line breaks and NUL padding aside).
 
 * Plain files: the header is read again at the record's offset, which gives where the record
   must end; the bytes from there to the next record must be padding.
@@ -66,7 +66,7 @@ def _gap(offset: int, unread: bytes, where: str) -> Gap | None:
         offset,
         len(unread),
         f"{len(unread)} bytes {where} are no WARC record that could be read "
-        f"({damaged}, or a Content-Length too short?)",
+        f"({damaged}, or a wrong Content-Length?)",
     )
 
 
