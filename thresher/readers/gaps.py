@@ -18,12 +18,15 @@ record and nothing else (line breaks and NUL padding aside).
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import struct
 import zlib
 from dataclasses import dataclass
 from typing import BinaryIO
+
+logger = logging.getLogger(__name__)
 
 _GZIP_MAGIC = b"\x1f\x8b"
 _PADDING = b"\r\n\x00"
@@ -76,6 +79,7 @@ class RecordGaps:
     if any. ``before_first(start)`` checks the bytes before the first record."""
 
     def __init__(self, path: str) -> None:
+        self._path = path
         self._file: BinaryIO | None = None
         self._gzip = False
         self._last_start = -1
@@ -95,12 +99,28 @@ class RecordGaps:
     def before_first(self, start: int) -> Gap | None:
         if self._file is None or start == 0:
             return None
-        block = self._inflate(0, start) if self._gzip else self._read(0, start)
-        return _gap(0, (block or b"").strip(_PADDING), "before the first record")
+        return self._guarded(self._before_first, start)
 
     def check(self, start: int, content_length: int, next_start: int | None) -> Gap | None:
         if self._file is None:
             return None
+        return self._guarded(self._check, start, content_length, next_start)
+
+    def _guarded(self, check, *args) -> Gap | None:
+        """A check that cannot be made (an I/O error re-reading the file) stops the checking of
+        this file, logged, rather than the reading of it."""
+        try:
+            return check(*args)
+        except (OSError, ValueError, struct.error) as exc:
+            logger.warning("%s: bytes between records not checked from here on: %r", self._path, exc)
+            self.close()
+            return None
+
+    def _before_first(self, start: int) -> Gap | None:
+        block = self._inflate(0, start) if self._gzip else self._read(0, start)
+        return _gap(0, (block or b"").strip(_PADDING), "before the first record")
+
+    def _check(self, start: int, content_length: int, next_start: int | None) -> Gap | None:
         if start <= self._last_start or (next_start is not None and next_start <= start):
             self.close()  # a file gzipped as a whole: offsets are those of its deflate blocks
             return None
@@ -153,7 +173,10 @@ class RecordGaps:
         while len(head) < _HEAD_LIMIT and not inflater.eof and offset < end:
             chunk = self._read(offset, min(1024, end - offset))
             offset += len(chunk)
-            head += inflater.decompress(chunk, _HEAD_LIMIT - len(head))
+            try:
+                head += inflater.decompress(chunk)
+            except zlib.error:
+                return False
             if _header_end(head) is not None:
                 break
         if not head.startswith(b"WARC/"):
