@@ -50,11 +50,17 @@ def _header_end(data: bytes) -> int | None:
     return min(ends) if ends else None
 
 
+def _record_head(data: bytes) -> tuple[int, int | None]:
+    """Padding before the record in ``data``, and where its WARC header block ends after that
+    (None when ``data`` does not start with one)."""
+    lead = len(data) - len(data.lstrip(_PADDING))
+    return lead, _header_end(data[lead : lead + _HEAD_LIMIT]) if data.startswith(b"WARC/", lead) else None
+
+
 def _unread_bytes(block: bytes, content_length: int) -> bytes:
     """What in ``block`` (one record's bytes, padding around it allowed) is not that record,
     padding stripped: empty when it is all record and padding."""
-    lead = len(block) - len(block.lstrip(_PADDING))
-    head = _header_end(block[lead : lead + _HEAD_LIMIT]) if block.startswith(b"WARC/", lead) else None
+    lead, head = _record_head(block)
     if head is None:
         return block[lead:].rstrip(_PADDING)
     return block[lead + head + content_length :].strip(_PADDING)
@@ -82,7 +88,6 @@ class RecordGaps:
         self._path = path
         self._file: BinaryIO | None = None
         self._gzip = False
-        self._last_start = -1
         if os.path.isfile(path):
             self._file = open(path, "rb")  # noqa: SIM115 - closed by close()
             magic = self._file.read(4)
@@ -121,10 +126,9 @@ class RecordGaps:
         return _gap(0, (block or b"").strip(_PADDING), "before the first record")
 
     def _check(self, start: int, content_length: int, next_start: int | None) -> Gap | None:
-        if start <= self._last_start or (next_start is not None and next_start <= start):
+        if next_start is not None and next_start <= start:
             self.close()  # a file gzipped as a whole: offsets are those of its deflate blocks
             return None
-        self._last_start = start
         end = self._size if next_start is None else next_start
         if self._gzip:
             if self._one_member_holds(start, content_length, end):
@@ -141,10 +145,10 @@ class RecordGaps:
             where = f"in the gzip members at {start}-{end}"
         else:
             head = self._read(start, 4096)
-            if _header_end(head) is None:  # a long header (or none): read as far as fastwarc would
+            lead, header = _record_head(head)
+            if header is None:  # a long header (or none): read as far as fastwarc would
                 head = self._read(start, _HEAD_LIMIT)
-            lead = len(head) - len(head.lstrip(_PADDING))
-            header = _header_end(head[lead:]) if head.startswith(b"WARC/", lead) else None
+                lead, header = _record_head(head)
             if header is None:
                 unread = head[lead:].rstrip(_PADDING)
             else:
@@ -163,7 +167,7 @@ class RecordGaps:
         return self._file.read(size)
 
     def _one_member_holds(self, start: int, content_length: int, end: int) -> bool:
-        """The cheap check: the member at ``start`` starts with a WARC header, and the last four
+        """The cheap check: the member at ``start`` holds a WARC header, and the last four
         bytes before ``end`` (its ISIZE, if it is the only member) match that record's length."""
         if end - start < 18:
             return False
@@ -177,15 +181,13 @@ class RecordGaps:
                 head += inflater.decompress(chunk)
             except zlib.error:
                 return False
-            if _header_end(head) is not None:
+            lead, header = _record_head(head)
+            if header is not None:
                 break
-        if not head.startswith(b"WARC/"):
-            return False
-        header = _header_end(head)
-        if header is None:
+        else:
             return False
         (isize,) = struct.unpack("<I", self._read(end - 4, 4))
-        return 0 <= (isize - header - content_length) % (1 << 32) <= _TRAILER_SLACK
+        return 0 <= (isize - lead - header - content_length) % (1 << 32) <= _TRAILER_SLACK
 
     def _inflate(self, start: int, end: int) -> bytes | None:
         """The uncompressed bytes of the gzip members in [start, end), or None when the last one
