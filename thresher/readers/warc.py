@@ -91,15 +91,15 @@ def _gap_error(path: str, gap: Gap) -> Document:
     """The error document for bytes fastwarc skipped between records: a record whose header was
     damaged, so the page it held (if any) cannot be read, but is counted."""
     logger.warning("%s: %s", path, gap.detail)
-    doc = Document(id=_record_id(None, path, gap.offset) + "-skipped", source=f"{path}@{gap.offset}")
-    doc.mark_dropped(Drop("unreadable_record", kind="error", value=gap.size, detail=gap.detail[:300], stage=STAGE))
-    return doc
+    return _file_error(path, gap.offset, "unreadable_record", gap.detail, value=gap.size, suffix="-skipped")
 
 
-def _file_error(path: str, offset: int, reason: str, detail: str) -> Document:
-    """The error document that stands for the unread rest of a file, from ``offset`` on."""
-    doc = Document(id=_record_id(None, path, offset) + "-corrupt", source=f"{path}@{offset}")
-    doc.mark_dropped(Drop(reason, kind="error", detail=detail[:300], stage=STAGE))
+def _file_error(
+    path: str, offset: int, reason: str, detail: str, value: float | None = None, suffix: str = "-corrupt"
+) -> Document:
+    """An error document for bytes of a file that yield no document, from ``offset`` on."""
+    doc = Document(id=_record_id(None, path, offset) + suffix, source=f"{path}@{offset}")
+    doc.mark_dropped(Drop(reason, kind="error", value=value, detail=detail[:300], stage=STAGE))
     return doc
 
 
