@@ -251,10 +251,17 @@ def test_server_saw_each_page_once_and_nothing_forbidden(crawled):
     for path in ("/report.pdf", "/picture.png", "/from-script.html"):  # extension filter, no JS
         assert path not in hits
     assert hits["/robots.txt"] == 1
-    for path in EXPECTED_MAIN_PAGES - {"/"}:
-        assert hits[path] == 1, path
-    assert hits["/faq/basic-defs.en.html"] == 1  # linked and redirected to: fetched once
     assert hits["/broken.html"] == 2  # one retry on 500
+    summary = crawled["summary"]
+    assert summary["retry_reasons"].get("500 Internal Server Error") == 1, summary["retry_reasons"]
+    # A page is requested once (/faq/basic-defs.en.html is both linked and redirected to), but
+    # on a loaded machine a request can time out and be retried: every hit beyond the first must
+    # be one of the crawl's counted retries, less those of /broken.html and /slow.html (whose
+    # retry the end of the crawl cuts off before the server logs it).
+    extra = {p: n - 1 for p, n in hits.items() if n > 1 and p not in ("/broken.html", "/slow.html")}
+    assert sum(extra.values()) <= summary["retries"] - 2, (extra, summary["retry_reasons"])
+    for path in EXPECTED_MAIN_PAGES - {"/"}:
+        assert hits[path] >= 1, path
     assert crawled["offsite"].hits == []  # another host, not a seed: out of scope
     assert all(h.user_agent.startswith("ThresherBot/") for h in main.hits)
 

@@ -54,6 +54,12 @@ class LoggingHandler(SimpleHTTPRequestHandler):
         pass
 
 
+class _Server(ThreadingHTTPServer):
+    # The stdlib's listen backlog of 5 drops connection attempts once a crawler opens more at
+    # once; the dropped ones are retried seconds later and can end as spurious timeouts.
+    request_queue_size = 128
+
+
 class LocalSite:
     """``with LocalSite(root) as site: site.url("/index.html")``."""
 
@@ -62,7 +68,7 @@ class LocalSite:
     ):
         self.root = Path(root)
         factory = functools.partial(handler, directory=str(self.root))
-        self.server = ThreadingHTTPServer(("127.0.0.1", port), factory)
+        self.server = _Server(("127.0.0.1", port), factory)
         self.server.daemon_threads = True
         self.server.hits = []
         self.server.hits_lock = threading.Lock()

@@ -245,7 +245,8 @@ def summarise(partitions: list[dict], elapsed: float) -> dict:
         "retries": 0,
     }
     merged: dict[str, Counter] = {
-        k: Counter() for k in ("status_codes", "errors", "skipped", "redirect_refused", "sitemap")
+        k: Counter()
+        for k in ("status_codes", "errors", "skipped", "redirect_refused", "sitemap", "retry_reasons")
     }
     failed = 0
     for p in partitions:
@@ -274,7 +275,7 @@ def format_summary(s: dict) -> str:
         f"{s['pages_archived_total']} pages in the job's WARC files",
         f"  status codes: {s['status_codes']}",
         f"  robots.txt denials: {s['robots_denied']}; refused addresses: {s['blocked_address']}; "
-        f"retries: {s['retries']}",
+        f"retries: {s['retries']}" + (f" {s['retry_reasons']}" if s["retries"] else ""),
     ]
     if s["errors"]:
         lines.append(f"  errors: {s['errors']}")

@@ -441,6 +441,7 @@ def write_partition_stats(spider: ThresherSpider, reason: str) -> None:
         "redirect_refused": _counters(scrapy_stats, "thresher/redirect_refused/"),
         "sitemap": _counters(scrapy_stats, "thresher/sitemap/"),
         "retries": scrapy_stats.get("retry/count", 0),
+        "retry_reasons": _counters(scrapy_stats, "retry/reason_count/"),
     }
     Path(spider.spec.stats_path).write_text(json.dumps(out, indent=2, sort_keys=True), encoding="utf-8")
 
