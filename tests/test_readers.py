@@ -46,8 +46,10 @@ def test_every_document_record_is_accounted_for():
             checked += 1
         for d in docs:  # nothing is silently empty: kept pages have a payload, the rest a reason
             assert (d.drop is None and (d.html or d.text)) or (d.drop and d.drop.reason), (path.name, d.id)
-            # none of these files has bytes between records, whatever its gzip layout
+            # none of these files has bytes between records, whatever its gzip layout, or a
+            # block that runs into the next record
             assert not (d.drop and d.drop.reason == "unreadable_record"), (path.name, d.drop.detail)
+            assert "overrun_bytes" not in d.metadata and "+" not in d.source.rsplit("@", 1)[1], d.source
     assert checked >= 18
 
 
@@ -163,6 +165,34 @@ def test_a_wrong_content_length_leaves_counted_bytes(tmp_path, wrong):
     assert [e.drop.reason for e in errors] == ["unreadable_record"]
     unread = length - told if wrong == "half" else len(records[victim + 1]) - 100
     assert abs(errors[0].drop.value - unread) <= 8  # give or take the record's trailing line breaks
+    if wrong == "100 bytes more":  # the page is cut where the next record starts: its own bytes only
+        at = sum(map(len, records[:victim]))
+        page = next(d for d in read_warc(str(broken)) if d.source == f"{broken}@{at}")
+        clean = next(d for d in read_warc(str(source)) if d.id == page.id)
+        assert page.html == clean.html and page.metadata["overrun_bytes"] == 100
+
+
+@pytest.mark.parametrize(("victim_type", "swallowed"), [("request", 1), ("response", 2)])
+def test_records_inside_a_too_long_block_are_read(tmp_path, victim_type, swallowed):
+    """A Content-Length too long by exactly the size of the records after it makes fastwarc read
+    them as part of the block, and no byte is left between records to report: the page of a
+    swallowed response would be lost without a trace. It is read from inside the block."""
+    source = shared_path("warc-samples", "dolma-wget-sample-0001.warc.gz")
+    records = _records(gzip.decompress(source.read_bytes()))
+    victim = next(i for i, r in enumerate(records) if f"WARC-Type: {victim_type}".encode() in r[:400])
+    length = int(re.search(rb"Content-Length: (\d+)", records[victim]).group(1))
+    told = length + sum(map(len, records[victim + 1 : victim + 1 + swallowed]))
+    records[victim] = records[victim].replace(b"Content-Length: %d" % length, b"Content-Length: %d" % told, 1)
+    broken = tmp_path / "broken.warc.gz"
+    broken.write_bytes(b"".join(map(gzip.compress, records)))
+
+    clean = {d.id: d for d in read_warc(str(source))}
+    docs = list(read_warc(str(broken)))
+    assert sorted(d.id for d in docs) == sorted(clean)  # nothing lost, nothing twice, no error
+    inside = [d for d in docs if "+" in d.source.rsplit("@", 1)[1]]
+    assert len(inside) == 1 and inside[0].url is not None
+    for d in docs:
+        assert (d.html, d.drop) == (clean[d.id].html, clean[d.id].drop), d.url
 
 
 def test_jsonl_and_parquet_keep_ids_and_count_bad_lines(tmp_path):

@@ -14,6 +14,11 @@ record and nothing else (line breaks and NUL padding aside).
   fastwarc skipped) are the members in between decompressed and checked as for a plain file.
 * A file gzipped as a whole, an LZ4 file, or one that is not a local file is not checked:
   record offsets there do not point into the file's bytes (or are expensive to re-read).
+
+The opposite fault, a Content-Length too long, makes fastwarc read the start of the next record
+(or, if it is too long by just the right amount, whole records) as the end of this one's block.
+:func:`split_overrun` finds where such a block runs into another record, so that the page keeps
+only its own bytes and the records inside are read rather than lost.
 """
 
 from __future__ import annotations
@@ -57,6 +62,12 @@ def _record_head(data: bytes) -> tuple[int, int | None]:
     return lead, _header_end(data[lead : lead + _HEAD_LIMIT]) if data.startswith(b"WARC/", lead) else None
 
 
+def holds_record(data: bytes, start: int, content_length: int) -> bool:
+    """Whether ``data`` holds the whole record that starts at ``start`` (padding before it aside)."""
+    lead, head = _record_head(data[start : start + _HEAD_LIMIT])
+    return head is not None and start + lead + head + content_length <= len(data)
+
+
 def _unread_bytes(block: bytes, content_length: int) -> bytes:
     """What in ``block`` (one record's bytes, padding around it allowed) is not that record,
     padding stripped: empty when it is all record and padding."""
@@ -77,6 +88,50 @@ def _gap(offset: int, unread: bytes, where: str) -> Gap | None:
         f"{len(unread)} bytes {where} are no WARC record that could be read "
         f"({damaged}, or a wrong Content-Length?)",
     )
+
+
+_VERSION_LINE = re.compile(rb"WARC/(?:1\.[01]|0\.1[78])\r\n")
+_TOKEN = rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]"
+_FIELD = re.compile(_TOKEN + rb"+:")  # a header line starts with a field name and a colon
+_CUT_FIELD = re.compile(_TOKEN + rb"*(?::.*)?", re.DOTALL)  # a header line cut short anywhere
+_REQUIRED_FIELDS = {b"warc-type", b"warc-record-id", b"content-length"}
+
+
+def split_overrun(block: bytes) -> tuple[bytes, bytes]:
+    """``block`` cut where another WARC record starts inside it: (its own bytes, the records it ran
+    over); the second is empty when there are none.
+
+    A record starts where a version line follows a blank line and header lines follow it: either a
+    whole header block with the fields every record has, or header lines that name WARC fields
+    up to the end of the block, which then cut the record short."""
+    at = block.find(b"\nWARC/")
+    while at >= 0:
+        start = at + 1
+        # the blank line is the trailer the WARC format puts after every record's block
+        trailer = next((len(t) for t in (b"\r\n\r\n", b"\n\n") if block.startswith(t, start - len(t))), 0)
+        if trailer and _starts_record(block, start):
+            return block[: start - trailer], block[start:]
+        at = block.find(b"\nWARC/", start)
+    return block, b""
+
+
+def _starts_record(block: bytes, start: int) -> bool:
+    if not _VERSION_LINE.match(block, start):
+        return False
+    head = block[start : start + _HEAD_LIMIT]
+    end = _header_end(head)
+    if end is not None:
+        lines = head[:end].split(b"\r\n")[1:-2]
+    else:  # the block ends inside the header: its last line may be cut anywhere
+        *lines, cut = head.split(b"\r\n")[1:]
+        if len(head) == _HEAD_LIMIT or not _CUT_FIELD.fullmatch(cut):
+            return False
+    if not lines or not all(map(_FIELD.match, lines)):
+        return False
+    names = {line.split(b":", 1)[0].lower() for line in lines}
+    if end is not None:
+        return _REQUIRED_FIELDS <= names
+    return all(name.startswith((b"warc-", b"content-")) for name in names)
 
 
 class RecordGaps:

@@ -7,18 +7,21 @@ fastwarc's own decoding aborts the whole file on one body that lies about being 
 Every record that could be a document (response, resource, revisit, conversion) yields a
 :class:`Document`; those that are not pages come out already dropped with their reason, and a
 file that breaks mid-way yields one error document for the rest of it, and so do bytes fastwarc
-steps over between records (gaps.py). Nothing is lost silently.
+steps over between records (gaps.py). A record whose Content-Length is too long is cut where the
+next record starts inside its block, and the whole records inside are read as usual. Nothing is
+lost silently.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from thresher.document import Document, Drop
-from thresher.readers.gaps import Gap, RecordGaps
+from thresher.readers.gaps import Gap, RecordGaps, holds_record, split_overrun
 from thresher.readers.http import PayloadError, decode_payload
 
 logger = logging.getLogger(__name__)
@@ -26,6 +29,9 @@ logger = logging.getLogger(__name__)
 STAGE = "read"
 HTML_TYPES = ("text/html", "application/xhtml+xml", "application/xml+xhtml")
 DOCUMENT_RECORDS = {"response", "resource", "revisit", "conversion"}
+SCANNED_BLOCK = 1 << 20
+"""The blocks of other records (requests, metadata...) up to this size are read too, only to find
+records that a too long Content-Length made them run over."""
 
 
 @dataclass
@@ -38,7 +44,7 @@ class WarcReaderConfig:
     """Treat a response without Content-Type as HTML if its payload starts like HTML."""
 
 
-def _record_id(raw: str | None, source: str, offset: int) -> str:
+def _record_id(raw: str | None, source: str, offset: int | str) -> str:
     if raw:
         rid = raw.strip().strip("<>")
         return rid[len("urn:uuid:"):] if rid.startswith("urn:uuid:") else rid
@@ -55,24 +61,18 @@ def _mime(content_type: str | None) -> str:
 
 
 def read_warc(path: str, config: WarcReaderConfig | None = None) -> Iterator[Document]:
-    from fastwarc.warc import ArchiveIterator
-
     cfg = config or WarcReaderConfig()
     offset = 0
     gaps = RecordGaps(path)
     last: tuple[int, int] | None = None  # start and Content-Length of the record before
     try:
-        records = ArchiveIterator(path, parse_http=False, auto_decode="none", quirks_mode=True)
-        for record in records:
+        for record in _records(path):
             offset = record.stream_pos
             gap = gaps.before_first(offset) if last is None else gaps.check(*last, offset)
             if gap is not None:
                 yield _gap_error(path, gap)
             last = (offset, record.content_length)
-            rtype = str(record.record_type)
-            if rtype not in DOCUMENT_RECORDS:
-                continue
-            yield _to_document(record, rtype, path, cfg)
+            yield from _record_documents(record, path, str(offset), cfg)
         gap = gaps.check(*last, None) if last is not None else None
     except Exception as exc:  # corrupt gzip, truncated file, garbage between records
         logger.warning("%s: unreadable after offset %d: %r", path, offset, exc)
@@ -85,6 +85,43 @@ def read_warc(path: str, config: WarcReaderConfig | None = None) -> Iterator[Doc
     if last is None:  # fastwarc skips what is not a record: a file of anything else reads as empty
         logger.warning("%s: no WARC record in it (not a WARC file?)", path)
         yield _file_error(path, 0, "not_warc", "no WARC record found")
+
+
+def _records(source):
+    from fastwarc.warc import ArchiveIterator
+
+    return ArchiveIterator(source, parse_http=False, auto_decode="none", quirks_mode=True)
+
+
+def _record_documents(record, path: str, at: str, cfg: WarcReaderConfig) -> Iterator[Document]:
+    """The document of a record (if it is one), then those of the records its block ran over.
+    ``at`` locates the record: its offset in the file, or where it lies inside another's block."""
+    rtype = str(record.record_type)
+    if rtype in DOCUMENT_RECORDS:
+        doc, overrun = _to_document(record, rtype, path, at, cfg)
+        yield doc
+    else:
+        overrun = _overrun_of(record)
+    if overrun:
+        logger.warning(
+            "%s: the %s record at %s runs %d bytes into the next record(s): Content-Length too long",
+            path, rtype, at, len(overrun),
+        )
+        for inner in _records(io.BytesIO(overrun)):
+            # a record cut short by the block's end is left out: the gap check reports its rest
+            if holds_record(overrun, inner.stream_pos, inner.content_length):
+                yield from _record_documents(inner, path, f"{at}+{inner.stream_pos}", cfg)
+
+
+def _overrun_of(record) -> bytes:
+    """The records at the end of a non-document record's block (see ``SCANNED_BLOCK``)."""
+    if record.content_length > SCANNED_BLOCK:
+        return b""
+    try:
+        block = record.reader.read()
+    except Exception:  # the stream is broken: the next step of the iteration reports it
+        return b""
+    return split_overrun(block)[1]
 
 
 def _gap_error(path: str, gap: Gap) -> Document:
@@ -103,33 +140,43 @@ def _file_error(
     return doc
 
 
-def _to_document(record, rtype: str, path: str, cfg: WarcReaderConfig) -> Document:
+def _to_document(record, rtype: str, path: str, at: str, cfg: WarcReaderConfig) -> tuple[Document, bytes]:
+    """The record's document, and the bytes at the end of its block that are other records
+    (empty unless its Content-Length is too long)."""
     headers = record.headers
-    offset = record.stream_pos
     url = headers.get("WARC-Target-URI")
     if url:
         url = url.strip().strip("<>")  # wget 1.x writes <https://...>
     doc = Document(
-        id=_record_id(headers.get("WARC-Record-ID"), path, offset),
+        id=_record_id(headers.get("WARC-Record-ID"), path, at),
         url=url,
         warc_date=headers.get("WARC-Date"),
-        source=f"{path}@{offset}",
+        source=f"{path}@{at}",
     )
-
-    def drop(reason: str, kind: str = "dropped", **kw) -> Document:
-        doc.mark_dropped(Drop(reason, kind=kind, stage=STAGE, **kw))
-        return doc
-
     if rtype == "revisit":
-        return drop("revisit")
+        return _dropped(doc, "revisit"), b""
     if record.content_length > cfg.max_payload_bytes * 4:
-        return drop("too_large", kind="error", value=record.content_length)
+        return _dropped(doc, "too_large", kind="error", value=record.content_length), b""
     try:
         block = record.reader.read()
     except Exception as exc:
-        return drop("corrupt_record", kind="error", detail=str(exc)[:300])
+        return _dropped(doc, "corrupt_record", kind="error", detail=str(exc)[:300]), b""
     if len(block) < record.content_length:
         doc.metadata["truncated"] = True  # the file ends inside this record; keep what is there
+    block, overrun = split_overrun(block)
+    if overrun:
+        doc.metadata["overrun_bytes"] = record.content_length - len(block)
+    return _from_block(doc, rtype, headers, block, cfg), overrun
+
+
+def _dropped(doc: Document, reason: str, kind: str = "dropped", **kw) -> Document:
+    doc.mark_dropped(Drop(reason, kind=kind, stage=STAGE, **kw))
+    return doc
+
+
+def _from_block(doc: Document, rtype: str, headers, block: bytes, cfg: WarcReaderConfig) -> Document:
+    def drop(reason: str, kind: str = "dropped", **kw) -> Document:
+        return _dropped(doc, reason, kind, **kw)
 
     if rtype == "conversion":  # WET: already text
         doc.text = block.decode("utf-8", "replace")
