@@ -107,10 +107,14 @@ def _record_documents(record, path: str, at: str, cfg: WarcReaderConfig) -> Iter
             "%s: the %s record at %s runs %d bytes into the next record(s): Content-Length too long",
             path, rtype, at, len(overrun),
         )
-        for inner in _records(io.BytesIO(overrun)):
-            # a record cut short by the block's end is left out: the gap check reports its rest
-            if holds_record(overrun, inner.stream_pos, inner.content_length):
-                yield from _record_documents(inner, path, f"{at}+{inner.stream_pos}", cfg)
+        try:
+            for inner in _records(io.BytesIO(overrun)):
+                # a record cut short by the block's end is left out: the gap check reports its rest
+                if holds_record(overrun, inner.stream_pos, inner.content_length):
+                    yield from _record_documents(inner, path, f"{at}+{inner.stream_pos}", cfg)
+        except Exception as exc:  # the records inside cannot be read: one error, the file goes on
+            logger.warning("%s: records inside the block of the record at %s unreadable: %r", path, at, exc)
+            yield _file_error(path, at, "unreadable_record", str(exc), value=len(overrun), suffix="-overrun")
 
 
 def _overrun_of(record) -> bytes:
@@ -132,7 +136,7 @@ def _gap_error(path: str, gap: Gap) -> Document:
 
 
 def _file_error(
-    path: str, offset: int, reason: str, detail: str, value: float | None = None, suffix: str = "-corrupt"
+    path: str, offset: int | str, reason: str, detail: str, value: float | None = None, suffix: str = "-corrupt"
 ) -> Document:
     """An error document for bytes of a file that yield no document, from ``offset`` on."""
     doc = Document(id=_record_id(None, path, offset) + suffix, source=f"{path}@{offset}")
