@@ -105,7 +105,7 @@ def main_routes(other_port: int, offsite_port: int) -> dict:
         return lambda h: h._send(301 if to.startswith("/faq") else 302, b"", "text/html", {"Location": to})
 
     def slow(h):
-        time.sleep(5)
+        time.sleep(8)
         h._send(200, page("slow", []), "text/html")
 
     def big(h):
@@ -178,7 +178,7 @@ def crawled(tmp_path_factory):
         seeds=[main.url("/"), delayed.url("/")],
         allow_private=True,
         autothrottle=False,
-        timeout=2.5,  # headroom for a loaded machine; only /slow.html (5 s) must time out
+        timeout=4.0,  # headroom for a loaded machine; only /slow.html (8 s) must time out
         retries=1,
         retry_backoff_base=0.1,
         max_page_bytes=MAX_BYTES,
