@@ -161,13 +161,14 @@ def test_a_wrong_content_length_leaves_counted_bytes(tmp_path, wrong):
     records[victim] = records[victim].replace(b"Content-Length: %d" % length, b"Content-Length: %d" % told, 1)
     broken = tmp_path / "broken.warc"
     broken.write_bytes(b"".join(records))
-    errors = [d for d in read_warc(str(broken)) if d.drop and d.drop.kind == "error"]
+    docs = list(read_warc(str(broken)))
+    errors = [d for d in docs if d.drop and d.drop.kind == "error"]
     assert [e.drop.reason for e in errors] == ["unreadable_record"]
     unread = length - told if wrong == "half" else len(records[victim + 1]) - 100
     assert abs(errors[0].drop.value - unread) <= 8  # give or take the record's trailing line breaks
     if wrong == "100 bytes more":  # the page is cut where the next record starts: its own bytes only
         at = sum(map(len, records[:victim]))
-        page = next(d for d in read_warc(str(broken)) if d.source == f"{broken}@{at}")
+        page = next(d for d in docs if d.source == f"{broken}@{at}")
         clean = next(d for d in read_warc(str(source)) if d.id == page.id)
         assert page.html == clean.html and page.metadata["overrun_bytes"] == 100
 

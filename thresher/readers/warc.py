@@ -31,7 +31,7 @@ HTML_TYPES = ("text/html", "application/xhtml+xml", "application/xml+xhtml")
 DOCUMENT_RECORDS = {"response", "resource", "revisit", "conversion"}
 SCANNED_BLOCK = 1 << 20
 """The blocks of other records (requests, metadata...) up to this size are read too, only to find
-records that a too long Content-Length made them run over."""
+the records they ran over if their Content-Length is too long."""
 
 
 @dataclass
@@ -140,8 +140,7 @@ def _file_error(
 ) -> Document:
     """An error document for bytes of a file that yield no document, from ``offset`` on."""
     doc = Document(id=_record_id(None, path, offset) + suffix, source=f"{path}@{offset}")
-    doc.mark_dropped(Drop(reason, kind="error", value=value, detail=detail[:300], stage=STAGE))
-    return doc
+    return _dropped(doc, reason, kind="error", value=value, detail=detail[:300])
 
 
 def _to_document(record, rtype: str, path: str, at: str, cfg: WarcReaderConfig) -> tuple[Document, bytes]:
@@ -179,15 +178,12 @@ def _dropped(doc: Document, reason: str, kind: str = "dropped", **kw) -> Documen
 
 
 def _from_block(doc: Document, rtype: str, headers, block: bytes, cfg: WarcReaderConfig) -> Document:
-    def drop(reason: str, kind: str = "dropped", **kw) -> Document:
-        return _dropped(doc, reason, kind, **kw)
-
     if rtype == "conversion":  # WET: already text
         doc.text = block.decode("utf-8", "replace")
         lang = headers.get("WARC-Identified-Content-Language")
         if lang:
             doc.metadata["warc_language"] = lang
-        return doc if doc.text.strip() else drop("no_text")
+        return doc if doc.text.strip() else _dropped(doc, "no_text")
 
     if rtype == "resource":
         doc.content_type = headers.get("Content-Type")
@@ -195,25 +191,25 @@ def _from_block(doc: Document, rtype: str, headers, block: bytes, cfg: WarcReade
     else:
         status, http_headers, payload = _split_http(block)
         if status is None:
-            return drop("bad_http", kind="error", detail=block[:80].decode("latin-1"))
+            return _dropped(doc, "bad_http", kind="error", detail=block[:80].decode("latin-1"))
         doc.content_type = http_headers.get("content-type")
         if status not in cfg.http_statuses:
-            return drop("http_status", value=status)
+            return _dropped(doc, "http_status", value=status)
         try:
             payload = decode_payload(payload, http_headers, cfg.max_payload_bytes)
         except PayloadError as exc:
-            return drop(exc.reason, kind="error", detail=exc.detail[:300])
+            return _dropped(doc, exc.reason, kind="error", detail=exc.detail[:300])
     ident = headers.get("WARC-Identified-Payload-Type")
     mime = _mime(doc.content_type)
     is_html = mime in HTML_TYPES or _mime(ident) in HTML_TYPES
     if not is_html and not mime and cfg.sniff_missing_content_type:
         is_html = _looks_like_html(payload)
     if not is_html:
-        return drop("non_html", detail=mime or "unknown")
+        return _dropped(doc, "non_html", detail=mime or "unknown")
     if len(payload) > cfg.max_payload_bytes:
-        return drop("too_large", kind="error", value=len(payload))
+        return _dropped(doc, "too_large", kind="error", value=len(payload))
     if not payload.strip():
-        return drop("empty_payload")
+        return _dropped(doc, "empty_payload")
     doc.html = payload
     return doc
 
