@@ -1,4 +1,4 @@
-"""Byte-level BPE encoding with tiktoken's exact semantics, fast in plain Python.
+"""Byte-level BPE encoding with tiktoken's exact semantics, fast in Python.
 
 The ids for a piece of text are decided as tiktoken decides them: the text is split by the
 pre-tokenisation regex; a piece whose bytes are a token becomes that token; any other piece is
@@ -10,9 +10,10 @@ recurring pieces, so a dict maps each piece (a ``str``, straight out of the spli
 already packed as machine integers of the tokenizer's dtype. Encoding a text is then C-level
 passes only — the split (pretokenize.py), ``map(cache.__getitem__)`` and one ``bytearray.join`` —
 and the joined bytes are the token array itself (``numpy.frombuffer``), or become a list with one
-``tolist()``. Python code runs only for pieces seen for the first time. The cache starts with
-every token that is valid UTF-8, so a piece that is a whole token (tiktoken's own shortcut) is
-found there; it is bounded in memory (``DEFAULT_CACHE_SIZE``).
+``tolist()``. More work is done only for pieces seen for the first time: they are merged together
+by a function compiled with numba (batchmerge.py). The cache starts with every token that is valid
+UTF-8, so a piece that is a whole token (tiktoken's own shortcut) is found there; it is bounded in
+memory (``DEFAULT_CACHE_SIZE``).
 """
 
 from __future__ import annotations
@@ -22,12 +23,11 @@ import logging
 from array import array
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from itertools import compress, islice, pairwise
-from operator import not_
+from itertools import compress, islice
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from thresher.tokenize.batchmerge import PairRanks, merge_bounds
 from thresher.tokenize.pretokenize import (
     CL100K_PATTERN,
     ENDOFTEXT,
@@ -36,22 +36,24 @@ from thresher.tokenize.pretokenize import (
     without_lone_surrogates,
 )
 
+if TYPE_CHECKING:
+    from thresher.tokenize.batchmerge import PairRanks
+
 logger = logging.getLogger(__name__)
 
 LONG_PIECE = 256
-"""Pieces longer than this (bytes) are merged with a heap in O(n log n) instead of rescanning all
-pairs after each merge, so a megabyte-long run of letters cannot stall a worker."""
+"""Pieces longer than this (bytes) are merged with a heap in O(n log n) (:func:`merge_piece`)
+instead of rescanning all pairs after each merge (batchmerge.py), so a megabyte-long run of letters
+cannot stall a worker."""
 DEFAULT_CACHE_SIZE = 200_000
-"""Cached pieces beyond the vocabulary, per generation. When the current generation is full
-(checked after each batch) it becomes the old one and the one before is dropped; a piece found
-only in the old generation moves to the new one. So what is in use survives, and there is no cliff
-where the whole cache is lost at once. An entry is the piece (a ``str``), its packed ids (a
-``bytearray``, see ``_PieceCache``) and a dict slot: measured ~165 bytes on average on the
-benchmark's web and documentation text, never more than ~1.5 KB (pieces up to ``MAX_CACHED_PIECE``
-UTF-8 bytes). Two generations of 200,000 entries are thus ~65 MB in practice and about 600 MB in the
-worst case."""
-BATCH_MERGE_MIN = 24
-"""From this many new pieces on, they are merged together with numpy rather than one by one."""
+"""Cached pieces beyond the vocabulary. When the cache holds more (checked after each batch) it
+starts again from the vocabulary alone. An older design kept the previous generation and carried
+pieces over from it; with new pieces merged at ~1–2 µs (batchmerge.py), re-merging the pieces in
+use after a reset cost less than looking every new piece up in the old generation (a 52 MB stream
+encoded ~15% faster). An entry is the piece (a ``str``), its packed ids (a ``bytearray``, see
+``_encode_texts``) and a dict slot: measured ~165 bytes on average on the benchmark's web and
+documentation text, never more than ~1.5 KB (pieces up to ``MAX_CACHED_PIECE`` UTF-8 bytes). A full
+cache is thus ~35 MB in practice and about 300 MB in the worst case."""
 MAX_CACHED_PIECE = LONG_PIECE
 """Longer pieces (bytes) are encoded every time they occur rather than cached: they rarely recur."""
 
@@ -62,15 +64,8 @@ def token_dtype(vocab_size: int) -> np.dtype:
 
 
 def merge_piece(piece: bytes, ranks: Mapping[bytes, int]) -> list[int]:
-    """Ids of ``piece`` by rank-ordered merging (the piece is assumed not to be a token itself)."""
-    if len(piece) > LONG_PIECE:
-        return _merge_long_piece(piece, ranks)
-    bounds = merge_bounds(piece, list(range(len(piece) + 1)), ranks.get)
-    return [ranks[piece[s:e]] for s, e in pairwise(bounds)]
-
-
-def _merge_long_piece(piece: bytes, ranks: Mapping[bytes, int]) -> list[int]:
-    """Same result as :func:`merge_piece`, with a heap of (rank, start) and a linked list of parts."""
+    """Ids of ``piece`` (assumed not to be a token itself) by rank-ordered merging, with a heap of
+    (rank, start) and a linked list of parts: O(n log n) for pieces of any length."""
     get = ranks.get
     n = len(piece)
     nxt = list(range(1, n + 1))  # part starting at i ends at nxt[i]
@@ -101,25 +96,6 @@ def _merge_long_piece(piece: bytes, ranks: Mapping[bytes, int]) -> list[int]:
         out.append(ranks[piece[i : nxt[i]]])
         i = nxt[i]
     return out
-
-
-class _PieceCache(defaultdict):
-    """piece → its ids packed as machine integers, and ``old``, the previous generation.
-
-    A missing piece is inserted with an empty ``bytearray`` by defaultdict's own (C-level)
-    ``__missing__``, so that one C-level pass (``map(cache.__getitem__, pieces)``) encodes a text
-    without a Python call per piece, new ones included. That bytearray is a placeholder: the
-    text's list of ids holds it, and it is filled in once the batch's new pieces have their ids
-    (carried over from ``old`` or merged), before the ids are joined; filled, it stays the cached
-    value (tokens of the vocabulary are ``bytes``). The pieces a batch missed need no bookkeeping
-    either: they are the keys inserted last."""
-
-    def __init__(self, base: Mapping[str, bytes], old: Mapping[str, bytes] | None = None) -> None:
-        super().__init__(bytearray, base)
-        self.old = {} if old is None else old
-
-    def __reduce__(self):  # defaultdict's own would lose ``old``
-        return _PieceCache, (dict(self), self.old)
 
 
 class BPETokenizer:
@@ -163,7 +139,7 @@ class BPETokenizer:
             self._decoder[i] = name.encode("utf-8")
         self._typecode = next(c for c in "HIL" if array(c).itemsize == self.dtype.itemsize)
         self._base_cache = self._token_pieces()
-        self._cache = _PieceCache(self._base_cache)
+        self._cache = defaultdict(bytearray, self._base_cache)
         self._pair_ranks: PairRanks | None = None
         self._cache_limit = len(self._base_cache) + cache_size
 
@@ -278,6 +254,13 @@ class BPETokenizer:
             return self._encode_texts([without_lone_surrogates(t) for t in texts])
 
     def _encode_texts(self, texts: Sequence[str]) -> list[bytearray]:
+        """The packed ids of each text, with no Python call per piece, new pieces included: the
+        cache is a ``defaultdict(bytearray)``, so a missing piece is inserted with an empty
+        ``bytearray`` by its own C-level ``__missing__`` during ``map(cache.__getitem__, pieces)``.
+        That bytearray is a placeholder: the text's list of ids holds it, and it is filled in
+        once the batch's new pieces are merged, before the ids are joined; filled, it stays the
+        cached value (tokens of the vocabulary are ``bytes``). The pieces a batch missed need no
+        bookkeeping either: they are the keys inserted last."""
         cache = self._cache
         known = len(cache)
         lookup = cache.__getitem__
@@ -289,57 +272,44 @@ class BPETokenizer:
             for piece in list(islice(reversed(cache), len(cache) - known)):
                 del cache[piece]
             raise
-        if len(cache) > self._cache_limit:  # a new generation; the one before this goes
-            cache.old = {}
-            self._cache = _PieceCache(self._base_cache, old=cache)
+        if len(cache) > self._cache_limit:
+            self._cache = defaultdict(bytearray, self._base_cache)
         return list(map(bytearray().join, ids))
 
     def _fill_placeholders(self, count: int) -> None:
         """Fill in the placeholders of the ``count`` pieces that the batch missed (the keys
-        inserted last) with their ids: carried over from the old generation, else merged. The
-        filled placeholders stay the cached values: a dict access into a cache this size is mostly
-        a CPU cache miss, so each piece is looked up once after its miss (in the old generation),
-        never written again, and the pieces and placeholders are read off the end of the dict."""
+        inserted last, read off the end of the dict) with their merged ids. Pieces too long to
+        cache leave the cache again (their placeholders, filled, still serve this batch)."""
         cache = self._cache
         missed = list(islice(reversed(cache), count))
         placeholders = list(islice(reversed(cache.values()), count))
-        if cache.old:
-            carried = list(map(cache.old.get, missed))
-            list(map(bytearray.extend, compress(placeholders, carried), compress(carried, carried)))
-            new = list(map(not_, carried))
-            missed, placeholders = list(compress(missed, new)), list(compress(placeholders, new))
-        if not missed:
-            return
-        list(map(bytearray.extend, placeholders, self._encode_new(missed)))
-        if max(map(len, missed)) > MAX_CACHED_PIECE // 4:  # else none can be too long
-            for piece in missed:
-                if len(piece.encode("utf-8")) > MAX_CACHED_PIECE:
-                    del cache[piece]
+        raw = list(map(str.encode, missed))
+        list(map(bytearray.extend, placeholders, self._encode_new(raw)))
+        if max(map(len, raw)) > MAX_CACHED_PIECE:
+            for piece in compress(missed, map(MAX_CACHED_PIECE.__lt__, map(len, raw))):
+                del cache[piece]
 
-    def _encode_new(self, pieces: list[str]) -> list[bytes]:
-        """Packed ids of pieces seen for the first time, in order: merged together with numpy
-        when there are enough of them, one by one when few or long."""
-        ranks, typecode = self._ranks, self._typecode
-        raw = list(map(str.encode, pieces))
-        if len(raw) < BATCH_MERGE_MIN:
-            return [array(typecode, merge_piece(piece, ranks)).tobytes() for piece in raw]
+    def _encode_new(self, pieces: list[bytes]) -> list[bytes]:
+        """Packed ids of pieces seen for the first time (UTF-8), in order: merged together by the
+        compiled merger (batchmerge.py), or with a heap when long."""
         if self._pair_ranks is None:
-            self._pair_ranks = PairRanks(ranks)
-        sizes = list(map(len, raw))
-        if 0 < min(sizes) and max(sizes) <= LONG_PIECE:  # the usual case: no filtering
-            return self._pair_ranks.merge_pieces(raw, self.dtype)
-        out = [b""] * len(raw)  # an empty piece (a pattern may match one) has no ids
-        batch = [i for i, n in enumerate(sizes) if 0 < n <= LONG_PIECE]
-        merged = self._pair_ranks.merge_pieces([raw[i] for i in batch], self.dtype)
-        for i, ids in zip(batch, merged, strict=True):
-            out[i] = ids
-        for i, n in enumerate(sizes):
-            if n > LONG_PIECE:
-                out[i] = array(typecode, merge_piece(raw[i], ranks)).tobytes()
+            from thresher.tokenize.batchmerge import PairRanks  # imports numba: only when needed
+
+            self._pair_ranks = PairRanks(self._ranks)
+        if max(map(len, pieces)) <= LONG_PIECE:  # the usual case
+            return self._pair_ranks.merge_pieces(pieces, self.dtype)
+        sizes = np.fromiter(map(len, pieces), np.int64, len(pieces))
+        long = np.flatnonzero(sizes > LONG_PIECE).tolist()
+        short = list(pieces)
+        for i in long:
+            short[i] = b""  # no ids: merged below
+        out = self._pair_ranks.merge_pieces(short, self.dtype)
+        for i in long:
+            out[i] = array(self._typecode, merge_piece(pieces[i], self._ranks)).tobytes()
         return out
 
     def clear_cache(self) -> None:
-        self._cache = _PieceCache(self._base_cache)
+        self._cache = defaultdict(bytearray, self._base_cache)
 
     # -- decoding --------------------------------------------------------------------------------
 
