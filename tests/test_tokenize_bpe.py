@@ -134,9 +134,17 @@ def new_pieces(tok, ranks, step: int) -> list[bytes]:
 
 
 def test_compiled_merging_equals_tiktokens_own(tok, tiktok):
-    """The compiled merger against tiktoken's merge of single pieces, and the heap merger (long
-    pieces) against both."""
+    """The pair table holds every split of every token into two tokens; the compiled merger gives
+    tiktoken's ids for single pieces, and so does the heap merger (for long pieces)."""
     ranks = tok.mergeable_ranks()
+    splits = {
+        (ranks[t[:c]], ranks[t[c:]], ranks[t])
+        for t in ranks
+        for c in range(1, len(t))
+        if t[:c] in ranks and t[c:] in ranks
+    }
+    assert len(splits) > len(ranks) - 256  # every merged token splits at least once
+    assert set(zip(*(a.tolist() for a in PairRanks._pairs(ranks)), strict=True)) == splits
     pieces = new_pieces(tok, ranks, 5)
     assert len(pieces) > 1000
     merged = [np.frombuffer(p, tok.dtype).tolist() for p in PairRanks(ranks).merge_pieces(pieces, tok.dtype)]

@@ -21,7 +21,6 @@ seconds, later processes load it.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from itertools import repeat
 
 import numba
 import numpy as np
@@ -96,6 +95,66 @@ def _merge(raw, offsets, byte_ids, table, shift, bits, out, counts):
     return written
 
 
+@numba.njit(cache=True, inline="always")
+def _hash_bytes(flat, start, end):
+    h = np.uint64(14695981039346656037)  # FNV-1a
+    for i in range(start, end):
+        h = (h ^ np.uint64(flat[i])) * np.uint64(1099511628211)
+    return h
+
+
+@numba.njit(cache=True)
+def _find_token(flat, offsets, slots, start, end):
+    """Index of the token whose bytes are ``flat[start:end]``, or -1."""
+    mask = len(slots) - 1
+    slot = np.int64(_hash_bytes(flat, start, end) & np.uint64(mask))
+    while slots[slot] >= 0:
+        t = slots[slot]
+        if offsets[t + 1] - offsets[t] == end - start:
+            same = True
+            for i in range(end - start):
+                if flat[offsets[t] + i] != flat[start + i]:
+                    same = False
+                    break
+            if same:
+                return t
+        slot = (slot + 1) & mask
+    return -1
+
+
+@numba.njit(cache=True)
+def _token_splits(flat, offsets, ids, bits):
+    """(left id, right id, id) for every cut of every token (``flat[offsets[t]:offsets[t + 1]]``,
+    id ``ids[t]``) into two tokens; tokens are found by a hash table of their bytes."""
+    n = len(offsets) - 1
+    slots = np.full(1 << bits, -1, np.int64)  # at most half full
+    mask = len(slots) - 1
+    cuts = 0
+    for t in range(n):
+        slot = np.int64(_hash_bytes(flat, offsets[t], offsets[t + 1]) & np.uint64(mask))
+        while slots[slot] >= 0:
+            slot = (slot + 1) & mask
+        slots[slot] = t
+        cuts += max(0, offsets[t + 1] - offsets[t] - 1)
+    left = np.empty(cuts, np.int64)
+    right = np.empty(cuts, np.int64)
+    value = np.empty(cuts, np.int64)
+    k = 0
+    for t in range(n):
+        for cut in range(offsets[t] + 1, offsets[t + 1]):
+            a = _find_token(flat, offsets, slots, offsets[t], cut)
+            if a < 0:
+                continue
+            b = _find_token(flat, offsets, slots, cut, offsets[t + 1])
+            if b < 0:
+                continue
+            left[k] = ids[a]
+            right[k] = ids[b]
+            value[k] = ids[t]
+            k += 1
+    return left[:k], right[:k], value[:k]
+
+
 class PairRanks:
     """(left id, right id) → rank of their concatenation, for every pair whose concatenation is a
     token, and the merging of pieces with it."""
@@ -115,22 +174,14 @@ class PairRanks:
 
     @staticmethod
     def _pairs(ranks: Mapping[bytes, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Left ids, right ids and ranks of every split of every token into two tokens, one cut
-        position at a time over all tokens long enough (C-level ``map`` over the slices rather
-        than a Python loop per split)."""
-        get = ranks.get
-        tokens = sorted((t for t in ranks if len(t) > 1), key=len, reverse=True)
+        """Left ids, right ids and ranks of every split of every token into two tokens."""
+        tokens = list(ranks)
         lengths = np.fromiter(map(len, tokens), np.int64, len(tokens))
-        lefts, rights, values = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)], [np.zeros(0, np.int64)]
-        for cut in range(1, int(lengths[0]) if len(tokens) else 1):
-            group = tokens[: int(np.count_nonzero(lengths > cut))]
-            left = np.fromiter(map(get, [t[:cut] for t in group], repeat(-1)), np.int64, len(group))
-            right = np.fromiter(map(get, [t[cut:] for t in group], repeat(-1)), np.int64, len(group))
-            both = np.flatnonzero((left >= 0) & (right >= 0))
-            lefts.append(left[both])
-            rights.append(right[both])
-            values.append(np.fromiter(map(get, map(group.__getitem__, both.tolist())), np.int64, len(both)))
-        return np.concatenate(lefts), np.concatenate(rights), np.concatenate(values)
+        offsets = np.zeros(len(tokens) + 1, np.int64)
+        np.cumsum(lengths, out=offsets[1:])
+        flat = np.frombuffer(b"".join(tokens), np.uint8)
+        ids = np.fromiter(ranks.values(), np.int64, len(tokens))
+        return _token_splits(flat, offsets, ids, max(4, (2 * len(tokens)).bit_length()))
 
     def merge_pieces(self, pieces: Sequence[bytes], dtype: np.dtype) -> list[bytes]:
         """Ids of each piece (none may be a token itself), packed as ``dtype`` machine integers.
