@@ -192,10 +192,10 @@ class PairRanks:
         offsets = np.zeros(len(pieces) + 1, np.int64)
         np.cumsum(lengths, out=offsets[1:])
         raw = np.frombuffer(b"".join(pieces), np.uint8)
-        out = np.empty(len(raw), np.int64)
+        out = np.empty(len(raw), dtype)  # the kernel is compiled for each id dtype
         counts = np.empty(len(pieces), np.int64)
         written = _merge(raw, offsets, self.byte_ids, self._table, self._shift, self._bits, out, counts)
-        packed = out[:written].astype(dtype).tobytes()
+        packed = out[:written].tobytes()
         counts *= np.dtype(dtype).itemsize
         ends = np.cumsum(counts)
         return list(map(packed.__getitem__, map(slice, (ends - counts).tolist(), ends.tolist())))

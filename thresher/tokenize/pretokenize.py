@@ -34,7 +34,6 @@ for a single space."""
 
 ENDOFTEXT = "<|endoftext|>"
 
-_ASTRAL = re.compile("[\U00010000-\U0010ffff]")
 _SHORTHANDS = "sSdDwW"
 _LITERAL_ESCAPES = "rntfva"
 _HEX_DIGITS = {"x": 2, "u": 4, "U": 8}
@@ -52,12 +51,18 @@ class PreTokenizer:
         constructs the translation leaves alone."""
 
     def findall(self, text: str) -> list[str]:
-        if self.bmp is not None and (text.isascii() or _ASTRAL.search(text) is None):
+        if self.bmp is not None and (text.isascii() or _in_bmp(text)):
             return self.bmp.findall(text)
         return self.full.findall(text)
 
     def __reduce__(self):
         return PreTokenizer, (self.pattern,)
+
+
+def _in_bmp(text: str) -> bool:
+    """No character above U+FFFF: each is then one UTF-16 code unit. Encoding is a near-copy in C,
+    ~6× faster than searching the text for such a character with a regex."""
+    return len(text.encode("utf-16-le", "surrogatepass")) == 2 * len(text)
 
 
 def compile_pattern(pattern: str) -> PreTokenizer:
