@@ -29,9 +29,10 @@ class EncodeStats:
 
 DEFAULT_BATCH_SIZE = 256
 """Documents per ``encode_ordinary_arrays`` call. Pieces new to the cache are merged together per
-call, and each merging round has a fixed numpy cost, so bigger batches amortise it: on
-bench/tokenizer.py's text, after the cache saw 10 MB, 256 documents encoded ≈ 15% faster than 64
-in the same runs; 1,024 was no faster."""
+call, so a call has some fixed cost. It was chosen when merging ran in numpy rounds, each with a
+fixed cost: on bench/tokenizer.py's text, after the cache saw 10 MB, 256 documents encoded ≈ 15%
+faster than 64 in the same runs, and 1,024 was no faster. The compiled merger's fixed cost per call
+is far smaller, so the size matters less now."""
 
 
 class DocumentEncoder:
