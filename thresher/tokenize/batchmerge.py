@@ -31,10 +31,27 @@ NO_RANK = np.int64(1 << 62)
 """Compares above every real rank."""
 
 
+def _table_bits(entries: int) -> int:
+    """log2 of a hash table's size that keeps it at most half full."""
+    return max(4, (2 * entries).bit_length())
+
+
+def _flat(pieces: Sequence[bytes]) -> tuple[np.ndarray, np.ndarray]:
+    """All pieces in one byte array, and where each starts (``offsets[-1]`` is the end)."""
+    offsets = np.zeros(len(pieces) + 1, np.int64)
+    np.cumsum(np.fromiter(map(len, pieces), np.int64, len(pieces)), out=offsets[1:])
+    return np.frombuffer(b"".join(pieces), np.uint8), offsets
+
+
+@numba.njit(cache=True, inline="always")
+def _key_slot(key, shift):
+    return np.int64(np.uint64(key * _FIBONACCI) >> np.uint64(shift))
+
+
 @numba.njit(cache=True, inline="always")
 def _rank(table, shift, bits, key):
     mask = len(table) - 1
-    slot = np.int64(np.uint64(key * _FIBONACCI) >> np.uint64(shift))
+    slot = _key_slot(key, shift)
     while True:
         entry = table[slot]
         if entry >> bits == key:
@@ -48,7 +65,7 @@ def _rank(table, shift, bits, key):
 def _fill_table(keys, values, table, shift, bits):
     mask = len(table) - 1
     for i in range(len(keys)):
-        slot = np.int64(np.uint64(keys[i] * _FIBONACCI) >> np.uint64(shift))
+        slot = _key_slot(keys[i], shift)
         while table[slot] >= 0:
             slot = (slot + 1) & mask
         table[slot] = (keys[i] << bits) | values[i]
@@ -97,18 +114,18 @@ def _merge(raw, offsets, byte_ids, table, shift, bits, out, counts):
 
 
 @numba.njit(cache=True, inline="always")
-def _hash_bytes(flat, start, end):
+def _bytes_slot(flat, start, end, mask):
     h = np.uint64(14695981039346656037)  # FNV-1a
     for i in range(start, end):
         h = (h ^ np.uint64(flat[i])) * np.uint64(1099511628211)
-    return h
+    return np.int64(h & np.uint64(mask))
 
 
 @numba.njit(cache=True)
 def _find_token(flat, offsets, slots, start, end):
     """Index of the token whose bytes are ``flat[start:end]``, or -1."""
     mask = len(slots) - 1
-    slot = np.int64(_hash_bytes(flat, start, end) & np.uint64(mask))
+    slot = _bytes_slot(flat, start, end, mask)
     while slots[slot] >= 0:
         t = slots[slot]
         if offsets[t + 1] - offsets[t] == end - start:
@@ -128,11 +145,11 @@ def _token_splits(flat, offsets, ids, bits):
     """(left id, right id, id) for every cut of every token (``flat[offsets[t]:offsets[t + 1]]``,
     id ``ids[t]``) into two tokens; tokens are found by a hash table of their bytes."""
     n = len(offsets) - 1
-    slots = np.full(1 << bits, -1, np.int64)  # at most half full
+    slots = np.full(1 << bits, -1, np.int64)
     mask = len(slots) - 1
     cuts = 0
     for t in range(n):
-        slot = np.int64(_hash_bytes(flat, offsets[t], offsets[t + 1]) & np.uint64(mask))
+        slot = _bytes_slot(flat, offsets[t], offsets[t + 1], mask)
         while slots[slot] >= 0:
             slot = (slot + 1) & mask
         slots[slot] = t
@@ -167,32 +184,25 @@ class PairRanks:
             raise ValueError(f"{n_ids} ids do not fit the 64-bit pair table (at most {1 << 21})")
         left, right, values = self._pairs(ranks)
         keys = (left << self._bits) | right
-        size = 1 << max(4, (2 * len(keys)).bit_length())  # at most half full
-        self._shift = 64 - (size.bit_length() - 1)
-        self._table = np.full(size, -1, np.int64)
+        table_bits = _table_bits(len(keys))
+        self._shift = 64 - table_bits
+        self._table = np.full(1 << table_bits, -1, np.int64)
         _fill_table(keys, values, self._table, self._shift, self._bits)
         self.byte_ids = np.array([ranks[bytes([b])] for b in range(256)], np.int64)
 
     @staticmethod
     def _pairs(ranks: Mapping[bytes, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Left ids, right ids and ranks of every split of every token into two tokens."""
-        tokens = list(ranks)
-        lengths = np.fromiter(map(len, tokens), np.int64, len(tokens))
-        offsets = np.zeros(len(tokens) + 1, np.int64)
-        np.cumsum(lengths, out=offsets[1:])
-        flat = np.frombuffer(b"".join(tokens), np.uint8)
-        ids = np.fromiter(ranks.values(), np.int64, len(tokens))
-        return _token_splits(flat, offsets, ids, max(4, (2 * len(tokens)).bit_length()))
+        flat, offsets = _flat(list(ranks))
+        ids = np.fromiter(ranks.values(), np.int64, len(ranks))
+        return _token_splits(flat, offsets, ids, _table_bits(len(ranks)))
 
     def merge_pieces(self, pieces: Sequence[bytes], dtype: np.dtype) -> list[bytes]:
         """Ids of each piece (none may be a token itself), packed as ``dtype`` machine integers.
         Merging costs O(length²) a piece: long pieces belong to ``bpe.merge_piece``'s heap."""
         if not pieces:
             return []
-        lengths = np.fromiter(map(len, pieces), np.int64, len(pieces))
-        offsets = np.zeros(len(pieces) + 1, np.int64)
-        np.cumsum(lengths, out=offsets[1:])
-        raw = np.frombuffer(b"".join(pieces), np.uint8)
+        raw, offsets = _flat(pieces)
         out = np.empty(len(raw), dtype)  # the kernel is compiled for each id dtype
         counts = np.empty(len(pieces), np.int64)
         written = _merge(raw, offsets, self.byte_ids, self._table, self._shift, self._bits, out, counts)
