@@ -29,8 +29,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from thresher.document import Document  # noqa: E402
+from thresher.evaluation.extraction import load_aeb, load_trafilatura_eval, score_aeb, score_snippets  # noqa: E402
 from thresher.extract import ExtractConfig, ExtractStage  # noqa: E402
-from thresher.extract.evaluation import load_aeb, load_trafilatura_eval, score_aeb, score_snippets  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "data"
 CACHE = ROOT / "bench" / ".cache" / "debian-docs"

@@ -3,7 +3,7 @@ the same run, one process each (so docs/s is per core).
 
 Chain (FineWeb's order, extraction and dedup aside): URL filter → language (en ≥ 0.65) → Gopher
 repetition → Gopher quality → C4 (FineWeb settings) → FineWeb quality → PII. Documents: the shared
-extraction pages and WARC samples, extracted once (see thresher.filters.evalcorpus), repeated
+extraction pages and WARC samples, extracted once (see thresher.evaluation.corpora), repeated
 ``--repeat`` times. Loading the blocklists and models is done before the clock starts.
 datatrove's word tokenizer is NLTK's (what FineWeb ran); ``--datatrove-tokenizer default`` uses
 datatrove's current default instead (spaCy, if installed).
@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from thresher.document import Document  # noqa: E402
-from thresher.filters.evalcorpus import load_documents  # noqa: E402
+from thresher.evaluation.corpora import load_documents  # noqa: E402
 
 
 def thresher_chain():

@@ -13,7 +13,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from thresher.filters.evalcorpus import LINGUA_CLASSES, lingua_accuracy  # noqa: E402
+from thresher.evaluation.corpora import LINGUA_CLASSES, lingua_accuracy  # noqa: E402
 
 
 def main() -> int:

@@ -13,8 +13,7 @@ import pytest
 
 from tests.conftest import CORES
 from thresher.document import Document
-from thresher.extract import ExtractConfig, ExtractStage
-from thresher.extract.evaluation import (
+from thresher.evaluation.extraction import (
     EvalPage,
     load_aeb,
     load_trafilatura_eval,
@@ -23,6 +22,7 @@ from thresher.extract.evaluation import (
     shingle_counts,
     shingle_scores,
 )
+from thresher.extract import ExtractConfig, ExtractStage
 
 
 @pytest.fixture(scope="module")

@@ -7,8 +7,8 @@ import pytest
 
 from thresher.config import ConfigError, parse_config
 from thresher.document import Document
+from thresher.evaluation.extraction import load_aeb, load_trafilatura_eval
 from thresher.extract import ExtractConfig, ExtractStage, extract_text
-from thresher.extract.evaluation import load_aeb, load_trafilatura_eval
 
 
 @pytest.fixture(scope="module")

