@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from pathlib import Path
@@ -26,7 +27,18 @@ def register(subparsers) -> None:
     p.add_argument("--config", metavar="YAML", help="crawl settings (top level or a crawl: section)")
     p.add_argument("--max-pages", type=int, help="stop after this many archived pages")
     p.add_argument("--partitions", type=int, help="Scrapy processes (Ray tasks when > 1)")
-    p.add_argument("--allow-private", action="store_true", help="allow private/loopback addresses")
+    p.add_argument(
+        "--allow-private",
+        action="store_true",
+        help="allow private/loopback addresses (link-local ones such as 169.254.169.254 stay refused)",
+    )
+    p.add_argument(
+        "--allow-network",
+        action="append",
+        default=[],
+        metavar="CIDR",
+        help="allow addresses in this network, link-local included (repeatable)",
+    )
     p.add_argument(
         "--demo", action="store_true", help="serve the bundled demo site on 127.0.0.1 and crawl it"
     )
@@ -70,6 +82,8 @@ def run_crawl(args) -> int:
         overrides.append(f"partitions={args.partitions}")
     if args.allow_private or args.demo:
         overrides.append("allow_private=true")
+    if args.allow_network:
+        overrides.append("allow_networks=" + json.dumps(args.allow_network))  # JSON is YAML
     try:
         config = load_crawl_config(args.config, overrides)
         seeds = list(config.seeds) + list(args.urls)

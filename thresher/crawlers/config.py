@@ -7,6 +7,7 @@ HTML only, private networks refused. Tests and demos loosen them explicitly.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -81,9 +82,13 @@ class CrawlConfig:
     accept_encoding: str = "gzip, deflate"
     """Sent as Accept-Encoding. The WARC keeps the payload as sent, content coding included."""
     allow_private: bool = False
-    """Allow loopback, private, link-local, multicast and reserved addresses (tests, intranets)."""
+    """Allow loopback, private, multicast and reserved addresses (tests, intranets), IPv4 ones
+    embedded in IPv6 (6to4, NAT64...) included, but not link-local ones (169.254.0.0/16,
+    fe80::/10: cloud metadata services), which only ``allow_networks`` or a named host allow."""
     allow_private_hosts: list[str] = field(default_factory=list)
-    """Hosts (``host`` or ``host:port``) allowed even on private addresses; all others refused."""
+    """Hosts (``host`` or ``host:port``) allowed on any address; all others are checked."""
+    allow_networks: list[str] = field(default_factory=list)
+    """Networks (CIDR, e.g. ``169.254.0.0/16``) whose addresses are allowed, link-local ones too."""
 
     # ---- output
     warc_prefix: str = "thresher"
@@ -123,6 +128,11 @@ class CrawlConfig:
                     re.compile(pattern)
                 except re.error as exc:
                     raise ConfigError(f"{where}.{name}[{i}]: invalid regex {pattern!r}: {exc}") from exc
+        for i, net in enumerate(self.allow_networks):
+            try:
+                ipaddress.ip_network(net, strict=False)
+            except ValueError as exc:
+                raise ConfigError(f"{where}.allow_networks[{i}]: not a network: {net!r} ({exc})") from exc
         for i, seed in enumerate(self.seeds):
             if not re.match(r"https?://[^/]+", seed):
                 raise ConfigError(f"{where}.seeds[{i}]: not an http(s) URL: {seed!r}")

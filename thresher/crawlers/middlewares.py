@@ -13,6 +13,7 @@ Order matters (lower runs first on the way out, last on the way back):
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 from dataclasses import dataclass
 from urllib.parse import urljoin, urlsplit
@@ -21,7 +22,7 @@ from scrapy.downloadermiddlewares.retry import RetryMiddleware
 from scrapy.exceptions import IgnoreRequest
 from scrapy.http import Request
 
-from thresher.crawlers.netsafety import AddressPolicy, BlockedAddress, is_public_address
+from thresher.crawlers.netsafety import AddressPolicy
 from thresher.crawlers.scope import netloc_of
 from thresher.crawlers.warc import Exchange, http_request_head, http_response_head
 
@@ -112,10 +113,9 @@ class RawCaptureMiddleware:
         return None
 
     def process_response(self, request, response, spider=None):
-        if response.ip_address is not None and not self.policy.exempt(response.url):
-            if not is_public_address(response.ip_address):
-                self.crawler.stats.inc_value("thresher/blocked_address")
-                raise BlockedAddress(f"connected to non-public address {response.ip_address}")
+        if response.ip_address is not None:
+            peer = ipaddress.ip_address(response.ip_address)
+            self.policy.check(response.url, netloc_of(response.url), peer, self.crawler.stats)
         if request.meta.get("thresher_kind") != PAGE:
             return response
         raw = RawResponse(capture(request, response), response.status)

@@ -36,6 +36,7 @@ def scrapy_settings(config: CrawlConfig) -> dict:
         "COOKIES_ENABLED": False,  # pages archived as an anonymous visitor sees them
         "THRESHER_ALLOW_PRIVATE": config.allow_private,
         "THRESHER_ALLOW_PRIVATE_HOSTS": list(config.allow_private_hosts),
+        "THRESHER_ALLOW_NETWORKS": list(config.allow_networks),
         "DUPEFILTER_CLASS": "scrapy.dupefilters.BaseDupeFilter",  # the spider's Frontier dedups
         "SCHEDULER_MEMORY_QUEUE": "scrapy.squeues.FifoMemoryQueue",
         "DEPTH_LIMIT": 0,  # depth is a scope rule, checked before a request is made
