@@ -174,9 +174,9 @@ def main(argv: list[str] | None = None) -> int:
 
     import tiktoken
 
-    from thresher.tokenize import BPETokenizer, train_tokenizer
+    from thresher.tokenize import BPETokenizer, load_tokenizer, save_tokenizer, train_tokenizer
+    from thresher.tokenize.encoder import DEFAULT_BATCH_SIZE
     from thresher.tokenize.pretokenize import CL100K_PATTERN
-    from thresher.tokenize.stage import DEFAULT_BATCH_SIZE
 
     key = "corpus-" + "-".join(Path(d).name for d in args.html_dir) + ".jsonl"
     docs = build_corpus(Path(args.cache) / key, args.html_dir)
@@ -190,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.load_tokenizer:
         from tokenizers import Tokenizer
 
-        ours = BPETokenizer.load(args.load_tokenizer)
+        ours = load_tokenizer(args.load_tokenizer)
         hf = Tokenizer.from_file(str(Path(args.load_tokenizer) / "tokenizer.json"))
         print(f"loaded {ours} from {args.load_tokenizer}: no training; HF encodes with its tokenizer.json")
     else:
@@ -211,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
             f"train   thresher BPETokenizer:    {ours_train:7.1f} s wall  ({ours_train / hf_train:.2f}x HF's time)"
         )
         if args.save_tokenizer:
-            ours.save(args.save_tokenizer)
+            save_tokenizer(ours, args.save_tokenizer)
 
     enc = tiktoken.Encoding(
         "thresher-bench",

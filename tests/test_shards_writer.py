@@ -19,11 +19,11 @@ from thresher.shards.tokens import (
     list_shard_files,
     load_manifest,
     split_of,
-    token_dtype,
     verify_tokens_dir,
     write_manifest,
     write_token_shard,
 )
+from thresher.tokenize import token_dtype
 
 
 @pytest.fixture(scope="session")

@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from tests.conftest import shared_path
-from thresher.tokenize import CL100K_PATTERN, ENDOFTEXT, BPETokenizer, train_from_files, train_tokenizer
+from thresher.tokenize import CL100K_PATTERN, ENDOFTEXT, load_tokenizer, train_from_files, train_tokenizer
 from thresher.tokenize.merges import learn_merges
 from thresher.tokenize.pretokenize import count_pretokens, word_bytes
 from thresher.tokenize.train import CountStats, count_files, iter_texts
@@ -165,7 +165,7 @@ def test_cli_train_and_encode(tmp_path, capsys):
         )
         == 0
     )
-    tok = BPETokenizer.load(out_dir)
+    tok = load_tokenizer(out_dir)
     assert tok.vocab_size == 700 and tok.mergeable_ranks() == train_tokenizer(texts, 700).mergeable_ranks()
     capsys.readouterr()
     assert main(["tokenizer", "encode", "--tokenizer", str(out_dir), f"The city{ENDOFTEXT}"]) == 0

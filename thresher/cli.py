@@ -17,7 +17,7 @@ COMMAND_MODULES = [
     "thresher.crawlers.cli",  # crawl
     "thresher.filters.cli",  # quality train
     "thresher.dedup.cli",  # dedup
-    "thresher.tokenize.cli",  # tokenizer train / encode
+    "thresher.tokenize.cli",  # tokenize, tokenizer train / encode
     "thresher.shards.cli",  # shards export
 ]
 

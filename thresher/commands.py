@@ -81,32 +81,6 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_tokenize(args: argparse.Namespace) -> int:
-    """Tokenize a finished run's documents (what a config's ``tokenize:`` section does at the end)."""
-    import json
-    from pathlib import Path
-
-    from thresher.tokenization import TokenizeConfig, TrainConfig, run_tokenize
-
-    output = Path(args.output).absolute()
-    stats_file = output / "stats.json"
-    if not (output / "documents").is_dir():
-        print(f"thresher: {output} holds no documents/ (not the output of a run)", file=sys.stderr)
-        return 2
-    config = TokenizeConfig(
-        tokenizer=args.tokenizer, train=TrainConfig(vocab_size=args.vocab_size),
-        validation_fraction=args.validation_fraction,
-    )
-    if not args.local:
-        from thresher.raycontext import init_ray
-
-        init_ray(args.address, progress=False)
-    run_config = json.loads(stats_file.read_text()).get("config", {}) if stats_file.exists() else {}
-    figures = run_tokenize(config, output, run_config, local=args.local)
-    print(f"{figures['tokens']} tokens in {figures['shards']} token shard(s) → {figures['manifest']}")
-    return 0
-
-
 def cmd_models_fetch(args: argparse.Namespace) -> int:
     from thresher.models import fetch_lid_model
 
@@ -122,19 +96,6 @@ def register(sub) -> None:
     )
     add_run_arguments(p)
     p.set_defaults(func=cmd_run)
-
-    t = sub.add_parser(
-        "tokenize",
-        help="tokenize a finished run's documents into OUTPUT/tokens (train a tokenizer or use one)",
-        description="Encode OUTPUT/documents into token shards and manifest.json under OUTPUT/tokens.",
-    )
-    t.add_argument("output", help="a run's output directory")
-    t.add_argument("--tokenizer", help="directory of a trained tokenizer (default: train one on the documents)")
-    t.add_argument("--vocab-size", type=int, default=8192, help="vocabulary when training (default 8192)")
-    t.add_argument("--validation-fraction", type=float, default=0.01)
-    t.add_argument("--address", help="Ray cluster address (default: $RAY_ADDRESS, else an embedded local Ray)")
-    t.add_argument("--local", action="store_true", help="without Ray")
-    t.set_defaults(func=cmd_tokenize)
 
     m = sub.add_parser("models", help="manage model files (fastText lid.176)")
     msub = m.add_subparsers(dest="models_command", metavar="ACTION")

@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from thresher.tokenization import TokenizeConfig
+from thresher.tokenize.step import TokenizeConfig
 
 
 class ConfigError(ValueError):

@@ -571,7 +571,7 @@ class Runner:
             pass
 
     def _run_tokenize(self) -> dict[str, Any]:
-        from thresher.tokenization import run_tokenize
+        from thresher.tokenize.step import run_tokenize
 
         marker = self.progress / "tokens.done"
         if self.resume and marker.exists():

@@ -21,7 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from thresher.shards.tokens import TokenShardWriter, token_dtype, write_manifest
+from thresher.shards.tokens import TokenShardWriter, write_manifest
+from thresher.tokenize.bpe import token_dtype
 
 EOT = "<|endoftext|>"
 
@@ -96,7 +97,7 @@ def build_sample_tokens(
         "hash": hashlib.sha256(tok_path.read_bytes()).hexdigest(),
         "vocab_size": tok.get_vocab_size(),
         "eot_id": eot_id,
-        "dtype": dtype,
+        "dtype": dtype.name,
     }
     config = {"sample": True, "vocab_size": vocab_size, "languages": languages, "repeat": repeat}
     return write_manifest(

@@ -35,6 +35,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from thresher.tokenize.bpe import token_dtype
+
 logger = logging.getLogger(__name__)
 
 FORMAT = "thresher.tokens"
@@ -58,11 +60,19 @@ class ShardError(RuntimeError):
     """A shard file is missing, unreadable or does not match what was recorded for it."""
 
 
-def token_dtype(vocab_size: int) -> str:
-    """The narrowest unsigned type holding every token id of a vocabulary."""
-    if vocab_size <= 0:
-        raise ValueError(f"vocab_size must be positive, got {vocab_size}")
-    return "uint16" if vocab_size <= 1 << 16 else "uint32"
+DTYPES = ("uint16", "uint32")
+
+
+def dtype_name(dtype: Any) -> str:
+    """``"uint16"`` or ``"uint32"`` for a numpy dtype or its name (what files and the manifest
+    record); ``ValueError`` for any other type."""
+    try:
+        name = np.dtype(dtype).name
+    except TypeError:
+        name = None
+    if name not in DTYPES:
+        raise ValueError(f"dtype must be uint16 or uint32, got {dtype!r}")
+    return name
 
 
 def split_of(doc_id: str, validation_fraction: float) -> str:
@@ -75,8 +85,8 @@ def split_of(doc_id: str, validation_fraction: float) -> str:
     return "validation" if int.from_bytes(digest, "big") / 2.0**64 < validation_fraction else "train"
 
 
-def tokens_schema(dtype: str) -> pa.Schema:
-    value_type = {"uint16": pa.uint16(), "uint32": pa.uint32()}[dtype]
+def tokens_schema(dtype: Any) -> pa.Schema:
+    value_type = {"uint16": pa.uint16(), "uint32": pa.uint32()}[dtype_name(dtype)]
     return pa.schema(
         [
             pa.field("id", pa.string(), nullable=False),
@@ -185,7 +195,7 @@ def write_token_shard(
     ids: Sequence[str],
     token_arrays: Any,
     *,
-    dtype: str,
+    dtype: Any,
     split: str = "train",
     eot_id: int | None = None,
     row_group_tokens: int = DEFAULT_ROW_GROUP_TOKENS,
@@ -193,13 +203,13 @@ def write_token_shard(
     """Write one shard, ``out_dir/name.parquet``, atomically; skip it when already complete.
 
     ``token_arrays`` is a sequence of integer arrays/lists or an Arrow list array (what a Ray
-    block carries). When ``eot_id`` is given every document must end with it. Empty documents are
-    rejected: they carry no training signal and would make row counts disagree with the source.
+    block carries); ``dtype`` is uint16 or uint32, a numpy dtype or its name. When ``eot_id`` is
+    given every document must end with it. Empty documents are rejected: they carry no training
+    signal and would make row counts disagree with the source.
     """
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
-    if dtype not in ("uint16", "uint32"):
-        raise ValueError(f"dtype must be uint16 or uint32, got {dtype!r}")
+    dtype = dtype_name(dtype)
     ids = [str(i) for i in ids]
     tokens = _to_list_array(token_arrays, dtype)
     if len(tokens) != len(ids):
@@ -300,7 +310,7 @@ class TokenShardWriter:
         self,
         out_dir: str | os.PathLike,
         *,
-        dtype: str,
+        dtype: Any,
         eot_id: int | None = None,
         validation_fraction: float = 0.0,
         target_tokens: int = DEFAULT_SHARD_TOKENS,
@@ -314,7 +324,7 @@ class TokenShardWriter:
         if prefix and not all(c.isalnum() or c in "_.-" for c in prefix):
             raise ValueError(f"prefix may hold letters, digits, '_', '.', '-' only: {prefix!r}")
         self.out_dir = Path(out_dir)
-        self.dtype = dtype
+        self.dtype = dtype_name(dtype)
         self.eot_id = eot_id
         self.validation_fraction = validation_fraction
         self.target_tokens = target_tokens
@@ -400,8 +410,8 @@ def write_manifest(
     missing = [k for k in TOKENIZER_KEYS if k not in tokenizer]
     if missing:
         raise ValueError(f"tokenizer info lacks {missing}; need {list(TOKENIZER_KEYS)}")
-    expected_dtype = tokenizer["dtype"]
-    if expected_dtype != token_dtype(int(tokenizer["vocab_size"])):
+    expected_dtype = dtype_name(tokenizer["dtype"])
+    if expected_dtype != token_dtype(int(tokenizer["vocab_size"])).name:
         raise ValueError(
             f"tokenizer dtype {expected_dtype} does not fit vocab_size {tokenizer['vocab_size']}"
         )
@@ -441,7 +451,7 @@ def write_manifest(
     manifest = {
         "format": FORMAT,
         "version": FORMAT_VERSION,
-        "tokenizer": {k: tokenizer[k] for k in TOKENIZER_KEYS},
+        "tokenizer": {**{k: tokenizer[k] for k in TOKENIZER_KEYS}, "dtype": expected_dtype},
         "config_hash": config_hash,
         "split": {"validation_fraction": validation_fraction, "rule": SPLIT_RULE},
         "totals": totals,

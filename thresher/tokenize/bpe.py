@@ -59,7 +59,12 @@ MAX_CACHED_PIECE = LONG_PIECE
 
 
 def token_dtype(vocab_size: int) -> np.dtype:
-    """The smallest unsigned dtype that holds every id: uint16 up to 65,536 tokens, else uint32."""
+    """The smallest unsigned dtype that holds every id: uint16 up to 65,536 tokens, else uint32.
+
+    The one rule for the ids' type everywhere: a tokenizer's arrays, token shards and their
+    manifest (which records ``token_dtype(...).name``)."""
+    if vocab_size <= 0:
+        raise ValueError(f"vocab_size must be positive, got {vocab_size}")
     return np.dtype(np.uint16) if vocab_size <= 1 << 16 else np.dtype(np.uint32)
 
 
@@ -103,7 +108,9 @@ class BPETokenizer:
     included), a pre-tokenisation ``pattern`` and special tokens (name → id, above the ranks).
 
     Encoding matches ``tiktoken.Encoding(pat_str=pattern, mergeable_ranks=..., special_tokens=...)``
-    id for id. Train one with :func:`thresher.tokenize.train.train_tokenizer`.
+    id for id. Train one with :func:`thresher.tokenize.train.train_tokenizer`; save and load one
+    with :func:`thresher.tokenize.files.save_tokenizer` / ``load_tokenizer`` (this module knows no
+    files, so the file formats can import it without a circle).
     """
 
     def __init__(
@@ -326,30 +333,6 @@ class BPETokenizer:
         """Text of ``ids``. A sequence cut inside a multi-byte character decodes with U+FFFD for
         the partial character (``errors='replace'``), as tiktoken does."""
         return self.decode_bytes(ids).decode("utf-8", errors)
-
-    # -- files ---------------------------------------------------------------------------------
-
-    def save(self, directory) -> None:
-        """Write ``tokenizer.tiktoken``, ``thresher.json`` and a HF ``tokenizer.json`` (files.py)."""
-        from thresher.tokenize.files import save
-
-        save(self, directory)
-
-    @classmethod
-    def load(cls, directory, cache_size: int = DEFAULT_CACHE_SIZE) -> BPETokenizer:
-        from thresher.tokenize.files import load
-
-        return load(directory, cache_size=cache_size)
-
-    def fingerprint(self) -> str:
-        from thresher.tokenize.files import fingerprint
-
-        return fingerprint(self)
-
-    def to_hf_json(self) -> dict:
-        from thresher.tokenize.hf import to_hf_json
-
-        return to_hf_json(self)
 
     def __repr__(self) -> str:
         return f"BPETokenizer(n_ranks={self.n_ranks}, specials={sorted(self._special)}, vocab_size={self.vocab_size})"

@@ -1,4 +1,5 @@
-"""``thresher tokenizer train`` and ``thresher tokenizer encode``."""
+"""The tokenization commands: ``thresher tokenize OUTPUT`` (a run's tokenize step on a finished
+run, step.py) and ``thresher tokenizer train`` / ``thresher tokenizer encode``."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import argparse
 import json
 import logging
 import sys
+from pathlib import Path
 
 from thresher.tokenize.pretokenize import CL100K_PATTERN, ENDOFTEXT
 
@@ -13,6 +15,30 @@ logger = logging.getLogger(__name__)
 
 
 def register(subparsers) -> None:
+    register_tokenize(subparsers)
+    register_tokenizer(subparsers)
+
+
+def register_tokenize(subparsers) -> None:
+    t = subparsers.add_parser(
+        "tokenize",
+        help="tokenize a finished run's documents into OUTPUT/tokens (train a tokenizer or use one)",
+        description="Encode OUTPUT/documents into token shards and manifest.json under OUTPUT/tokens.",
+    )
+    t.add_argument("output", help="a run's output directory")
+    t.add_argument(
+        "--tokenizer", help="directory of a trained tokenizer (default: train one on the documents)"
+    )
+    t.add_argument("--vocab-size", type=int, default=8192, help="vocabulary when training (default 8192)")
+    t.add_argument("--validation-fraction", type=float, default=0.01)
+    t.add_argument(
+        "--address", help="Ray cluster address (default: $RAY_ADDRESS, else an embedded local Ray)"
+    )
+    t.add_argument("--local", action="store_true", help="without Ray")
+    t.set_defaults(func=cmd_tokenize)
+
+
+def register_tokenizer(subparsers) -> None:
     parser = subparsers.add_parser(
         "tokenizer", help="train a byte-level BPE tokenizer, or encode text with one"
     )
@@ -60,8 +86,33 @@ def register(subparsers) -> None:
     parser.set_defaults(func=lambda args: parser.print_help() or 2)
 
 
+def cmd_tokenize(args: argparse.Namespace) -> int:
+    """Tokenize a finished run's documents (what a config's ``tokenize:`` section does at the end)."""
+    from thresher.tokenize.step import TokenizeConfig, TrainConfig, run_tokenize
+
+    output = Path(args.output).absolute()
+    stats_file = output / "stats.json"
+    if not (output / "documents").is_dir():
+        print(f"thresher: {output} holds no documents/ (not the output of a run)", file=sys.stderr)
+        return 2
+    config = TokenizeConfig(
+        tokenizer=args.tokenizer,
+        train=TrainConfig(vocab_size=args.vocab_size),
+        validation_fraction=args.validation_fraction,
+    )
+    if not args.local:
+        from thresher.raycontext import init_ray
+
+        init_ray(args.address, progress=False)
+    run_config = json.loads(stats_file.read_text()).get("config", {}) if stats_file.exists() else {}
+    figures = run_tokenize(config, output, run_config, local=args.local)
+    print(f"{figures['tokens']} tokens in {figures['shards']} token shard(s) → {figures['manifest']}")
+    return 0
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from thresher.readers.inputs import InputError, expand_inputs
+    from thresher.tokenize.files import save_tokenizer
     from thresher.tokenize.train import train_from_files
 
     try:
@@ -96,7 +147,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     except ValueError as exc:
         logger.error("%s", exc)
         return 1
-    tok.save(args.output)
+    save_tokenizer(tok, args.output)
     logger.info(
         "wrote %s: %d ids (%d ordinary, specials %s), trained on %d documents",
         args.output,
@@ -109,10 +160,10 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_encode(args: argparse.Namespace) -> int:
-    from thresher.tokenize.bpe import BPETokenizer
+    from thresher.tokenize.files import load_tokenizer
 
     try:
-        tok = BPETokenizer.load(args.tokenizer)
+        tok = load_tokenizer(args.tokenizer)
     except (FileNotFoundError, ValueError) as exc:
         logger.error("%s", exc)
         return 2

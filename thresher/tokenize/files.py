@@ -7,6 +7,9 @@
 
 Files are written under temporary names and renamed, so a directory never holds a half-written
 tokenizer under the final names.
+
+These are free functions over :class:`BPETokenizer` rather than its methods: the file formats
+(this module, hf.py) depend on the tokenizer, never the other way round.
 """
 
 from __future__ import annotations
@@ -17,7 +20,8 @@ import json
 import os
 from pathlib import Path
 
-from thresher.tokenize.bpe import BPETokenizer
+from thresher.tokenize.bpe import DEFAULT_CACHE_SIZE, BPETokenizer
+from thresher.tokenize.hf import to_hf_json
 
 FORMAT = "thresher.bpe"
 FORMAT_VERSION = 1
@@ -42,9 +46,8 @@ def _write(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
-def save(tok: BPETokenizer, directory: str | os.PathLike) -> Path:
-    from thresher.tokenize.hf import to_hf_json
-
+def save_tokenizer(tok: BPETokenizer, directory: str | os.PathLike) -> Path:
+    """Write ``tokenizer.tiktoken``, a HF ``tokenizer.json`` and ``thresher.json`` into ``directory``."""
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
     ranks = sorted(tok.mergeable_ranks().items(), key=lambda kv: kv[1])
@@ -65,7 +68,9 @@ def save(tok: BPETokenizer, directory: str | os.PathLike) -> Path:
     return out
 
 
-def load(directory: str | os.PathLike, **kwargs) -> BPETokenizer:
+def load_tokenizer(directory: str | os.PathLike, cache_size: int = DEFAULT_CACHE_SIZE) -> BPETokenizer:
+    """The tokenizer saved in ``directory``; ``ValueError`` when its files disagree with the hash
+    recorded in ``thresher.json``, ``FileNotFoundError`` when it is not a tokenizer directory."""
     src = Path(directory)
     config_path = src / CONFIG_FILE
     if not config_path.exists():
@@ -84,7 +89,7 @@ def load(directory: str | os.PathLike, **kwargs) -> BPETokenizer:
             ranks[base64.b64decode(token, validate=True)] = int(rank)
         except ValueError as exc:
             raise ValueError(f"{src / RANKS_FILE}:{n}: malformed line ({exc})") from None
-    tok = BPETokenizer(ranks, config["pattern"], config["special_tokens"], **kwargs)
+    tok = BPETokenizer(ranks, config["pattern"], config["special_tokens"], cache_size=cache_size)
     if config.get("sha256") and fingerprint(tok) != config["sha256"]:
         raise ValueError(f"{src}: content does not match the hash recorded in {CONFIG_FILE}")
     return tok

@@ -1,5 +1,7 @@
-"""The run's last phase: a tokenizer (given, or trained on the run's own documents) encodes every
-kept document into token shards under ``OUTPUT/tokens`` with their ``manifest.json``.
+"""A run's tokenize step, its last phase: a tokenizer (given, or trained on the run's own
+documents) encodes every kept document into token shards under ``OUTPUT/tokens`` with their
+``manifest.json``. A config's ``tokenize:`` section runs it at the end of ``thresher run``;
+``thresher tokenize OUTPUT`` runs it on a finished run.
 
 Token shards follow the documents shards: the documents of ``documents/SHARD.parquet`` go to
 ``tokens/shard-SHARD-NNNNN.parquet`` (and ``val-SHARD-NNNNN.parquet`` for the held-out split, chosen
@@ -17,6 +19,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pyarrow.parquet as pq
+
+from thresher.shards.tokens import TokenShardWriter, write_manifest
+from thresher.tokenize.encoder import DocumentEncoder
+from thresher.tokenize.files import fingerprint, load_tokenizer, save_tokenizer
+from thresher.tokenize.train import train_from_files
+
 logger = logging.getLogger(__name__)
 
 
@@ -27,7 +36,9 @@ class TrainConfig:
 
     def validate(self, where: str) -> None:
         if self.vocab_size < 257:
-            raise ValueError(f"{where}.vocab_size: at least 257 (256 bytes + <|endoftext|>), got {self.vocab_size}")
+            raise ValueError(
+                f"{where}.vocab_size: at least 257 (256 bytes + <|endoftext|>), got {self.vocab_size}"
+            )
 
 
 @dataclass
@@ -41,22 +52,46 @@ class TokenizeConfig:
 
     def validate(self, where: str) -> None:
         if not 0.0 <= self.validation_fraction < 1.0:
-            raise ValueError(f"{where}.validation_fraction: must be in [0, 1), got {self.validation_fraction}")
+            raise ValueError(
+                f"{where}.validation_fraction: must be in [0, 1), got {self.validation_fraction}"
+            )
 
 
-def _encode_shard(path: str, tokenizer_dir: str, tokens_dir: str, validation_fraction: float, target: int) -> list[dict]:
-    import pyarrow.parquet as pq
+_ENCODERS: dict[str, DocumentEncoder] = {}
+"""This process's encoder, by the fingerprint of its tokenizer (at most one: a run uses one
+tokenizer). The key is the content, not the directory: a Ray worker, or the driver of a local run,
+outlives a run (a notebook, a test session, a reused Ray), and a tokenizer re-trained into the same
+directory must not be served by the encoder of the old one. Kept across runs because the encoder's
+piece cache is what makes encoding fast."""
 
-    from thresher.shards.tokens import TokenShardWriter
-    from thresher.tokenize.stage import DocumentEncoder
 
-    encoder = _ENCODERS.get(tokenizer_dir)
+def _encoder(tokenizer_dir: str, tokenizer_hash: str) -> DocumentEncoder:
+    """The encoder of the tokenizer whose fingerprint is ``tokenizer_hash``, loaded from
+    ``tokenizer_dir`` unless this process already holds it."""
+    encoder = _ENCODERS.get(tokenizer_hash)
     if encoder is None:
-        encoder = _ENCODERS[tokenizer_dir] = DocumentEncoder(tokenizer_dir)
+        encoder = DocumentEncoder(tokenizer_dir)
+        if fingerprint(encoder.tokenizer) != tokenizer_hash:
+            raise ValueError(f"{tokenizer_dir}: the tokenizer changed on disk while this run was encoding")
+        _ENCODERS.clear()
+        _ENCODERS[tokenizer_hash] = encoder
+    return encoder
+
+
+def _encode_shard(
+    path: str,
+    tokenizer_dir: str,
+    tokenizer_hash: str,
+    tokens_dir: str,
+    validation_fraction: float,
+    target: int,
+) -> list[dict]:
+    """Encode one documents shard into token shards named after it; returns their ShardInfo dicts."""
+    encoder = _encoder(tokenizer_dir, tokenizer_hash)
     table = pq.read_table(path, columns=["id", "text"])
     writer = TokenShardWriter(
         tokens_dir,
-        dtype=str(encoder.dtype),
+        dtype=encoder.dtype,
         eot_id=encoder.eot_id,
         validation_fraction=validation_fraction,
         target_tokens=target,
@@ -68,32 +103,34 @@ def _encode_shard(path: str, tokenizer_dir: str, tokens_dir: str, validation_fra
     return [info.to_dict() for info in writer.close()]
 
 
-_ENCODERS: dict[str, Any] = {}
-
-
-def run_tokenize(config: TokenizeConfig, output: Path, pipeline_config: dict, *, local: bool) -> dict[str, Any]:
+def run_tokenize(
+    config: TokenizeConfig, output: Path, pipeline_config: dict, *, local: bool
+) -> dict[str, Any]:
     """Train or load the tokenizer, encode ``output/documents`` into ``output/tokens``; returns figures."""
-    from thresher.shards.tokens import write_manifest
-    from thresher.tokenize import BPETokenizer, train_from_files
-    from thresher.tokenize.files import fingerprint
-
     docs = sorted(str(p) for p in (output / "documents").glob("*.parquet"))
     figures: dict[str, Any] = {}
     start = time.perf_counter()
     if config.tokenizer:
         tok_dir = Path(config.tokenizer).absolute()
-        tokenizer = BPETokenizer.load(tok_dir)
+        tokenizer = load_tokenizer(tok_dir)
     else:
         tok_dir = output / "tokenizer"
         tokenizer, counted = train_from_files(
             docs, config.train.vocab_size, min_frequency=config.train.min_frequency, use_ray=not local
         )
-        tokenizer.save(tok_dir)
+        save_tokenizer(tokenizer, tok_dir)
         figures["train_seconds"] = round(time.perf_counter() - start, 3)
         figures["train_documents"] = counted.documents
+    tokenizer_hash = fingerprint(tokenizer)
     tokens_dir = output / "tokens"
     tokens_dir.mkdir(parents=True, exist_ok=True)
-    args = (str(tok_dir), str(tokens_dir), config.validation_fraction, config.target_tokens_per_shard)
+    args = (
+        str(tok_dir),
+        tokenizer_hash,
+        str(tokens_dir),
+        config.validation_fraction,
+        config.target_tokens_per_shard,
+    )
     encode_start = time.perf_counter()
     if local:
         infos = [info for path in docs for info in _encode_shard(path, *args)]
@@ -104,14 +141,14 @@ def run_tokenize(config: TokenizeConfig, output: Path, pipeline_config: dict, *,
         ds = ds.map(lambda row: {"infos": json.dumps(_encode_shard(row["path"], *args))})
         infos = [info for row in ds.iter_rows() for info in json.loads(row["infos"])]
     config_hash = hashlib.sha256(json.dumps(pipeline_config, sort_keys=True).encode()).hexdigest()
-    manifest = write_manifest(
+    write_manifest(
         tokens_dir,
         tokenizer={
             "path": str(tok_dir),
-            "hash": fingerprint(tokenizer),
+            "hash": tokenizer_hash,
             "vocab_size": tokenizer.vocab_size,
             "eot_id": tokenizer.eot_id,
-            "dtype": str(tokenizer.dtype),
+            "dtype": tokenizer.dtype.name,
         },
         config_hash=config_hash,
         validation_fraction=config.validation_fraction,
@@ -129,5 +166,4 @@ def run_tokenize(config: TokenizeConfig, output: Path, pipeline_config: dict, *,
         manifest=str(tokens_dir / "manifest.json"),
     )
     logger.info("tokenized %d documents into %d tokens (%d shards)", figures["documents"], tokens, len(infos))
-    del manifest
     return figures

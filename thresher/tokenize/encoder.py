@@ -1,4 +1,4 @@
-"""Documents → token id arrays, for the pipeline's tokenize step.
+"""Documents → token id arrays, for the run's tokenize step (step.py).
 
 Each document becomes ``encode_ordinary(text) + [<|endoftext|>]`` as a numpy array of the
 tokenizer's dtype (uint16 when every id fits, else uint32). Special-token names inside web text
@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from thresher.tokenize.bpe import DEFAULT_CACHE_SIZE, BPETokenizer
+from thresher.tokenize.files import load_tokenizer
 
 
 @dataclass
@@ -46,7 +47,7 @@ class DocumentEncoder:
         batch_size: int = DEFAULT_BATCH_SIZE,
     ) -> None:
         self.tokenizer = (
-            tokenizer if isinstance(tokenizer, BPETokenizer) else BPETokenizer.load(tokenizer, cache_size)
+            tokenizer if isinstance(tokenizer, BPETokenizer) else load_tokenizer(tokenizer, cache_size)
         )
         self.eot_id = self.tokenizer.eot_id
         self.dtype = self.tokenizer.dtype
