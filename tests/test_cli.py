@@ -36,9 +36,10 @@ def test_config_error_exits_2_with_the_key(tmp_path):
     assert "stages[0].language.treshold: unknown key (did you mean 'threshold'?)" in out.stderr
 
 
-def test_missing_input_exits_2(tmp_path):
+def test_missing_input_exits_3(tmp_path):
     out = thresher("run", "pipeline/configs/demo.yaml", "--input", str(tmp_path / "nothing.warc.gz"))
-    assert out.returncode == 2 and "input not found" in out.stderr
+    assert out.returncode == 3
+    assert out.stderr.splitlines() == [f"thresher: input error: input not found: {tmp_path / 'nothing.warc.gz'}"]
 
 
 @pytest.mark.slow

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from thresher.config import ConfigError, apply_overrides, load_config, parse_config
@@ -60,3 +62,141 @@ def test_shipped_configs_parse():
     for path in sorted((Path(__file__).parents[1] / "pipeline" / "configs").glob("*.yaml")):
         cfg = load_config(path)
         assert cfg.stages, path
+
+
+# --------------------------------------------------------------------------- limits, via the CLI
+
+DEMO_WARC = Path(__file__).resolve().parents[1] / "examples" / "demo.warc.gz"
+CONFIG = """\
+input: {{paths: [{warc}]}}
+stages:
+  - extract: {{languages: [en]}}
+  - language: {{languages: [en]}}
+  - gopher_quality: {{}}
+"""
+
+
+def run_cli(capsys, tmp_path, *args: str) -> tuple[int, list[str]]:
+    """``thresher run`` in this process on the demo WARC: its exit code and its stderr lines."""
+    from thresher.cli import main
+
+    config = tmp_path / "pipeline.yaml"
+    config.write_text(CONFIG.format(warc=DEMO_WARC))
+    argv = ["run", str(config), "--local", *args]
+    if "--output" not in args:
+        argv += ["--output", str(tmp_path / "out")]
+    code = main(argv)
+    return code, capsys.readouterr().err.splitlines()
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("ray.concurrency=-1", "ray.concurrency: must be >= 1, got -1"),
+        ("ray.block_docs=0", "ray.block_docs: must be >= 1, got 0"),
+        ("ray.num_cpus=0", "ray.num_cpus: must be >= 1, got 0"),
+        ("input.max_bytes_per_shard=-1", "input.max_bytes_per_shard: must be >= 1, got -1"),
+        ("input.docs_per_shard=0", "input.docs_per_shard: must be >= 1, got 0"),
+        ("stages.extract.timeout_s=-5", "stages[0].extract.timeout_s: must be > 0, got -5"),
+        ("stages.extract.timeout_s=0", "stages[0].extract.timeout_s: must be > 0, got 0"),
+        ("stages.gopher_quality.min_doc_words=-1", "stages[2].gopher_quality.min_doc_words: must be >= 0, got -1"),
+        ("stages.gopher_quality.max_doc_words=-100", "stages[2].gopher_quality.max_doc_words: must be >= 0, got -100"),
+        (
+            "stages.gopher_quality.languages={zh: {min_doc_words: -5}}",
+            "stages[2].gopher_quality.languages.zh.min_doc_words: must be >= 0, got -5",
+        ),
+        (
+            "stages.gopher_quality.min_alpha_words_ratio=1.5",
+            "stages[2].gopher_quality.min_alpha_words_ratio: must be between 0 and 1, got 1.5",
+        ),
+        (
+            "stages.language.languages=[en, eng]",
+            "stages[1].language.languages[1]: unknown language code 'eng' (did you mean 'en'?)",
+        ),
+        (
+            "stages.extract.languages=[english]",
+            "stages[0].extract.languages[0]: unknown language code 'english' (lid.176 codes look like en, de, zh, pt)",
+        ),
+        (
+            "stages.language.thresholds={EN: 0.5}",
+            "stages[1].language.thresholds.EN: unknown language code 'EN' (did you mean 'en'?)",
+        ),
+        (
+            "stages.gopher_quality.default_language=xx",
+            "stages[2].gopher_quality.default_language: unknown language code 'xx' "
+            "(lid.176 codes look like en, de, zh, pt)",
+        ),
+        (
+            "output.compression=lzma",
+            "output.compression: must be one of zstd, snappy, gzip, lz4, brotli, none; got 'lzma'",
+        ),
+    ],
+)
+def test_values_that_would_break_the_run_are_config_errors(capsys, tmp_path, override, message):
+    code, lines = run_cli(capsys, tmp_path, "--set", override)
+    assert (code, lines) == (2, [f"thresher: config error: {message}"])
+    assert not (tmp_path / "out").exists()  # stopped before any work
+
+
+def test_an_output_below_a_file_is_a_config_error(capsys, tmp_path):
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("not a directory\n")
+    code, lines = run_cli(capsys, tmp_path, "--output", str(a_file / "run"))
+    assert (code, lines) == (
+        2,
+        [f"thresher: config error: output.path: {a_file / 'run'} is below {a_file}, which is a file, not a directory"],
+    )
+    code, lines = run_cli(capsys, tmp_path, "--output", str(a_file))
+    assert (code, lines) == (2, [f"thresher: config error: output.path: {a_file} is a file, not a directory"])
+    assert a_file.read_text() == "not a directory\n"
+
+
+def test_output_compression_is_the_codec_of_the_documents(capsys, tmp_path):
+    import pyarrow.parquet as pq
+
+    (tmp_path / "pipeline.yaml").write_text(f"input: {{paths: [{DEMO_WARC}]}}\nstages: []\n")
+    from thresher.cli import main
+
+    for codec, expected in (("gzip", "GZIP"), ("none", "UNCOMPRESSED")):
+        out = tmp_path / codec
+        argv = ["run", str(tmp_path / "pipeline.yaml"), "--local", "--output", str(out)]
+        assert main([*argv, "--set", f"output.compression={codec}", "--set", "ray.progress=false"]) == 0
+        files = sorted((out / "documents").glob("*.parquet")) + sorted((out / "dropped").glob("*.parquet"))
+        assert files
+        for f in files:
+            meta = pq.ParquetFile(f).metadata
+            assert {meta.row_group(0).column(i).compression for i in range(meta.num_columns)} == {expected}, f
+
+
+def test_every_numeric_stage_option_declares_its_limits():
+    """A new numeric option without ``option(..., ge=...)`` would accept -1 silently again."""
+    import dataclasses
+    import typing
+
+    from thresher.constraints import RULE
+    from thresher.registry import STAGES, stage_class
+
+    unchecked = []
+    for name in STAGES:
+        config = stage_class(name).Config
+        if config is type(None):
+            continue
+        hints = typing.get_type_hints(config)
+        for f in dataclasses.fields(config):
+            numeric = {int, float} & set(typing.get_args(hints[f.name]) or (hints[f.name],))
+            if numeric and hints[f.name] is not bool and RULE not in f.metadata:
+                unchecked.append(f"{name}.{f.name}")
+    assert unchecked == []
+
+
+def test_the_language_codes_are_the_models_labels():
+    fasttext = pytest.importorskip("fasttext")
+    from thresher.languages import LID176_LANGUAGES
+    from thresher.models import ModelNotFound, lid_model_path
+
+    try:
+        path = lid_model_path()
+    except ModelNotFound:
+        pytest.skip("lid.176 not fetched")
+    labels = fasttext.load_model(str(path)).get_labels()
+    assert LID176_LANGUAGES == {label.removeprefix("__label__") for label in labels}

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import sys
 
 logger = logging.getLogger("thresher")
 
@@ -50,22 +49,56 @@ def load_run_config(args: argparse.Namespace):
     return cfg
 
 
-def cmd_run(args: argparse.Namespace) -> int:
+def check_run_inputs(cfg) -> None:
+    """Fail before Ray starts, with one line (see :mod:`thresher.cli`), on inputs that cannot be
+    read: none given, not found, a URI scheme fsspec does not know, a name no reader knows."""
     from thresher.config import ConfigError
-    from thresher.graph import run_pipeline
+    from thresher.errors import InputProblem
+    from thresher.readers import expand_inputs, input_format
     from thresher.readers.inputs import InputError
 
+    if not cfg.input.paths:
+        raise ConfigError("input.paths is empty: give --input FILE|DIR|GLOB (repeatable)")
     try:
-        cfg = load_run_config(args)
-        from thresher.readers import expand_inputs
+        files = expand_inputs(cfg.input.paths, cfg.base_dir)
+    except InputError:
+        raise
+    except ValueError as exc:  # fsspec: "Protocol not known: foo"
+        raise InputProblem(f"{', '.join(cfg.input.paths)}: {exc}") from exc
+    for path in files:
+        input_format(path, cfg.input.format)
 
-        if not cfg.input.paths:
-            raise ConfigError("input.paths is empty: give --input FILE|DIR|GLOB (repeatable)")
-        expand_inputs(cfg.input.paths, cfg.base_dir)  # fail before starting Ray
-    except (ConfigError, InputError) as exc:
-        print(f"thresher: config error: {exc}", file=sys.stderr)
-        return 2
-    result = run_pipeline(cfg, local=args.local, resume=args.resume)
+
+def _output_problem(exc: OSError, output: str):
+    """An OSError on a path inside the output directory, as the output error it is (else None)."""
+    from pathlib import Path
+
+    from thresher.errors import OutputProblem
+
+    if not exc.filename:
+        return None
+    root, path = Path(output).absolute(), Path(exc.filename).absolute()
+    if path == root:
+        return OutputProblem(f"cannot write to {root}: {exc.strerror}")
+    if root in path.parents:
+        return OutputProblem(f"cannot write to {root}: {exc.strerror}: {path}")
+    return None
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from thresher.config import check_output_path
+    from thresher.graph import run_pipeline
+
+    cfg = load_run_config(args)
+    check_output_path(cfg.output.path)
+    check_run_inputs(cfg)
+    try:
+        result = run_pipeline(cfg, local=args.local, resume=args.resume)
+    except OSError as exc:
+        problem = _output_problem(exc, cfg.output.path)
+        if problem is None:
+            raise
+        raise problem from exc
     print("\n".join(result.summary_lines()))
     print(f"\n{result.documents} documents in {result.shards} shard(s), {result.seconds:.1f}s")
     tok = result.extra.get("tokenize")

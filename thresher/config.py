@@ -16,29 +16,30 @@ from typing import Any
 
 import yaml
 
+from thresher.constraints import option, rule_problems
+from thresher.errors import CONFIG_ERROR, ThresherError
 from thresher.tokenize.step import TokenizeConfig
 
+PARQUET_COMPRESSIONS = ("zstd", "snappy", "gzip", "lz4", "brotli", "none")
 
-class ConfigError(ValueError):
+
+class ConfigError(ThresherError, ValueError):
     """A configuration problem, reported before the run does any work."""
+
+    exit_code = CONFIG_ERROR
+    prefix = "config error: "
 
 
 @dataclass
 class InputConfig:
     paths: list[str] = field(default_factory=list)
     """Files, directories or globs; local paths or any fsspec/pyarrow URI (s3://, gs://, https://)."""
-    format: str = "auto"
+    format: str = option("auto", choices=("auto", "warc", "parquet", "jsonl"))
     """auto | warc | parquet | jsonl. ``auto`` decides per file from its name."""
-    docs_per_shard: int = 1000
+    docs_per_shard: int = option(1000, ge=1)
     """Documents per in-flight block; each block becomes one output shard."""
-    max_bytes_per_shard: int = 64 * 1024 * 1024
+    max_bytes_per_shard: int = option(64 * 1024 * 1024, ge=1)
     """Raw payload bytes per in-flight block (bounds worker memory on large pages)."""
-
-    def validate(self, where: str) -> None:
-        if self.format not in ("auto", "warc", "parquet", "jsonl"):
-            raise ConfigError(f"{where}.format: must be one of auto, warc, parquet, jsonl; got {self.format!r}")
-        if self.docs_per_shard < 1:
-            raise ConfigError(f"{where}.docs_per_shard: must be >= 1")
 
 
 @dataclass
@@ -46,19 +47,21 @@ class OutputConfig:
     path: str = "out"
     write_dropped: bool = True
     """Also write ``dropped/*.parquet`` (id, url, stage, reason, value) to answer "why was X dropped"."""
-    compression: str = "zstd"
+    compression: str = option("zstd", choices=PARQUET_COMPRESSIONS)
+    """Codec of the documents and dropped Parquet files (``none``: uncompressed)."""
 
 
 @dataclass
 class RayConfig:
     address: str | None = None
     """None: use RAY_ADDRESS if set, else start an embedded local Ray. "auto": join a running cluster."""
-    num_cpus: int | None = None
-    object_store_memory: int | None = None
+    num_cpus: int | None = option(None, ge=1)
+    object_store_memory: int | None = option(None, ge=1)
+    """Bytes of a local Ray's object store (default: Ray's choice)."""
     progress: bool = True
-    concurrency: int | None = None
+    concurrency: int | None = option(None, ge=1)
     """Upper bound on parallel workers per stage (default: what the cluster offers)."""
-    block_docs: int = 64
+    block_docs: int = option(64, ge=1)
     """Documents per block between stages: small, so that one input file still spreads over every
     worker; larger blocks cost less scheduling on big inputs."""
 
@@ -178,15 +181,24 @@ def from_dict(cls: type, data: dict[str, Any] | None, where: str) -> Any:
         obj = cls(**kwargs)
     except TypeError as exc:
         raise ConfigError(f"{where}: {exc}") from exc
+    check_config(obj, where)
+    return obj
+
+
+def check_config(obj: Any, where: str) -> None:
+    """Check dataclass ``obj`` as loading a config does: the limits its fields declare
+    (:func:`thresher.constraints.option`), then its ``validate(where)`` hook, if any. For configs
+    built in code (a command's flags) as well as read from YAML; raises ConfigError naming the key."""
+    for key, why in rule_problems(obj):
+        raise ConfigError(f"{where}.{key}: {why}".lstrip("."))
     validate = getattr(obj, "validate", None)
     if callable(validate):
         try:
-            validate(where or cls.__name__)
+            validate(where or type(obj).__name__)
         except ConfigError:
             raise
         except ValueError as exc:  # stage configs raise plain ValueError; give it the config's type
             raise ConfigError(str(exc)) from exc
-    return obj
 
 
 # --------------------------------------------------------------------------- pipeline config
@@ -273,6 +285,19 @@ def parse_config(data: dict[str, Any], base_dir: str | Path = ".") -> PipelineCo
     cfg.stages = stages
     cfg.base_dir = str(base_dir)
     return cfg
+
+
+def check_output_path(path: str | Path) -> None:
+    """An output directory that cannot exist (the path, or a directory above it, is a file) is a
+    config error before any work, not a ``NotADirectoryError`` once the first shard is written."""
+    target = Path(path).absolute()
+    if target.exists() and not target.is_dir():
+        raise ConfigError(f"output.path: {target} is a file, not a directory")
+    for parent in target.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise ConfigError(f"output.path: {target} is below {parent}, which is a file, not a directory")
+            return
 
 
 def read_yaml(path: str | Path, what: str = "config file") -> Any:

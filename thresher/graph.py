@@ -100,6 +100,7 @@ class PhaseLayout:
     dropped_suffix: str
     progress: Path  # progress/SHARD.json: the compacted shard's counters (its completion record)
     files: Path  # files/FILEIDX.json: the shards of an input file that was read to its end
+    compression: str = "zstd"  # codec of the documents and dropped files (output.compression)
 
     def make_dirs(self) -> None:
         for d in (self.parts, self.out / "documents", self.progress, self.files):
@@ -273,19 +274,19 @@ def compact_shard(shard: str, parts_dir: Path, layout: PhaseLayout) -> dict[str,
                     agg.merge(StageStats.from_dict(label, json.loads(cell)))
             stats[label] = agg.to_dict()
     docs = table_to_documents(table)
-    _write_atomic(kept_table(docs), layout.out / "documents" / f"{shard}.parquet")
+    _write_atomic(kept_table(docs), layout.out / "documents" / f"{shard}.parquet", layout.compression)
     if layout.dropped:
-        _write_atomic(dropped_table(docs), layout.dropped / f"{shard}{layout.dropped_suffix}.parquet")
+        _write_atomic(dropped_table(docs), layout.dropped / f"{shard}{layout.dropped_suffix}.parquet", layout.compression)
     summary = {"shard": shard, "rows": len(docs), "kept": sum(1 for d in docs if d.drop is None), "stats": stats}
     _write_json_atomic(layout.progress / f"{shard}.json", summary)
     shutil.rmtree(parts_dir, ignore_errors=True)
     return summary
 
 
-def _write_atomic(table: pa.Table, path: Path) -> None:
+def _write_atomic(table: pa.Table, path: Path, compression: str = "zstd") -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}-{uuid.uuid4().hex[:8]}")
-    pq.write_table(table, tmp, compression="zstd")
+    pq.write_table(table, tmp, compression=compression)
     os.replace(tmp, path)
 
 
@@ -475,6 +476,7 @@ class Runner:
             dropped_suffix="" if phase.index == 0 else f".phase{phase.index}",
             progress=self.progress / f"phase{phase.index}",
             files=self.progress / f"phase{phase.index}-files",
+            compression=self.config.output.compression,
         )
         return layout
 

@@ -95,6 +95,7 @@ def _key_input(docs, shard: str) -> pa.Table:
 
 
 def run(args: argparse.Namespace) -> int:
+    from thresher.config import check_config
     from thresher.dedup import ExactDedup, ExactDedupConfig, MinHashDedup, MinHashDedupConfig
     from thresher.document import Drop
     from thresher.readers.inputs import InputError, expand_inputs
@@ -112,7 +113,7 @@ def run(args: argparse.Namespace) -> int:
             index_output=args.index_output,
             **common,
         )
-        near_config.validate("dedup")
+        check_config(near_config, "dedup")  # the limits its fields declare, then its own checks
         near = MinHashDedup(near_config)
     except (InputError, ValueError) as exc:
         logger.error("%s", exc)

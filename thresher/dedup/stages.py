@@ -22,6 +22,7 @@ from urllib.parse import urlsplit, urlunsplit
 import numpy as np
 import pyarrow as pa
 
+from thresher.constraints import option
 from thresher.dedup.engine import DOC_TABLE_SCHEMA, EngineResult, EngineSettings, run_engine, sig_array
 from thresher.dedup.executor import LocalExecutor, RayExecutor
 from thresher.dedup.signatures import (
@@ -52,15 +53,11 @@ class _CommonConfig:
     score_key: str = "quality"
     mode: Literal["auto", "local", "ray"] = "auto"
     """auto: cluster in the driver process up to ``local_max_docs`` documents, else as Ray tasks."""
-    local_max_docs: int = 200_000
-    partitions: int = 0
+    local_max_docs: int = option(200_000, ge=0)
+    partitions: int = option(0, ge=0)
     """Shuffle partitions of the Ray path; 0 picks 2 per CPU, at least one per million documents."""
 
     def _validate_common(self, where: str) -> None:
-        if self.local_max_docs < 0:
-            raise ValueError(f"{where}.local_max_docs: must be >= 0")
-        if self.partitions < 0:
-            raise ValueError(f"{where}.partitions: must be >= 0 (0 = automatic)")
         if self.keep == "score" and not self.score_key:
             raise ValueError(f"{where}.score_key: required with keep: score")
 
@@ -76,12 +73,12 @@ class ExactDedupConfig(_CommonConfig):
 
 @dataclass
 class MinHashDedupConfig(_CommonConfig):
-    num_perm: int = 112
-    seed: int = 1
-    shingle_size: int = 5
-    bands: int = 14
-    rows: int = 8
-    threshold: float | None = None
+    num_perm: int = option(112, ge=1)
+    seed: int = option(1, ge=0)
+    shingle_size: int = option(5, ge=1)
+    bands: int = option(14, ge=1)
+    rows: int = option(8, ge=1)
+    threshold: float | None = option(None, gt=0, lt=1)
     """Target Jaccard similarity; when set, bands × rows come from datasketch's optimiser for
     ``num_perm`` and override ``bands``/``rows`` (weighted for recall when ``verify`` is on,
     since verification removes the extra candidates)."""
@@ -89,9 +86,9 @@ class MinHashDedupConfig(_CommonConfig):
     """Keep a candidate pair only when its signatures agree on at least ``verify_threshold`` of
     their values (the MinHash estimate of Jaccard). Without it every pair sharing a band
     counts, and the S-curve's tail below the threshold costs precision."""
-    verify_threshold: float | None = None
+    verify_threshold: float | None = option(None, gt=0, le=1)
     """Estimated Jaccard a candidate pair needs; defaults to ``threshold``, else 0.8."""
-    pair_group_max: int = 16
+    pair_group_max: int = option(16, ge=2)
     """Verification compares every pair of documents sharing a band up to this many documents
     per band key, a star and a chain above it."""
     against: str | list[str] | None = None
@@ -99,21 +96,11 @@ class MinHashDedupConfig(_CommonConfig):
     documents are dropped, the earlier documents always being the ones kept."""
     index_output: str | None = None
     """Directory to save this run's band keys to, for later runs' ``against``."""
-    max_cc_steps: int = 64
+    max_cc_steps: int = option(64, ge=1)
 
     def validate(self, where: str) -> None:
         self._validate_common(where)
-        if self.num_perm < 1 or self.seed < 0 or self.shingle_size < 1:
-            raise ValueError(f"{where}: num_perm and shingle_size must be >= 1, seed >= 0")
-        if self.threshold is not None and not 0.0 < self.threshold < 1.0:
-            raise ValueError(f"{where}.threshold: must be between 0 and 1, got {self.threshold}")
-        if self.verify_threshold is not None and not 0.0 < self.verify_threshold <= 1.0:
-            raise ValueError(f"{where}.verify_threshold: must be in (0, 1], got {self.verify_threshold}")
-        if self.pair_group_max < 2:
-            raise ValueError(f"{where}.pair_group_max: must be >= 2")
-        if self.threshold is None and (
-            self.bands < 1 or self.rows < 1 or self.bands * self.rows > self.num_perm
-        ):
+        if self.threshold is None and self.bands * self.rows > self.num_perm:
             raise ValueError(
                 f"{where}: bands × rows ({self.bands} × {self.rows}) must be between 1 and num_perm ({self.num_perm})"
             )

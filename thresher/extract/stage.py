@@ -26,10 +26,11 @@ trafilatura handles, and such a page must not be dropped as "too short".
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Literal
 from urllib.parse import urlsplit
 
+from thresher.constraints import option
 from thresher.document import Document, Drop
 from thresher.extract.charset import decode_html
 from thresher.extract.extractors import Extraction, TrafilaturaExtractor, TrafilaturaOptions
@@ -44,23 +45,23 @@ logger = logging.getLogger(__name__)
 class ExtractConfig:
     mode: Literal["cascade", "trafilatura", "resiliparse"] = "cascade"
     """``cascade``: resiliparse + language ID first, trafilatura only on pages that can survive."""
-    languages: list[str] = field(default_factory=list)
+    languages: list[str] = option(factory=list, language=True)
     """Target languages (lid.176 codes) for the cascade's early drop; empty: no early language drop.
     Use the same list as the ``language`` stage."""
-    early_language_min_score: float = 0.1
+    early_language_min_score: float = option(0.1, ge=0, le=1)
     """A page goes on to trafilatura only if some target language gets at least this probability
     (among the top 5) on resiliparse's text. Far below the final filter's threshold on purpose: on
     bench/extract.py's mix the lowest early English score of a page the final filter (0.65) keeps
     is 0.197, and 0.1 lost none of 549 other pages (Common Crawl samples, trafilatura's corpus)."""
-    early_min_chars: int = 20
+    early_min_chars: int = option(20, ge=0)
     """Pages with fewer visible characters are dropped before trafilatura (``early_too_short``)."""
-    main_content_min_chars: int = 200
+    main_content_min_chars: int = option(200, ge=0)
     """Below this many main-content characters, the early decision uses the page's whole text."""
     fast_first: bool = True
     """Cascade only: run trafilatura's fast path first (no comparison with its fallback extractors,
     ≈ 30% cheaper), and the full path only when the fast one finds less than ``recheck_ratio`` of
     the characters resiliparse found. Off, or with ``deduplicate``, the full path runs alone."""
-    recheck_ratio: float = 0.5
+    recheck_ratio: float = option(0.5, ge=0)
     favor_precision: bool = True
     include_comments: bool = False
     include_tables: bool = True
@@ -71,24 +72,15 @@ class ExtractConfig:
     """``fast``: title, author, sitename from ``<meta>``/JSON-LD and htmldate's quick date search;
     ``full``: trafilatura's complete pass (body bylines, extensive dates), about as costly as the
     text extraction itself; ``none``: only the hostname."""
-    timeout_s: float = 10.0
+    timeout_s: float = option(10.0, gt=0)
     """Per-page limit on each extractor call; a page that takes longer is dropped as error ``timeout``."""
     timeout_mode: Literal["subprocess", "auto", "signal", "off"] = "subprocess"
     """How the limit is enforced (see :mod:`thresher.extract.guard`). ``subprocess`` is the only
     one that stops a parse stuck in C code; ``signal`` is cheaper, main thread only."""
-    max_html_bytes: int = 5 * 1024 * 1024
+    max_html_bytes: int = option(5 * 1024 * 1024, ge=1)
     """Pages larger than this are not parsed (error ``too_large``)."""
-    min_text_chars: int = 1
+    min_text_chars: int = option(1, ge=0)
     """Documents with less extracted text are dropped as ``no_text``."""
-
-    def validate(self, where: str) -> None:
-        if not 0.0 <= self.early_language_min_score <= 1.0:
-            raise ValueError(f"{where}.early_language_min_score: must be between 0 and 1")
-        if self.recheck_ratio < 0:
-            raise ValueError(f"{where}.recheck_ratio: must be >= 0")
-        for name in ("early_min_chars", "main_content_min_chars", "max_html_bytes", "min_text_chars"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{where}.{name}: must be >= 0")
 
     def trafilatura_options(self) -> TrafilaturaOptions:
         return TrafilaturaOptions(

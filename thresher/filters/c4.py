@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from thresher.constraints import option
 from thresher.document import Document, Drop
 from thresher.filters.base import LanguageAwareStage, validate_language_overrides
 from thresher.filters.text import SPACELESS, NoSegmenter, count_sentences, split_words
@@ -27,11 +28,11 @@ class C4Config:
     """Keep only lines ending in . ? ! " ' (not an ellipsis). Original C4: true; FineWeb: false."""
     remove_citations: bool = True
     """Strip Wikipedia-style markers: [1], [edit], [citation needed]."""
-    min_num_sentences: int | None = 5
+    min_num_sentences: int | None = option(5, ge=0)
     """Fewer sentences in the kept lines: ``c4_too_few_sentences``. None disables."""
-    min_words_per_line: int | None = 3
+    min_words_per_line: int | None = option(3, ge=0)
     """Shorter lines are removed."""
-    max_word_length: int | None = 1000
+    max_word_length: int | None = option(1000, ge=1)
     """Lines holding a longer whitespace-separated word are removed."""
     filter_lorem_ipsum: bool = True
     """Drop the page (``c4_lorem_ipsum``) when a kept line holds "lorem ipsum"."""
@@ -42,8 +43,8 @@ class C4Config:
     filter_policy: bool = True
     """Remove lines with cookie/terms-of-use/privacy-policy phrases."""
     policy_phrases: list[str] = field(default_factory=lambda: list(POLICY_PHRASES))
-    languages: dict[str, dict[str, Any]] = field(default_factory=dict)
-    default_language: str = "en"
+    languages: dict[str, dict[str, Any]] = option(factory=dict, language=True)
+    default_language: str = option("en", language=True)
 
     def validate(self, where: str) -> None:
         validate_language_overrides(self, where)

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import regex
 
+from thresher.constraints import option
 from thresher.document import Document, Drop
 from thresher.stage import Stage
 
@@ -190,13 +191,13 @@ class QualityClassifierConfig:
     """Path of a model made by ``thresher quality train``."""
     score_name: str = "quality"
     """Key of the score in ``doc.scores``."""
-    threshold: float | None = 0.5
+    threshold: float | None = option(0.5, ge=0, le=1)
     """Drop documents scoring below this (``quality_low_score``). Ignored with ``top_fraction``."""
-    top_fraction: float | None = None
+    top_fraction: float | None = option(None, gt=0, le=1)
     """Keep about this fraction of the corpus: the threshold becomes the matching quantile of the
     scores of ``calibration`` (a sample of the corpus)."""
     calibration: str | None = None
-    calibration_docs: int = 10_000
+    calibration_docs: int = option(10_000, ge=1)
     text_field: str = "text"
     annotate_only: bool = False
     """Score every document, drop none."""
@@ -204,14 +205,11 @@ class QualityClassifierConfig:
     def validate(self, where: str) -> None:
         if not self.model:
             raise ValueError(f"{where}.model: the path of a trained model is required")
-        if self.top_fraction is not None:
-            if not 0.0 < self.top_fraction <= 1.0:
-                raise ValueError(f"{where}.top_fraction: must be in (0, 1], got {self.top_fraction}")
-            if not self.calibration:
-                raise ValueError(
-                    f"{where}.calibration: top_fraction needs a calibration sample of the corpus "
-                    "to turn the fraction into a score threshold"
-                )
+        if self.top_fraction is not None and not self.calibration:
+            raise ValueError(
+                f"{where}.calibration: top_fraction needs a calibration sample of the corpus "
+                "to turn the fraction into a score threshold"
+            )
 
 
 class QualityClassifierFilter(Stage):

@@ -7,9 +7,10 @@ non-newline characters, with the 0.01 threshold used for the released dataset.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
+from thresher.constraints import option
 from thresher.document import Document, Drop
 from thresher.filters.base import LanguageAwareStage, validate_language_overrides
 from thresher.filters.gopher import repeated
@@ -18,21 +19,21 @@ from thresher.filters.text import TERMINAL_PUNCTUATION, NoSegmenter, split_words
 
 @dataclass
 class FineWebQualityConfig:
-    line_punct_thr: float | None = 0.12
+    line_punct_thr: float | None = option(0.12, ge=0, le=1)
     """Minimum share of lines ending in terminal punctuation: ``fineweb_line_punct_ratio``."""
     line_punct_exclude_zero: bool = False
     """Keep pages where no line ends in punctuation at all (languages written without it)."""
     stop_chars: list[str] | None = None
     """Line-ending characters that count as punctuation; None: Unicode's sentence terminals."""
-    short_line_thr: float | None = 0.67
+    short_line_thr: float | None = option(0.67, ge=0, le=1)
     """Maximum share of lines of at most ``short_line_length`` characters: ``fineweb_short_line_ratio``."""
-    short_line_length: int = 30
-    char_duplicates_ratio: float | None = 0.01
+    short_line_length: int = option(30, ge=1)
+    char_duplicates_ratio: float | None = option(0.01, ge=0, le=1)
     """Maximum share of characters in repeated lines: ``fineweb_char_dup_ratio``."""
-    new_line_ratio: float | None = 0.3
+    new_line_ratio: float | None = option(0.3, ge=0)
     """Maximum newlines per word: ``fineweb_list_ratio``."""
-    languages: dict[str, dict[str, Any]] = field(default_factory=dict)
-    default_language: str = "en"
+    languages: dict[str, dict[str, Any]] = option(factory=dict, language=True)
+    default_language: str = option("en", language=True)
 
     def validate(self, where: str) -> None:
         validate_language_overrides(self, where)

@@ -8,11 +8,12 @@ table says how far past the threshold a page was.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from thresher.constraints import option
 from thresher.document import Document, Drop
 from thresher.filters.base import LanguageAwareStage, validate_language_overrides
 from thresher.filters.text import SYMBOL_CHARS, NoSegmenter, split_words
@@ -28,23 +29,23 @@ DEFAULT_STOP_WORDS: dict[str, list[str]] = {
 
 @dataclass
 class GopherQualityConfig:
-    min_doc_words: int | None = 50
+    min_doc_words: int | None = option(50, ge=0)
     """Fewer non-symbol words: ``gopher_short_doc``. None disables (as does 0, for every threshold)."""
-    max_doc_words: int | None = 100_000
-    min_avg_word_length: float | None = 3
-    max_avg_word_length: float | None = 10
-    max_symbol_word_ratio: float | None = 0.1
+    max_doc_words: int | None = option(100_000, ge=0)
+    min_avg_word_length: float | None = option(3, ge=0)
+    max_avg_word_length: float | None = option(10, ge=0)
+    max_symbol_word_ratio: float | None = option(0.1, ge=0)
     """'#' and ellipses per word."""
-    max_bullet_lines_ratio: float | None = 0.9
-    max_ellipsis_lines_ratio: float | None = 0.3
-    min_alpha_words_ratio: float | None = 0.8
+    max_bullet_lines_ratio: float | None = option(0.9, ge=0, le=1)
+    max_ellipsis_lines_ratio: float | None = option(0.3, ge=0, le=1)
+    min_alpha_words_ratio: float | None = option(0.8, ge=0, le=1)
     """Share of words holding at least one letter."""
-    min_stop_words: int | None = 2
+    min_stop_words: int | None = option(2, ge=0)
     """Distinct stop words of the page's language that must occur."""
-    stop_words: dict[str, list[str]] = field(default_factory=lambda: dict(DEFAULT_STOP_WORDS))
-    languages: dict[str, dict[str, Any]] = field(default_factory=dict)
+    stop_words: dict[str, list[str]] = option(factory=lambda: dict(DEFAULT_STOP_WORDS), language=True)
+    languages: dict[str, dict[str, Any]] = option(factory=dict, language=True)
     """Per-language overrides of any key above, e.g. ``{zh: {min_avg_word_length: 1}}``."""
-    default_language: str = "en"
+    default_language: str = option("en", language=True)
     """Language assumed for documents the language stage has not labelled."""
 
     def validate(self, where: str) -> None:
@@ -126,20 +127,20 @@ class GopherQualityFilter(LanguageAwareStage):
 
 @dataclass
 class GopherRepetitionConfig:
-    dup_line_frac: float | None = 0.3
+    dup_line_frac: float | None = option(0.3, ge=0, le=1)
     """Share of lines that repeat an earlier line."""
-    dup_para_frac: float | None = 0.3
-    dup_line_char_frac: float | None = 0.2
+    dup_para_frac: float | None = option(0.3, ge=0, le=1)
+    dup_line_char_frac: float | None = option(0.2, ge=0, le=1)
     """Characters in repeated lines / all characters."""
-    dup_para_char_frac: float | None = 0.2
-    top_n_grams: dict[int, float] = field(default_factory=lambda: {2: 0.2, 3: 0.18, 4: 0.16})
+    dup_para_char_frac: float | None = option(0.2, ge=0, le=1)
+    top_n_grams: dict[int, float] = option(factory=lambda: {2: 0.2, 3: 0.18, 4: 0.16}, ge=0, le=1)
     """n → largest share of characters the most frequent n-gram may cover."""
-    dup_n_grams: dict[int, float] = field(
-        default_factory=lambda: {5: 0.15, 6: 0.14, 7: 0.13, 8: 0.12, 9: 0.11, 10: 0.10}
+    dup_n_grams: dict[int, float] = option(
+        factory=lambda: {5: 0.15, 6: 0.14, 7: 0.13, 8: 0.12, 9: 0.11, 10: 0.10}, ge=0, le=1
     )
     """n → largest share of characters in repeated (non-overlapping) n-grams."""
-    languages: dict[str, dict[str, Any]] = field(default_factory=dict)
-    default_language: str = "en"
+    languages: dict[str, dict[str, Any]] = option(factory=dict, language=True)
+    default_language: str = option("en", language=True)
 
     def validate(self, where: str) -> None:
         for key, table in (("top_n_grams", self.top_n_grams), ("dup_n_grams", self.dup_n_grams)):

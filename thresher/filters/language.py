@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import functools
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
+from thresher.constraints import option
 from thresher.document import Document, Drop
 from thresher.stage import Stage
 
@@ -74,17 +75,12 @@ def identify(text: str) -> tuple[str, float]:
 
 @dataclass
 class LanguageConfig:
-    languages: list[str] = field(default_factory=list)
+    languages: list[str] = option(factory=list, language=True)
     """Languages to keep (lid.176 codes). Empty: keep every language, still annotate."""
-    threshold: float = 0.65
+    threshold: float = option(0.65, ge=0, le=1)
     """Minimum probability of the top language (FineWeb: 0.65 for English)."""
-    thresholds: dict[str, float] = field(default_factory=dict)
+    thresholds: dict[str, float] = option(factory=dict, language=True, ge=0, le=1)
     """Per-language overrides of ``threshold``."""
-
-    def validate(self, where: str) -> None:
-        for name, value in [("threshold", self.threshold), *self.thresholds.items()]:
-            if not 0.0 <= value <= 1.0:
-                raise ValueError(f"{where}.{name}: must be between 0 and 1, got {value}")
 
 
 class LanguageFilter(Stage):

@@ -22,6 +22,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from thresher.constraints import option
 from thresher.document import Document, Drop
 from thresher.stage import Stage
 
@@ -90,7 +91,7 @@ class URLFilterConfig:
     banned_words: list[str] = field(default_factory=list)
     """A URL holding one of these as a whole word is dropped (``url_banned_word``)."""
     soft_banned_words: list[str] = field(default_factory=list)
-    soft_word_threshold: int = 2
+    soft_word_threshold: int = option(2, ge=1)
     """This many distinct soft-banned words in a URL drop it (``url_soft_banned_words``)."""
     banned_subwords: list[str] = field(default_factory=list)
     """Phrases matched anywhere in the squashed URL (``url_banned_subword``)."""
@@ -98,8 +99,6 @@ class URLFilterConfig:
     """Documents without a URL: dropped (``url_missing``) when true, else kept and counted."""
 
     def validate(self, where: str) -> None:
-        if self.soft_word_threshold < 1:
-            raise ValueError(f"{where}.soft_word_threshold: must be >= 1")
         for key in ("domain_lists", "url_lists"):
             for p in getattr(self, key):
                 if not Path(p).exists():

@@ -44,16 +44,35 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sample.set_defaults(func=_sample)
 
 
-def _export(args: argparse.Namespace) -> int:
-    from thresher.shards.export import export_bin
+def _tokens_dir_problem(exc: Exception, tokens_dir: str) -> Exception:
+    """A tokens directory without a usable manifest, or with shards that do not match it, as the
+    input error it is (one line, exit 3; see :mod:`thresher.cli`)."""
+    from thresher.errors import InputProblem
 
-    paths = export_bin(
-        args.tokens_dir,
-        args.out,
-        split=args.split,
-        fmt=args.fmt,
-        max_tokens_per_file=args.max_tokens_per_file,
-    )
+    return InputProblem(f"{tokens_dir}: not a usable tokens directory: {exc}")
+
+
+def _export(args: argparse.Namespace) -> int:
+    from thresher.errors import UsageError
+    from thresher.shards.export import export_bin
+    from thresher.shards.tokens import ShardError, load_manifest
+
+    try:
+        load_manifest(args.tokens_dir)
+    except (FileNotFoundError, ValueError) as exc:
+        raise _tokens_dir_problem(exc, args.tokens_dir) from exc
+    try:
+        paths = export_bin(
+            args.tokens_dir,
+            args.out,
+            split=args.split,
+            fmt=args.fmt,
+            max_tokens_per_file=args.max_tokens_per_file,
+        )
+    except ShardError as exc:
+        raise _tokens_dir_problem(exc, args.tokens_dir) from exc
+    except ValueError as exc:  # a split with no shards, --format nanogpt on uint32 tokens
+        raise UsageError(str(exc)) from exc
     for p in paths:
         print(p)
     return 0
@@ -62,7 +81,10 @@ def _export(args: argparse.Namespace) -> int:
 def _verify(args: argparse.Namespace) -> int:
     from thresher.shards.tokens import verify_tokens_dir
 
-    problems = verify_tokens_dir(args.tokens_dir)
+    try:
+        problems = verify_tokens_dir(args.tokens_dir)
+    except (FileNotFoundError, ValueError) as exc:  # no manifest, or not ours
+        raise _tokens_dir_problem(exc, args.tokens_dir) from exc
     for p in problems:
         logger.error("%s", p)
     if not problems:
