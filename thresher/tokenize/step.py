@@ -21,7 +21,8 @@ from typing import Any
 
 import pyarrow.parquet as pq
 
-from thresher.shards.tokens import TokenShardWriter, write_manifest
+from thresher.constraints import option
+from thresher.shards.tokens import MAX_SHARD_TOKENS, TokenShardWriter, write_manifest
 from thresher.tokenize.encoder import DocumentEncoder
 from thresher.tokenize.files import fingerprint, load_tokenizer, save_tokenizer
 from thresher.tokenize.train import train_from_files
@@ -32,7 +33,7 @@ logger = logging.getLogger(__name__)
 @dataclass
 class TrainConfig:
     vocab_size: int = 8192
-    min_frequency: int = 2
+    min_frequency: int = option(2, ge=1)
 
     def validate(self, where: str) -> None:
         if self.vocab_size < 257:
@@ -47,14 +48,8 @@ class TokenizeConfig:
     """Directory of a trained tokenizer (``thresher tokenizer train``); when empty, one is trained
     on this run's documents with ``train`` and saved in ``OUTPUT/tokenizer``."""
     train: TrainConfig = field(default_factory=TrainConfig)
-    validation_fraction: float = 0.01
-    target_tokens_per_shard: int = 64 * 1024 * 1024
-
-    def validate(self, where: str) -> None:
-        if not 0.0 <= self.validation_fraction < 1.0:
-            raise ValueError(
-                f"{where}.validation_fraction: must be in [0, 1), got {self.validation_fraction}"
-            )
+    validation_fraction: float = option(0.01, ge=0, lt=1)
+    target_tokens_per_shard: int = option(64 * 1024 * 1024, ge=1, le=MAX_SHARD_TOKENS)
 
 
 _ENCODERS: dict[str, DocumentEncoder] = {}
