@@ -42,9 +42,11 @@ def sha256_file(path: Path) -> str:
 
 
 def lid_model_path() -> Path:
+    """The lid.176 file: ``$THRESHER_LID_MODEL`` when set (and then only that file: a path given
+    on purpose that is wrong fails rather than quietly using another copy), else the package's
+    ``_models/`` or the user cache."""
     env = os.environ.get("THRESHER_LID_MODEL")
-    candidates = [Path(env)] if env else []
-    candidates += [PACKAGE_MODELS / LID_FILENAME, CACHE_MODELS / LID_FILENAME]
+    candidates = [Path(env)] if env else [PACKAGE_MODELS / LID_FILENAME, CACHE_MODELS / LID_FILENAME]
     for path in candidates:
         if path.is_file():
             return path

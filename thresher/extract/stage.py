@@ -136,6 +136,15 @@ class ExtractStage(Stage):
         cfg: ExtractConfig = self.config
         self._sandbox = Sandbox(cfg.trafilatura_options(), cfg.timeout_s, cfg.timeout_mode)
 
+    def preflight(self) -> None:
+        """The cascade's early language drop needs lid.176, as the language stage does: a missing
+        file fails the run here (``ModelNotFound``) instead of as an error on every page."""
+        cfg: ExtractConfig = self.config
+        if cfg.mode == "cascade" and cfg.languages:
+            from thresher.filters.language import require_model
+
+            require_model()
+
     def process(self, doc: Document) -> Document | Drop:
         return self.process_batch([doc])[0]
 

@@ -33,6 +33,12 @@ def _model():
     return fasttext.load_model(str(lid_model_path()))
 
 
+def require_model() -> None:
+    """Load lid.176 now: a missing file raises :class:`~thresher.models.ModelNotFound` once, in a
+    stage's preflight, instead of once per document later."""
+    _model()
+
+
 def normalize(text: str) -> str:
     """What the model sees: one line, no URLs or e-mail addresses, lower case."""
     return " ".join(w for w in text.split() if not _is_link(w)).lower()
@@ -95,7 +101,7 @@ class LanguageFilter(Stage):
     batch_size = 512
 
     def preflight(self) -> None:
-        _model()  # a missing lid.176 file fails the run before any data moves
+        require_model()  # a missing lid.176 file fails the run before any data moves
 
     def process_batch(self, docs: list[Document]) -> list[Document | Drop]:
         cfg: LanguageConfig = self.config
