@@ -12,12 +12,16 @@ Every crawl here runs against real HTTP servers on 127.0.0.1 and reads their acc
 from __future__ import annotations
 
 import ipaddress
+import json
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
 
 from thresher.crawlers.config import CrawlConfig
-from thresher.crawlers.localsite import LocalSite
+from thresher.crawlers.localsite import LocalSite, LoggingHandler
 from thresher.crawlers.netsafety import AddressPolicy, address_refusal, is_public_address
 from thresher.crawlers.runner import crawl
 
@@ -138,3 +142,201 @@ def test_demo_mode_refuses_metadata_address_and_logs_it(tmp_path, capfd):
     assert summary["blocked_address"] == 1
     log = capfd.readouterr().err
     assert "http://169.254.169.254/latest/meta-data/" in log and "link-local" in log
+
+
+# ---------------------------------------------------------------- item 12: robots.txt 4xx / 5xx
+
+
+class RobotsHandler(LoggingHandler):
+    """The demo site, with robots.txt answered as ``server.robots`` says: a status code, or
+    ``"drop"`` (the connection is closed without an answer). ``server.robots_after`` (a status,
+    after the first answer) lets a robots.txt recover."""
+
+    def do_GET(self):
+        if self.path != "/robots.txt":
+            return self._page() if self.path in self.server.pages else super().do_GET()
+        mode = self.server.robots
+        self.server.robots = getattr(self.server, "robots_after", mode)
+        if mode == "drop":
+            self.log_request(0)
+            self.close_connection = True
+            return
+        body = b"User-agent: *\nDisallow:\n" if mode == 200 else b"<html>error</html>"
+        self.send_response(mode)
+        self.send_header("Content-Type", "text/plain" if mode == 200 else "text/html")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _page(self):
+        delay, links = self.server.pages[self.path]
+        time.sleep(delay)
+        items = "".join(f'<a href="{u}">{u}</a> ' for u in links)
+        body = f"<!DOCTYPE html><html><body><p>{self.path}</p>{items}</body></html>".encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+def robots_site(robots, pages: dict | None = None, robots_after=None) -> LocalSite:
+    site = LocalSite(DEMO, handler=RobotsHandler)
+    site.server.robots = robots
+    site.server.pages = pages or {}
+    if robots_after is not None:
+        site.server.robots_after = robots_after
+    return site  # started by ``with``
+
+
+def test_robots_5xx_or_unreachable_disallows_host_4xx_allows(tmp_path):
+    """RFC 9309: 503 or a dropped connection (after the retries) → the host is not crawled;
+    404 → the host is crawled as if robots.txt allowed everything."""
+    seed = "/faq/index.en.html"
+    with robots_site(503) as down, robots_site("drop") as dropped, robots_site(404) as missing:
+        config = CrawlConfig(
+            seeds=[down.url(seed), dropped.url(seed), missing.url(seed)],
+            allow_private=True,
+            max_depth=1,
+            autothrottle=False,
+            timeout=4,
+            retries=1,
+            retry_backoff_base=0.1,
+            sitemaps=False,
+            log_level="WARNING",
+        )
+        summary = crawl(config, tmp_path)
+        assert down.paths() == ["/robots.txt", "/robots.txt"]  # one retry, then no page at all
+        assert dropped.paths() == ["/robots.txt", "/robots.txt"]
+        fetched = set(missing.paths())
+    faq_pages = {f"/faq/{p.name}" for p in (DEMO / "faq").glob("*.en.html")}
+    assert fetched == {"/robots.txt"} | faq_pages
+    assert summary["pages"] == len(faq_pages)
+    assert summary["robots_unavailable"] == 2  # the two seeds refused
+    assert summary["robots_txt"]["unreachable/503"] == 1
+    assert summary["robots_txt"]["4xx_allow_all"] == 1
+    assert sum(v for k, v in summary["robots_txt"].items() if k.startswith("unreachable/")) == 2
+    assert summary["errors"] == {}
+
+
+def test_unreachable_robots_fetched_again_after_the_delay(tmp_path):
+    """A robots.txt that answered 503 is asked again once ``robots_retry_delay`` has passed,
+    and the host's later pages are crawled when it then answers 200."""
+    with robots_site(503, robots_after=200, pages={"/later.html": (0, [])}) as flaky:
+        pages = {
+            "/start.html": (0, ["/slow.html", flaky.url("/early.html")]),
+            "/slow.html": (3.0, [flaky.url("/later.html")]),
+        }
+        with robots_site(200, pages=pages) as healthy:
+            config = CrawlConfig(
+                seeds=[healthy.url("/start.html"), flaky.url("/faq/index.en.html")],
+                allowed_domains=["127.0.0.1"],
+                allow_private=True,
+                max_depth=2,
+                autothrottle=False,
+                timeout=8,
+                retries=0,
+                robots_retry_delay=1.5,
+                sitemaps=False,
+                log_level="WARNING",
+            )
+            summary = crawl(config, tmp_path)
+        paths = flaky.paths()
+    assert paths.count("/robots.txt") == 2
+    assert "/later.html" in paths  # requested after the delay, robots.txt answered 200
+    assert "/faq/index.en.html" not in paths  # refused while robots.txt was unreachable
+    assert summary["robots_txt"]["refetched"] == 1
+    assert summary["robots_unavailable"] >= 1
+
+
+# ---------------------------------------------------------------- item 11: bounded frontier
+
+TRAP_FANOUT = 50
+
+
+class TrapHandler(LoggingHandler):
+    """A crawler trap: /t/N links to 50 pages never seen before, /t/(50N+1) … /t/(50N+50)."""
+
+    def do_GET(self):
+        if not self.path.startswith("/t/"):
+            return super().do_GET()  # robots.txt of the demo site (allows everything)
+        n = int(self.path[3:] or 0)
+        links = "".join(
+            f'<a href="/t/{n * TRAP_FANOUT + i}">page {i}</a> ' for i in range(1, TRAP_FANOUT + 1)
+        )
+        body = f"<!DOCTYPE html><html><body><h1>trap {n}</h1>{links}</body></html>".encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+def test_link_trap_is_bounded_by_the_host_cap_and_the_frontier_bound(tmp_path):
+    """Defaults except small bounds: the crawl ends, the host's pages stay within the cap, the
+    queue (our count and Scrapy's) within the bound, and the links dropped are counted."""
+    cap, bound = 120, 40
+    with LocalSite(DEMO, handler=TrapHandler) as site:
+        config = CrawlConfig(
+            seeds=[site.url("/t/0")],
+            max_pages_per_host=cap,
+            max_queued_requests=bound,
+            allow_private=True,
+            autothrottle=False,  # our own server: as fast as it goes
+            log_level="WARNING",
+        )
+        started = time.monotonic()
+        summary = crawl(config, tmp_path)
+        elapsed = time.monotonic() - started
+        fetched = [p for p in site.paths() if p.startswith("/t/")]
+    assert elapsed < 60
+    assert summary["pages"] == cap
+    assert len(fetched) == len(set(fetched)) == cap  # nothing fetched beyond the cap
+    (partition,) = summary["partitions"]
+    assert partition["queued_peak"] <= bound
+    assert 0 < partition["scheduler_peak"] <= bound
+    assert partition["queued_at_close"] == 0  # every queued request was accounted for
+    assert summary["overflow"]["frontier_full"] > 0
+    assert summary["overflow"]["host_cap"] > 0
+    links_seen = cap * TRAP_FANOUT
+    assert summary["overflow"]["frontier_full"] + summary["overflow"]["host_cap"] >= links_seen - 2 * cap
+    journaled = sum(1 for path in (tmp_path / "state").glob("journal-*.tsv") for _ in open(path))
+    assert journaled < cap  # only URLs that were queued (the seed is not journaled)
+
+
+def test_bounds_and_networks_from_the_command_line():
+    import argparse
+
+    from thresher.crawlers.cli import flag_overrides, register
+    from thresher.crawlers.config import crawl_config
+
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers())
+    defaults = crawl_config({}, flag_overrides(parser.parse_args(["crawl", "-o", "x"])))
+    assert (defaults.max_pages_per_host, defaults.max_queued_requests) == (10_000, 250_000)
+    assert defaults.robots_retry_delay == 600 and defaults.allow_networks == []
+    args = parser.parse_args(
+        "crawl -o x --max-pages-per-host 0 --max-queued-requests 5000 --demo "
+        "--allow-network 169.254.0.0/16 --allow-network fe80::/10".split()
+    )
+    config = crawl_config({}, flag_overrides(args))
+    assert (config.max_pages_per_host, config.max_queued_requests) == (0, 5000)  # 0: no cap
+    assert config.allow_private and config.allow_networks == ["169.254.0.0/16", "fe80::/10"]
+
+
+@pytest.mark.slow
+def test_link_trap_under_default_bounds_ends_with_flat_memory(tmp_path):
+    """The issue's case with the shipped defaults (AutoThrottle off only, for speed): the trap's
+    host stops at 10,000 pages and the partition's peak RSS stays near its start (~170 MB
+    measured, against 800 MB and growing after 110 s without the bounds)."""
+    root = Path(__file__).resolve().parents[1]
+    with LocalSite(DEMO, handler=TrapHandler) as site:
+        cmd = [sys.executable, "-m", "thresher.cli", "crawl", site.url("/t/0"), "--output", str(tmp_path)]
+        cmd += ["--allow-private", "--set", "autothrottle=false", "--set", "log_level=WARNING"]
+        subprocess.run(cmd, cwd=root, check=True, timeout=500, stdout=subprocess.DEVNULL)
+    summary = json.loads((tmp_path / "crawl-stats.json").read_text())
+    assert summary["pages"] == 10_000
+    assert summary["overflow"]["host_cap"] > 400_000
+    (partition,) = summary["partitions"]
+    assert partition["queued_peak"] <= 10_000
+    assert partition["max_rss_mb"] < 350, partition["max_rss_mb"]

@@ -26,6 +26,16 @@ def register(subparsers) -> None:
     p.add_argument("--output", "-o", metavar="DIR", required=True, help="job directory")
     p.add_argument("--config", metavar="YAML", help="crawl settings (top level or a crawl: section)")
     p.add_argument("--max-pages", type=int, help="stop after this many archived pages")
+    p.add_argument(
+        "--max-pages-per-host",
+        type=int,
+        help="store at most this many pages of one host (default 10000; 0: no limit)",
+    )
+    p.add_argument(
+        "--max-queued-requests",
+        type=int,
+        help="page requests held in memory per partition (default 250000, ~190 MB; 0: no limit)",
+    )
     p.add_argument("--partitions", type=int, help="Scrapy processes (Ray tasks when > 1)")
     p.add_argument(
         "--allow-private",
@@ -71,19 +81,24 @@ def read_seed_file(path: str | Path) -> list[str]:
     return seeds
 
 
-def run_crawl(args) -> int:
-    from thresher.crawlers.config import load_crawl_config
-    from thresher.crawlers.runner import crawl, format_summary
-
+def flag_overrides(args) -> list[str]:
+    """The command-line flags as ``key=value`` overrides, after those given with ``--set``."""
     overrides = list(args.overrides)
-    if args.max_pages is not None:
-        overrides.append(f"max_pages={args.max_pages}")
-    if args.partitions is not None:
-        overrides.append(f"partitions={args.partitions}")
+    for name in ("max_pages", "max_pages_per_host", "max_queued_requests", "partitions"):
+        if getattr(args, name) is not None:
+            overrides.append(f"{name}={getattr(args, name)}")
     if args.allow_private or args.demo:
         overrides.append("allow_private=true")
     if args.allow_network:
         overrides.append("allow_networks=" + json.dumps(args.allow_network))  # JSON is YAML
+    return overrides
+
+
+def run_crawl(args) -> int:
+    from thresher.crawlers.config import load_crawl_config
+    from thresher.crawlers.runner import crawl, format_summary
+
+    overrides = flag_overrides(args)
     try:
         config = load_crawl_config(args.config, overrides)
         seeds = list(config.seeds) + list(args.urls)

@@ -1,7 +1,8 @@
 """Crawl configuration: one typed dataclass, loadable from YAML or ``--set key=value`` overrides.
 
 Defaults are chosen for the real web: obey robots.txt, one connection per host, AutoThrottle on,
-HTML only, private networks refused. Tests and demos loosen them explicitly.
+HTML only, private networks refused, a page cap per host and a bound on the requests queued in
+memory (a link trap cannot grow the frontier without end). Tests and demos loosen them explicitly.
 """
 
 from __future__ import annotations
@@ -47,11 +48,21 @@ class CrawlConfig:
     """Link hops from a seed (seeds are depth 0); 0 means fetch the seeds only."""
     max_pages: int = 0
     """Stop after storing this many pages in total (0: no limit); counts earlier runs of the job."""
-    max_pages_per_host: int = 0
-    """Store at most this many pages per host (0: no limit)."""
+    max_pages_per_host: int = 10_000
+    """Pages per host (host:port) stored, counting earlier runs of the job; links to a host whose
+    stored plus queued pages reach it are not queued (counted as ``overflow.host_cap``).
+    0: no limit. 10,000 because a site with more pages than that is either a large site worth
+    raising it for, or a crawler trap (calendars, faceted search, session ids in URLs) that
+    would otherwise take the whole crawl; for pretraining data more hosts beat more pages of
+    one host, and at a polite ~1 request/s per host 10,000 pages are already ~3 hours."""
     deny_extensions: list[str] = field(default_factory=lambda: list(DEFAULT_DENY_EXTENSIONS))
     content_types: list[str] = field(default_factory=lambda: ["text/html", "application/xhtml+xml"])
     """Media types stored; other responses are cut off once their headers arrive."""
+    max_queued_requests: int = 250_000
+    """Page requests a partition holds in memory (queued, downloading or being parsed), ~0.75 KB
+    each, so ~190 MB at the default. Links found while it is full are not queued (counted as
+    ``overflow.frontier_full``); a link met again once the queue has drained is queued then.
+    0: no limit (memory then grows with the crawl's breadth)."""
     sitemaps: bool = True
     """Read sitemaps named in robots.txt (or /sitemap.xml when none is named) for more URLs."""
     max_sitemap_urls: int = 50_000
@@ -59,6 +70,11 @@ class CrawlConfig:
 
     # ---- politeness
     obey_robots: bool = True
+    """RFC 9309: robots.txt answering 4xx allows everything; 5xx, 429 or no answer at all (after
+    ``retries``) disallows the whole host, counted as ``robots_unavailable``."""
+    robots_retry_delay: float = 600.0
+    """Seconds before an unreachable robots.txt is fetched again (on the next request for its
+    host); the RFC names no interval. Pages refused meanwhile are fetched by a rerun of the job."""
     concurrent_requests: int = 16
     """In flight at once per partition (process)."""
     concurrent_per_host: int = 2
@@ -106,7 +122,14 @@ class CrawlConfig:
 
     def validate(self, where: str) -> None:
         where = where or "crawl"
-        for name in ("max_depth", "max_pages", "max_pages_per_host", "retries", "max_redirects"):
+        for name in (
+            "max_depth",
+            "max_pages",
+            "max_pages_per_host",
+            "max_queued_requests",
+            "retries",
+            "max_redirects",
+        ):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{where}.{name}: must be >= 0")
         for name in ("concurrent_requests", "concurrent_per_host", "partitions", "max_page_bytes"):
@@ -114,6 +137,8 @@ class CrawlConfig:
                 raise ConfigError(f"{where}.{name}: must be >= 1")
         if self.timeout <= 0 or self.dns_timeout <= 0:
             raise ConfigError(f"{where}.timeout: must be > 0")
+        if self.robots_retry_delay <= 0:
+            raise ConfigError(f"{where}.robots_retry_delay: must be > 0")
         if self.download_delay < 0:
             raise ConfigError(f"{where}.download_delay: must be >= 0")
         if self.warc_max_bytes < 1024:

@@ -42,9 +42,13 @@ class Frontier:
         self.seen.add(key)
         return True
 
-    def add(self, url: str, depth: int) -> bool:
-        """Register a newly discovered URL; False if it was seen before."""
-        key = url_key(url)
+    def is_seen(self, key: int) -> bool:
+        return key in self.seen
+
+    def add(self, url: str, depth: int, key: int | None = None) -> bool:
+        """Register a newly discovered URL (``key``: its ``url_key``, if known); False if it
+        was seen before."""
+        key = url_key(url) if key is None else key
         if key in self.seen:
             return False
         self.seen.add(key)

@@ -4,7 +4,7 @@ Order matters (lower runs first on the way out, last on the way back):
 
 * 30  ``HostSlotMiddleware``      one download slot per host:port (Scrapy's default ignores the port)
 * 40  ``AddressGuardMiddleware``  (netsafety) refuses non-public addresses, before robots.txt
-* 100 Scrapy's robots.txt
+* 100 ``RobotsPolicyMiddleware``  (robots) robots.txt with RFC 9309's 4xx/5xx rules
 * 555 ``BackoffRetryMiddleware``  replaces Scrapy's retry (550): same rules, exponential backoff
 * 610 ``RawCaptureMiddleware``    sees each response before redirects (600) and decompression
   (590) touch it, so the WARC gets the status line, headers and payload as received.

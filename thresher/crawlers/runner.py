@@ -241,12 +241,23 @@ def summarise(partitions: list[dict], elapsed: float) -> dict:
         "warc_bytes": 0,
         "requests": 0,
         "robots_denied": 0,
+        "robots_unavailable": 0,
         "blocked_address": 0,
         "retries": 0,
     }
     merged: dict[str, Counter] = {
         k: Counter()
-        for k in ("status_codes", "errors", "skipped", "redirect_refused", "sitemap", "retry_reasons")
+        for k in (
+            "status_codes",
+            "errors",
+            "skipped",
+            "overflow",
+            "redirect_refused",
+            "sitemap",
+            "retry_reasons",
+            "robots_txt",
+            "blocked_address_kinds",
+        )
     }
     failed = 0
     for p in partitions:
@@ -274,9 +285,14 @@ def format_summary(s: dict) -> str:
         f"({s['pages_per_s']} pages/s, {s['mb_per_s']} MB/s), {s['requests']} requests, "
         f"{s['pages_archived_total']} pages in the job's WARC files",
         f"  status codes: {s['status_codes']}",
-        f"  robots.txt denials: {s['robots_denied']}; refused addresses: {s['blocked_address']}; "
-        f"retries: {s['retries']}" + (f" {s['retry_reasons']}" if s["retries"] else ""),
+        f"  robots.txt denials: {s['robots_denied']}; refused for an unreachable robots.txt: "
+        f"{s['robots_unavailable']}; refused addresses: {s['blocked_address']}"
+        + (f" {s['blocked_address_kinds']}" if s["blocked_address"] else "")
+        + f"; retries: {s['retries']}"
+        + (f" {s['retry_reasons']}" if s["retries"] else ""),
     ]
+    if s["overflow"]:
+        lines.append(f"  links not queued (frontier bounds): {s['overflow']}")
     if s["errors"]:
         lines.append(f"  errors: {s['errors']}")
     if s["skipped"]:

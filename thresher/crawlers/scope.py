@@ -10,6 +10,10 @@ from w3lib.url import canonicalize_url
 
 from thresher.crawlers.config import CrawlConfig
 
+MAX_URL_LENGTH = 2083
+"""Longer URLs are out of scope. Scrapy's URL-length filter (set to the same value) would drop
+them silently after they were queued, so the frontier's count of queued requests would drift."""
+
 
 def canonical_url(url: str) -> str:
     """Sorted query, no fragment, normalised escapes and case of scheme/host: one page, one key."""
@@ -60,6 +64,8 @@ class Scope:
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             return "scheme"
+        if len(url) > MAX_URL_LENGTH:
+            return "url_too_long"
         if depth > self.config.max_depth:
             return "max_depth"
         if not is_seed and not self.host_allowed(url):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from thresher.crawlers.config import CrawlConfig
+from thresher.crawlers.scope import MAX_URL_LENGTH
 
 _MW = "thresher.crawlers.middlewares"
 
@@ -31,6 +32,7 @@ def scrapy_settings(config: CrawlConfig) -> dict:
         "DOWNLOAD_WARNSIZE": 0,
         "RETRY_TIMES": config.retries,
         "THRESHER_RETRY_BACKOFF": config.retry_backoff_base,
+        "THRESHER_ROBOTS_RETRY_DELAY": config.robots_retry_delay,
         "REDIRECT_MAX_TIMES": config.max_redirects,
         "METAREFRESH_ENABLED": False,  # would bypass the redirect vetting in RawCaptureMiddleware
         "COOKIES_ENABLED": False,  # pages archived as an anonymous visitor sees them
@@ -40,9 +42,12 @@ def scrapy_settings(config: CrawlConfig) -> dict:
         "DUPEFILTER_CLASS": "scrapy.dupefilters.BaseDupeFilter",  # the spider's Frontier dedups
         "SCHEDULER_MEMORY_QUEUE": "scrapy.squeues.FifoMemoryQueue",
         "DEPTH_LIMIT": 0,  # depth is a scope rule, checked before a request is made
+        "URLLENGTH_LIMIT": MAX_URL_LENGTH,  # also a scope rule (scope.MAX_URL_LENGTH)
         "DOWNLOADER_MIDDLEWARES": {
             f"{_MW}.HostSlotMiddleware": 30,
             "thresher.crawlers.netsafety.AddressGuardMiddleware": 40,
+            "scrapy.downloadermiddlewares.robotstxt.RobotsTxtMiddleware": None,
+            "thresher.crawlers.robots.RobotsPolicyMiddleware": 100,
             "scrapy.downloadermiddlewares.retry.RetryMiddleware": None,
             f"{_MW}.BackoffRetryMiddleware": 555,
             f"{_MW}.RawCaptureMiddleware": 610,

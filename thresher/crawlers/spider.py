@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import resource
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -34,7 +35,8 @@ from thresher.crawlers.config import CrawlConfig
 from thresher.crawlers.frontier import Frontier, partition_of
 from thresher.crawlers.middlewares import PAGE, RedirectRefused
 from thresher.crawlers.netsafety import BlockedAddress
-from thresher.crawlers.scope import Scope, netloc_of
+from thresher.crawlers.robots import RobotsUnavailable
+from thresher.crawlers.scope import Scope, netloc_of, url_key
 from thresher.crawlers.warc import Exchange, RollingWarcWriter
 
 logger = logging.getLogger(__name__)
@@ -88,6 +90,12 @@ class CrawlState:
         self.crawl_delays: dict[str, float] = {}
         self.host_pages: Counter = Counter(spec.host_pages)
         self.sitemaps_per_host: Counter = Counter()
+        self.queued = 0
+        """Page requests queued, downloading or being parsed (``max_queued_requests``)."""
+        self.host_queued: Counter = Counter()
+        self.queued_peak = 0
+        self.scheduler_peak = 0
+        self._overflow_noted: set[str] = set()
         self.pages = 0
         self.payload_bytes = 0
         self.started = time.monotonic()
@@ -124,6 +132,48 @@ class CrawlState:
     def mine(self, url: str) -> bool:
         return partition_of(netloc_of(url), self.spec.partitions) == self.spec.partition
 
+    def overflow(self, url: str) -> str | None:
+        """Why a new URL of this partition may not be queued now (``host_cap``: its host's
+        stored plus queued pages reach ``max_pages_per_host``; ``frontier_full``: the queue
+        holds ``max_queued_requests``), or None."""
+        netloc = netloc_of(url)
+        cap = self.config.max_pages_per_host
+        if cap and self.host_pages[netloc] + self.host_queued[netloc] >= cap:
+            self._note_overflow(netloc, f"{netloc}: {cap} pages stored or queued (max_pages_per_host)")
+            return "host_cap"
+        bound = self.config.max_queued_requests
+        if bound and self.queued >= bound:
+            self._note_overflow("", f"frontier full: {bound} requests queued (max_queued_requests)")
+            return "frontier_full"
+        return None
+
+    def _note_overflow(self, key: str, what: str) -> None:
+        """Say once per host (once for the frontier, ``key`` "") that links are being dropped."""
+        if key not in self._overflow_noted:
+            self._overflow_noted.add(key)
+            logger.info("%s; further links are counted as overflow, not queued", what)
+
+    def track(self, request: Request) -> Request:
+        """Count a page request as queued until ``finished`` sees it (callback or errback)."""
+        netloc = netloc_of(request.url)
+        request.meta["thresher_queued"] = netloc
+        self.queued += 1
+        self.host_queued[netloc] += 1
+        self.queued_peak = max(self.queued_peak, self.queued)
+        return request
+
+    def finished(self, request: Request) -> None:
+        netloc = request.meta.pop("thresher_queued", None)  # once per request, retries included
+        if netloc is None:
+            return
+        self.queued -= 1
+        self.host_queued[netloc] -= 1
+        if self.host_queued[netloc] <= 0:
+            del self.host_queued[netloc]
+        scheduler = self.crawler.engine.scheduler
+        if scheduler is not None:  # Scrapy's own count, the one that costs memory
+            self.scheduler_peak = max(self.scheduler_peak, len(scheduler))
+
     def host_full(self, netloc: str) -> bool:
         cap = self.config.max_pages_per_host
         return bool(cap) and self.host_pages[netloc] >= cap
@@ -158,13 +208,14 @@ class ThresherSpider(scrapy.Spider):
     # ------------------------------------------------------------------ requests
 
     def page_request(self, url: str, depth: int) -> Request:
-        return Request(
+        request = Request(
             url,
             callback=self.parse,
             errback=self.on_error,
             priority=-depth,  # breadth first: a page budget goes to shallow pages
             meta={"depth": depth, "thresher_kind": PAGE},
         )
+        return self.state.track(request)
 
     async def start(self):
         state = self.state
@@ -184,6 +235,9 @@ class ThresherSpider(scrapy.Spider):
                 why = state.scope.why_not(url, int(depth), is_seed=(kind == "seed"))
                 if why is not None:
                     self.crawler.stats.inc_value(f"thresher/skipped/{why}")
+                    continue
+                if kind == "pending" and (over := state.overflow(url)) is not None:
+                    self.crawler.stats.inc_value(f"thresher/overflow/{over}")  # still journaled
                     continue
                 if state.frontier.claim(url):
                     yield self.page_request(url, int(depth))
@@ -250,6 +304,12 @@ class ThresherSpider(scrapy.Spider):
     # ------------------------------------------------------------------ callbacks
 
     def parse(self, response):
+        try:
+            yield from self._parse(response)
+        finally:  # the page counts as queued (for the bounds) until its links are queued
+            self.state.finished(response.request)
+
+    def _parse(self, response):
         state = self.state
         stats = self.crawler.stats
         raw = response.meta.get("thresher_raw")
@@ -282,22 +342,35 @@ class ThresherSpider(scrapy.Spider):
             raise CloseSpider("max_pages")
 
     def _follow(self, response, depth: int) -> list[Request]:
-        state = self.state
-        stats = self.crawler.stats
         out = []
         for url in extract_links(response):
-            why = state.scope.why_not(url, depth)
-            if why is None and state.host_full(netloc_of(url)):
-                why = "max_pages_per_host"
-            if why is not None:
-                stats.inc_value(f"thresher/skipped/{why}")
-                continue
-            if state.frontier.add(url, depth):
-                if state.mine(url):
-                    out.append(self.page_request(url, depth))
-                else:  # journaled; the runner hands it to its partition in the next round
-                    stats.inc_value("thresher/handed_over")
+            request = self._admit(url, depth)
+            if request is not None:
+                out.append(request)
         return out
+
+    def _admit(self, url: str, depth: int) -> Request | None:
+        """The request for a newly found URL, or None: out of scope, seen, over a bound
+        (counted, neither queued nor marked seen, so a later link may still queue it once
+        there is room) or another partition's (journaled for the runner's next round)."""
+        state = self.state
+        stats = self.crawler.stats
+        why = state.scope.why_not(url, depth)
+        if why is not None:
+            stats.inc_value(f"thresher/skipped/{why}")
+            return None
+        key = url_key(url)
+        if state.frontier.is_seen(key):
+            return None
+        mine = state.mine(url)
+        if mine and (over := state.overflow(url)) is not None:
+            stats.inc_value(f"thresher/overflow/{over}")
+            return None
+        state.frontier.add(url, depth, key)
+        if not mine:  # journaled; the runner hands it to its partition in the next round
+            stats.inc_value("thresher/handed_over")
+            return None
+        return self.page_request(url, depth)
 
     def parse_sitemap(self, response):
         body = response.body
@@ -325,20 +398,17 @@ class ThresherSpider(scrapy.Spider):
                 if self.state.scope.host_allowed(loc):
                     self._queue_sitemap(loc)
                 continue
-            why = self.state.scope.why_not(loc, 1)
-            if why is not None:
-                self.crawler.stats.inc_value(f"thresher/skipped/{why}")
-                continue
-            if self.state.frontier.add(loc, 1):
+            request = self._admit(loc, 1)
+            if request is not None:
                 self.crawler.stats.inc_value("thresher/sitemap/urls")
-                if self.state.mine(loc):
-                    yield self.page_request(loc, 1)
+                yield request
         self.state.frontier.flush()
 
     def on_sitemap_error(self, failure):
         self.crawler.stats.inc_value("thresher/sitemap/unavailable")
 
     def on_error(self, failure):
+        self.state.finished(failure.request)
         reason = failure_reason(failure.value)
         if reason is None:
             return
@@ -392,7 +462,7 @@ def robots_directives(response) -> tuple[bool, bool]:
 
 def failure_reason(exc: BaseException) -> str | None:
     """A short counter name for a failed request; None for those counted where they happen."""
-    if isinstance(exc, (BlockedAddress, RedirectRefused)):
+    if isinstance(exc, (BlockedAddress, RedirectRefused, RobotsUnavailable)):
         return None
     if isinstance(exc, HttpError):
         return "http"
@@ -434,12 +504,20 @@ def write_partition_stats(spider: ThresherSpider, reason: str) -> None:
             if k.startswith("downloader/response_status_count/")
         },
         "robots_denied": scrapy_stats.get("robotstxt/forbidden", 0),
+        "robots_unavailable": scrapy_stats.get("thresher/robots_unavailable", 0),
+        "robots_txt": _counters(scrapy_stats, "thresher/robots_txt/"),
         "blocked_address": scrapy_stats.get("thresher/blocked_address", 0),
+        "blocked_address_kinds": _counters(scrapy_stats, "thresher/blocked_address_kind/"),
         "crawl_delay_hosts": dict(state.crawl_delays),
         "errors": _counters(scrapy_stats, "thresher/errors/"),
         "skipped": _counters(scrapy_stats, "thresher/skipped/"),
         "redirect_refused": _counters(scrapy_stats, "thresher/redirect_refused/"),
         "sitemap": _counters(scrapy_stats, "thresher/sitemap/"),
+        "overflow": _counters(scrapy_stats, "thresher/overflow/"),
+        "queued_peak": state.queued_peak,
+        "scheduler_peak": state.scheduler_peak,
+        "queued_at_close": state.queued,
+        "max_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "retries": scrapy_stats.get("retry/count", 0),
         "retry_reasons": _counters(scrapy_stats, "retry/reason_count/"),
     }
