@@ -32,7 +32,7 @@ $(VENV)/.installed: pyproject.toml | $(PY)
 
 $(VENV)/.installed-dev: pyproject.toml $(VENV)/.installed
 	$(PIP) install --quiet "$(TORCH_SPEC)"
-	$(PIP) install --quiet -e ".[dev,torch,jax,cjk,parity]"
+	$(PIP) install --quiet -e ".[dev,torch,jax,parity]"
 	touch $@
 
 # Airflow lives in its own venv so its pins never meet Ray's; the DAG's tasks run Thresher from $(VENV).

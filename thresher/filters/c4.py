@@ -12,11 +12,15 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+import regex
+
 from thresher.constraints import option
 from thresher.document import Document, Drop
 from thresher.filters.base import LanguageAwareStage, validate_language_overrides
-from thresher.filters.text import SPACELESS, NoSegmenter, count_sentences, split_words
+from thresher.filters.text import SPACELESS, NoSegmenter, count_sentences, words_to_count
 
+# A character of a script written without spaces between words (Han, kana, Thai, ...).
+_UNSPACED_SCRIPT = regex.compile(r"[\p{Han}\p{Hiragana}\p{Katakana}\p{Thai}\p{Lao}\p{Khmer}\p{Myanmar}\p{Tibetan}]")
 CITATION = re.compile(r"\[\d*]|\[edit]|\[citation needed]")
 END_PUNCTUATION = (".", "?", "!", '"', "'")
 POLICY_PHRASES = ["terms of use", "privacy policy", "cookie policy", "uses cookies", "use of cookies", "use cookies"]
@@ -50,6 +54,20 @@ class C4Config:
         validate_language_overrides(self, where)
 
 
+def unspaced_line_words(line: str, lang: str) -> list[str]:
+    """C4's words of a line in a language written without spaces. C4 counts whitespace-separated
+    words, each carrying its punctuation: a chunk in the language's script is cut into the
+    segmenter's words, without its punctuation tokens; any other chunk (a Latin word, a number, a
+    line of code) is one word, as it is in a spaced script."""
+    words: list[str] = []
+    for chunk in line.split():
+        if _UNSPACED_SCRIPT.search(chunk):
+            words.extend(words_to_count(chunk, lang))
+        else:
+            words.append(chunk)
+    return words
+
+
 class C4QualityFilter(LanguageAwareStage):
     """Reasons: ``c4_lorem_ipsum``, ``c4_curly_bracket``, ``c4_too_few_sentences``,
     ``c4_no_lines_left``. Removed lines are counted in ``stats.extra`` (``c4_line_<why>``)."""
@@ -80,7 +98,7 @@ class C4QualityFilter(LanguageAwareStage):
                 continue
             if min_words and segment:
                 try:
-                    words = split_words(line, lang)
+                    words = unspaced_line_words(line, lang)
                 except NoSegmenter:
                     removed[f"c4_no_segmenter:{lang}"] += 1
                     words = [line] * min_words  # rule skipped: no way to count the words

@@ -14,7 +14,7 @@ from thresher.constraints import option
 from thresher.document import Document, Drop
 from thresher.filters.base import LanguageAwareStage, validate_language_overrides
 from thresher.filters.gopher import repeated
-from thresher.filters.text import TERMINAL_PUNCTUATION, NoSegmenter, split_words
+from thresher.filters.text import TERMINAL_PUNCTUATION, NoSegmenter, words_to_count
 
 
 @dataclass
@@ -71,7 +71,7 @@ class FineWebQualityFilter(LanguageAwareStage):
                 return Drop("fineweb_char_dup_ratio", value=ratio)
         if cfg.new_line_ratio is not None:
             try:
-                n_words = len(split_words(text, lang))
+                n_words = len(words_to_count(text, lang))
             except NoSegmenter:
                 self.stats.extra[f"no_segmenter:{lang}"] += 1
                 return doc

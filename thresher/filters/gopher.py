@@ -16,7 +16,7 @@ import numpy as np
 from thresher.constraints import option
 from thresher.document import Document, Drop
 from thresher.filters.base import LanguageAwareStage, validate_language_overrides
-from thresher.filters.text import SYMBOL_CHARS, NoSegmenter, split_words
+from thresher.filters.text import NoSegmenter, is_word, split_words, words_to_count
 
 # The Gopher paper's stop words ("the, be, to, of, and, that, have, with"), matched case-sensitively
 # as in FineWeb. Chinese: the commonest function words; pages in languages without a list skip
@@ -64,7 +64,8 @@ class GopherQualityFilter(LanguageAwareStage):
 
     name = "gopher_quality"
     Config = GopherQualityConfig
-    # Chinese words are one to three characters long, and jieba segments punctuation-free runs.
+    # Chinese words are one to three characters long. (Punctuation tokens, a quarter of the
+    # segmenter's tokens in Chinese, are not words there: see thresher.filters.text.words_to_count.)
     builtin_overrides = {"zh": {"min_avg_word_length": 1, "max_avg_word_length": 6}}
 
     def process(self, doc: Document) -> Document | Drop:
@@ -72,12 +73,12 @@ class GopherQualityFilter(LanguageAwareStage):
         cfg: GopherQualityConfig = self.config_for(lang)
         text = doc.text
         try:
-            words = split_words(text, lang)
+            words = words_to_count(text, lang)
         except NoSegmenter:
             self.stats.extra[f"no_segmenter:{lang}"] += 1
             return doc
         n_words = len(words)
-        content = [w for w in words if w.isalnum() or not SYMBOL_CHARS.issuperset(w)]
+        content = [w for w in words if is_word(w)]
         n_content = len(content)
         if cfg.min_doc_words and n_content < cfg.min_doc_words:
             return Drop("gopher_short_doc", value=n_content)
