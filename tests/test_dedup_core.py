@@ -142,6 +142,8 @@ def test_engine_partitions_do_not_change_decisions():
     import pyarrow as pa
 
     table = pa.table(rows)
+    table = table.append_column("pos", pa.array(range(table.num_rows), pa.int64()))
+    table = table.append_column("row", pa.array(range(table.num_rows), pa.int64()))
     config = MinHashDedupConfig()
     tables = [minhash_doc_table(table.slice(i, 100), config, None) for i in range(0, table.num_rows, 100)]
     results = []
@@ -172,6 +174,8 @@ def test_verification_with_more_partitions_than_edges():
     table = pa.table(
         {"id": [f"p{i:02d}" for i in range(50)] + ["z"], "text": paragraphs + [paragraphs[3] + " footer"]}
     )
+    table = table.append_column("shard", pa.array([""] * 51)).append_column("pos", pa.array(range(51)))
+    table = table.append_column("row", pa.array(range(51)))
     tables = [minhash_doc_table(table.slice(i, 10), MinHashDedupConfig(), None) for i in range(0, 51, 10)]
     for partitions in (1, 16):
         settings = EngineSettings(reason="minhash_duplicate", verify_threshold=0.8)
@@ -281,7 +285,7 @@ def test_keep_policies():
         MinHashDedup(MinHashDedupConfig(**kw)).run_local(fresh)
         return [d.id for d in fresh if d.drop is None]
 
-    assert kept() == ["a"]  # first by (shard, id)
+    assert kept() == ["c"]  # first in the run (by shard, then position), whatever the ids
     assert kept(keep="longest") == ["b"]
     assert kept(keep="score", score_key="quality") == ["a"]
 
@@ -316,7 +320,10 @@ def test_persistent_index_drops_documents_seen_in_an_earlier_run(tmp_path):
     from thresher.dedup.stages import _documents_table
 
     fresh = [Document(id=d.id, text=t) for d, t in zip(docs, [u.text for u in unverified], strict=True)]
-    tables = [second.doc_table(_documents_table(fresh[i : i + 50])) for i in range(0, len(fresh), 50)]
+    tables = [
+        second.doc_table(_documents_table(fresh[i : i + 50], list(range(i, min(i + 50, len(fresh))))))
+        for i in range(0, len(fresh), 50)
+    ]
     settings = replace(second.settings(), group_chunk_pairs=64)
     result = run_engine(tables, settings, LocalExecutor(4))
     assert {r["id"]: r["detail"] for t in result.decisions for r in t.to_pylist()} == repeats

@@ -215,12 +215,14 @@ def test_precision_recall_curve(corpus, exact_pairs, threshold, floor):
 def test_same_decisions_with_one_or_several_workers_and_twice(corpus, ray_session):
     rows = corpus.sort_by("id").slice(0, 3000).select(["id", "text"])  # ids are shuffled: a random sample
     rows = rows.append_column("shard", pa.array([f"shard{i % 7}" for i in range(rows.num_rows)]))
+    rows = rows.append_column("pos", pa.array([i // 7 for i in range(rows.num_rows)], pa.int64()))
+    rows = rows.append_column("row", pa.array(range(rows.num_rows), pa.int64()))
     ds = ray_session.data.from_arrow(rows).repartition(6)
     results, edges = [], []
     for mode, partitions in (("local", 0), ("ray", 1), ("ray", 4), ("ray", 4)):
         stage = MinHashDedup(MinHashDedupConfig(mode=mode, partitions=partitions))
         decisions = stage.run_ray(ds, "unused").take_all()
-        results.append(sorted((d["id"], d["shard"], d["reason"], d["value"], d["detail"]) for d in decisions))
+        results.append(sorted((d["id"], d["shard"], d["pos"], d["reason"], d["value"], d["detail"]) for d in decisions))
         assert stage.stats.docs_in == rows.num_rows
         extra = stage.extra_stats()
         edges.append((extra["candidate_edges"], extra["verified_edges"]))

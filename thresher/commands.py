@@ -33,6 +33,11 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="continue an interrupted run in the same output directory (skips input files already done)",
     )
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace the run in the output directory (removes only the files a run writes there)",
+    )
 
 
 def load_run_config(args: argparse.Namespace):
@@ -93,7 +98,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     check_output_path(cfg.output.path)
     check_run_inputs(cfg)
     try:
-        result = run_pipeline(cfg, local=args.local, resume=args.resume)
+        # An output that holds data, or an input inside it, is refused before any work
+        # (OutputDirError: one line and exit code 4, see thresher.cli).
+        result = run_pipeline(cfg, local=args.local, resume=args.resume, overwrite=args.overwrite)
     except OSError as exc:
         problem = _output_problem(exc, cfg.output.path)
         if problem is None:

@@ -18,6 +18,7 @@ statistics are the stages' own counts, whichever worker ran them and however oft
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -42,9 +43,16 @@ from thresher.document import (
     kept_table,
     table_to_documents,
 )
+from thresher.output_dir import (
+    RUN_LAYOUT,
+    OutputDirError,
+    check_inputs_outside,
+    clear,
+    refuse_unless_free,
+)
 from thresher.readers import expand_inputs, read_documents
 from thresher.registry import stage_class
-from thresher.stage import DatasetStage, Stage, StageStats
+from thresher.stage import DECISION_SCHEMA, DatasetStage, Stage, StageStats
 
 logger = logging.getLogger(__name__)
 
@@ -164,18 +172,42 @@ def read_shards(
         _write_json_atomic(layout.files / f"{file_index:05d}.json", {"path": path, "shards": shards})
 
 
+RENAME = "rename"
+"""Decision kind of a document whose id an earlier document of the run already has: it gets
+``detail`` as its id and keeps the one it came with in ``metadata["original_id"]``."""
+
+
+class DecisionError(RuntimeError):
+    """A dataset stage's decisions do not match the shard they are for (a bug, never bad input)."""
+
+
 def read_phase_shard(shard_file: str, label: str, decisions_dir: str | None) -> pa.Table:
-    """A shard written by the previous phase, with the dataset stage's decisions applied."""
+    """A shard written by the previous phase, with the dataset stage's decisions applied. A
+    decision names its document by position in the shard, never by id: ids are data, and two
+    documents may come with the same one."""
     shard = Path(shard_file).stem
     docs = table_to_documents(pq.read_table(shard_file))
     stats = StageStats(label)
-    decided: dict[str, dict] = {}
+    decided: dict[int, dict] = {}
     if decisions_dir:
         dfile = Path(decisions_dir) / f"{shard}.parquet"
         if dfile.exists():
-            decided = {row["id"]: row for row in pq.read_table(dfile).to_pylist()}
-    for doc in docs:
-        row = decided.get(doc.id)
+            rows = pq.read_table(dfile).to_pylist()
+            # Renames first: the stage decided on the renamed documents.
+            for row in sorted(rows, key=lambda r: r["kind"] != RENAME):
+                doc = docs[row["pos"]] if 0 <= row["pos"] < len(docs) else None
+                if doc is None or doc.id != row["id"]:
+                    raise DecisionError(f"shard {shard}: the decision for {row['id']!r} at {row['pos']} matches no document")
+                if row["kind"] == RENAME:
+                    doc.metadata["original_id"] = doc.id
+                    doc.id = row["detail"]
+                    stats.extra["renamed_duplicate_id"] += 1
+                elif row["pos"] in decided:
+                    raise DecisionError(f"shard {shard}: two decisions for the document at {row['pos']}")
+                else:
+                    decided[row["pos"]] = row
+    for pos, doc in enumerate(docs):
+        row = decided.get(pos)
         if row is not None:
             doc.mark_dropped(
                 Drop(row["reason"], kind=row["kind"] or "dropped", value=row["value"], detail=row["detail"], stage=label)
@@ -274,9 +306,9 @@ def compact_shard(shard: str, parts_dir: Path, layout: PhaseLayout) -> dict[str,
                     agg.merge(StageStats.from_dict(label, json.loads(cell)))
             stats[label] = agg.to_dict()
     docs = table_to_documents(table)
-    _write_atomic(kept_table(docs), layout.out / "documents" / f"{shard}.parquet", layout.compression)
+    write_rows(kept_table(docs), layout.out / "documents" / f"{shard}.parquet", layout.compression)
     if layout.dropped:
-        _write_atomic(dropped_table(docs), layout.dropped / f"{shard}{layout.dropped_suffix}.parquet", layout.compression)
+        write_rows(dropped_table(docs), layout.dropped / f"{shard}{layout.dropped_suffix}.parquet", layout.compression)
     summary = {"shard": shard, "rows": len(docs), "kept": sum(1 for d in docs if d.drop is None), "stats": stats}
     _write_json_atomic(layout.progress / f"{shard}.json", summary)
     shutil.rmtree(parts_dir, ignore_errors=True)
@@ -288,6 +320,18 @@ def _write_atomic(table: pa.Table, path: Path, compression: str = "zstd") -> Non
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}-{uuid.uuid4().hex[:8]}")
     pq.write_table(table, tmp, compression=compression)
     os.replace(tmp, path)
+
+
+def write_rows(table: pa.Table, path: Path, compression: str = "zstd") -> None:
+    """An output data file, or none when there are no rows: a zero-row Parquet file is valid,
+    but ``datasets.load_dataset("parquet", ...)`` fails on one (``BatchSize must be greater
+    than 0``), and the shard's completion record counts its rows anyway. A file left at that
+    path by an earlier try is removed, so a redone shard never keeps stale rows."""
+    if table.num_rows:
+        _write_atomic(table, path, compression)
+    else:
+        path.unlink(missing_ok=True)
+
 
 
 # --------------------------------------------------------------------------- results
@@ -331,6 +375,16 @@ def check_accounting(order: list[str], stages: dict[str, StageStats]) -> None:
         previous = s
 
 
+def check_decisions_applied(label: str, stats: StageStats, extra: dict[str, Any]) -> None:
+    """A dataset stage's documents dropped, counted shard by shard, are the ones it decided to
+    drop (``removed``): each decision dropped exactly one document."""
+    from thresher.stage import AccountingError
+
+    dropped = sum(stats.dropped.values()) + sum(stats.errors.values())
+    if "removed" in extra and dropped != extra["removed"]:
+        raise AccountingError(f"stage {label!r} decided to drop {extra['removed']} documents but {dropped} were dropped")
+
+
 # --------------------------------------------------------------------------- execution
 
 _STAGE_CACHE: dict[str, StageRunner] = {}
@@ -354,8 +408,11 @@ def _read_phase_batch(batch: pa.Table, label: str, decisions_dir: str | None) ->
         yield read_phase_shard(path, label, decisions_dir)
 
 
-class ResumeError(RuntimeError):
-    pass
+class ResumeError(OutputDirError):
+    """``--resume`` into an output written by a run with other inputs or another config."""
+
+
+IN_PLACE_HINT = "write the new dataset to another --output (e.g. OUTPUT-dedup)"
 
 
 def preflight(specs: list[StageSpec]) -> None:
@@ -376,11 +433,18 @@ class Runner:
     shards were all compacted are not read again, every other file is processed from its start
     (its shards are rewritten with the same names and content), so the output equals that of an
     uninterrupted run.
+
+    An output directory that holds a run's files is refused unless ``overwrite=True`` (its run
+    files are removed, nothing else: see :mod:`thresher.output_dir`) or ``resume=True``; an
+    input inside the run's own output entries is always refused. Both checks come before any
+    work (models, Ray).
     """
 
     config: PipelineConfig
     local: bool = False
     resume: bool = False
+    overwrite: bool = False
+
     def __post_init__(self) -> None:
         # Relative output paths are relative to where the command runs, like any CLI's.
         self.output = Path(self.config.output.path).absolute()
@@ -394,8 +458,9 @@ class Runner:
         start = time.perf_counter()
         files = expand_inputs(cfg.input.paths, cfg.base_dir)
         logger.info("%d input file(s); output in %s", len(files), self.output)
+        resuming = self.check_output(files)
         preflight(cfg.stages)
-        self._prepare(files)
+        self._prepare(files, resuming)
         phases = plan_phases(cfg.stages)
         result = RunResult(self.output)
         result.order.append(READ_STAGE)
@@ -424,6 +489,8 @@ class Runner:
                 result.extra[ds_label] = json.loads((self.progress / f"extra-{ds_label}.json").read_text())
             summaries = [json.loads(p.read_text()) for p in sorted(layout.progress.glob("*.json"))]
             self._merge_phase_stats(summaries, result)
+            if ds_label is not None:
+                check_decisions_applied(ds_label, result.stages[ds_label], result.extra[ds_label])
             if last:
                 result.shards = len(summaries)
                 result.documents = sum(s["kept"] for s in summaries)
@@ -447,24 +514,31 @@ class Runner:
 
     # ----------------------------------------------------------------- setup
 
-    def _prepare(self, files: list[str]) -> None:
-        fingerprint = {"inputs": files, "config": self.config.to_dict()}
+    def _fingerprint(self, files: list[str]) -> dict[str, Any]:
+        return json.loads(json.dumps({"inputs": files, "config": self.config.to_dict()}))
+
+    def check_output(self, files: list[str]) -> bool:
+        """Refuse what would destroy data (see the class docstring); True when this run resumes
+        the run in the output directory."""
+        check_inputs_outside(files, self.output, RUN_LAYOUT, IN_PLACE_HINT)
         run_file = self.progress / "run.json"
         if self.resume and run_file.exists():
-            previous = json.loads(run_file.read_text())
-            if previous != json.loads(json.dumps(fingerprint)):
+            if json.loads(run_file.read_text()) == self._fingerprint(files):
+                refuse_unless_free(self.output, RUN_LAYOUT, True, "a run")  # foreign files only
+                return True
+            if not self.overwrite:
                 raise ResumeError(
                     f"--resume: {self.output} was written by a run with other inputs or another config; "
-                    "run without --resume to start over"
+                    "give --overwrite instead to start over, or another --output"
                 )
+        refuse_unless_free(self.output, RUN_LAYOUT, self.overwrite, "a run")
+        return False
+
+    def _prepare(self, files: list[str], resuming: bool) -> None:
+        if resuming:
             return
-        for sub in ("documents", "dropped", "_work", "_progress", "stats.json", "tokens", "tokenizer", "report.html"):
-            target = self.output / sub
-            if target.is_dir():
-                shutil.rmtree(target)
-            elif target.exists():
-                target.unlink()
-        _write_json_atomic(run_file, fingerprint)
+        clear(self.output, RUN_LAYOUT)  # only what a run wrote: check_output refused anything else
+        _write_json_atomic(self.progress / "run.json", self._fingerprint(files))
 
     def _layout(self, phase: Phase, last: bool) -> PhaseLayout:
         out = self.output if last else self.work / f"phase{phase.index}"
@@ -591,45 +665,56 @@ class Runner:
         init_ray(rc.address, num_cpus=rc.num_cpus, object_store_memory=rc.object_store_memory, progress=rc.progress)
 
     def _run_dataset_stage(self, spec: StageSpec, label: str, source_dir: Path, result: RunResult) -> Path:
-        """Run a whole-dataset stage over the previous phase's documents; decisions grouped by shard."""
-        from thresher.stage import DECISION_SCHEMA
+        """Run a whole-dataset stage over the previous phase's documents; decisions grouped by shard.
 
+        Both paths read the same input (:func:`read_stage_input`: each document with its place
+        in the run) and make ids unique the same way (:func:`unique_id_renames`) before the
+        stage sees them, so ``--local`` and Ray write the same dataset."""
         stage: DatasetStage = stage_class(spec.name)(spec.config)
         decisions_dir = self.work / f"decisions-{label}"
         shutil.rmtree(decisions_dir, ignore_errors=True)
         decisions_dir.mkdir(parents=True, exist_ok=True)
         files = sorted(str(p) for p in (source_dir / "documents").glob("*.parquet"))
+        offsets = [0]
+        for f in files:
+            offsets.append(offsets[-1] + pq.ParquetFile(f).metadata.num_rows)
         stage_work = self.work / f"stage-{label}"
         stage_work.mkdir(parents=True, exist_ok=True)
         start = time.perf_counter()
         if self.local:
-            docs: list[Document] = []
-            shard_of: dict[int, str] = {}
-            for f in files:
-                for doc in table_to_documents(pq.read_table(f)):
-                    shard_of[len(docs)] = Path(f).stem
-                    docs.append(doc)
-            stage.run_local(docs)
-            rows = [
-                {"id": d.id, "shard": shard_of[i], "kind": d.drop.kind, "reason": d.drop.reason,
-                 "value": d.drop.value, "detail": d.drop.detail}
-                for i, d in enumerate(docs) if d.drop is not None
+            places = [read_stage_input(f, o, columns=("id",)) for f, o in zip(files, offsets, strict=False)]
+            all_ids = {i for t in places for i in t.column("id").to_pylist()}
+            renames = unique_id_renames(_duplicate_id_rows(places), lambda ids: set(ids) & all_ids)
+            tables = [
+                _rename_ids(read_stage_input(f, o), _rename_map(renames)) for f, o in zip(files, offsets, strict=False)
             ]
+            rows = [r for t in stage.run_batches(tables) for r in t.to_pylist()]
         elif files:
             import ray
 
             self._init_ray()
-            ds = ray.data.read_parquet(files, include_paths=True)
-            ds = ds.map_batches(_add_shard_column, batch_format="pyarrow")
+            items = [{"path": f, "offset": o} for f, o in zip(files, offsets, strict=False)]
+            places = ray.data.from_items(items, override_num_blocks=len(items)).map_batches(
+                _read_stage_input_batch, fn_kwargs={"columns": ("id",)}, batch_size=1, batch_format="pyarrow"
+            ).materialize()
+            renames = unique_id_renames(_duplicate_id_rows_ray(places), functools.partial(_existing_ids_ray, places))
+            ds = ray.data.from_items(items, override_num_blocks=len(items)).map_batches(
+                _read_stage_input_batch, batch_size=1, batch_format="pyarrow"
+            )
+            if renames:
+                ds = ds.map_batches(_rename_ids, fn_args=(_rename_map(renames),), batch_format="pyarrow")
             rows = stage.run_ray(ds, str(stage_work)).take_all()
         else:
-            rows = []
+            renames, rows = [], []
         by_shard: dict[str, list[dict]] = {}
-        for row in rows:
+        for row in renames + rows:
             by_shard.setdefault(row["shard"], []).append(row)
         for shard, shard_rows in by_shard.items():
             _write_atomic(pa.Table.from_pylist(shard_rows, schema=DECISION_SCHEMA), decisions_dir / f"{shard}.parquet")
         extra = stage.extra_stats()
+        if renames:
+            extra["renamed_duplicate_ids"] = len(renames)
+            logger.warning("%s: %d documents had an id an earlier document has; renamed ID#N", label, len(renames))
         extra["seconds"] = round(time.perf_counter() - start, 3)
         result.extra[label] = extra
         _write_json_atomic(self.progress / f"extra-{label}.json", extra)
@@ -664,10 +749,99 @@ class Runner:
         _write_json_atomic(self.output / "stats.json", stats)
 
 
-def _add_shard_column(table: pa.Table) -> pa.Table:
-    shards = [Path(p).stem for p in table.column("path").to_pylist()]
-    return table.drop_columns(["path"]).append_column("shard", pa.array(shards, pa.string()))
+# --------------------------------------------------------------------------- dataset stage input
+
+STAGE_INPUT_COLUMNS = ("id", "text", "url", "scores")
 
 
-def run_pipeline(config: PipelineConfig, *, local: bool = False, resume: bool = False) -> RunResult:
-    return Runner(config, local=local, resume=resume).run()
+def read_stage_input(path: str, offset: int, columns: tuple[str, ...] = STAGE_INPUT_COLUMNS) -> pa.Table:
+    """A previous phase's documents shard as a dataset stage's input: ``columns`` and each
+    document's place: ``shard``, ``pos`` (position in the shard) and ``row`` (``offset`` + pos,
+    its ordinal in the stage's whole input)."""
+    table = pq.read_table(path, columns=list(columns))
+    n = table.num_rows
+    table = table.append_column("shard", pa.array([Path(path).stem] * n, pa.string()))
+    table = table.append_column("pos", pa.array(range(n), pa.int64()))
+    return table.append_column("row", pa.array(range(offset, offset + n), pa.int64()))
+
+
+def _read_stage_input_batch(batch: pa.Table, columns: tuple[str, ...] = STAGE_INPUT_COLUMNS) -> pa.Table:
+    tables = [
+        read_stage_input(p, o, columns)
+        for p, o in zip(batch.column("path").to_pylist(), batch.column("offset").to_pylist(), strict=True)
+    ]
+    return pa.concat_tables(tables)
+
+
+def unique_id_renames(dup_rows: list[dict], existing: Any) -> list[dict]:
+    """Rename decisions that make a run's ids unique. ``dup_rows``: (id, shard, pos) of every
+    document whose id several documents have. The first of them by (shard, pos) keeps it; the
+    others become ``ID#2``, ``ID#3``, … in that order, skipping any name ``existing(names)``
+    (→ the subset already taken by a document) reports. Derived names never collide with each
+    other: the part after the last ``#`` is the number."""
+    groups: dict[str, list[dict]] = {}
+    for row in sorted(dup_rows, key=lambda r: (r["shard"], r["pos"])):
+        groups.setdefault(row["id"], []).append(row)
+    pending = [(doc_id, row) for doc_id, rows in groups.items() for row in rows[1:]]
+    number = dict.fromkeys(groups, 2)
+    renames: list[dict] = []
+    while pending:
+        proposals = []
+        for doc_id, row in pending:
+            proposals.append((f"{doc_id}#{number[doc_id]}", doc_id, row))
+            number[doc_id] += 1
+        taken = existing([name for name, _, _ in proposals])
+        renames += [
+            {"id": doc_id, "shard": row["shard"], "pos": row["pos"], "kind": RENAME, "reason": "duplicate_id",
+             "value": None, "detail": name}
+            for name, doc_id, row in proposals if name not in taken
+        ]
+        pending = [(doc_id, row) for name, doc_id, row in proposals if name in taken]
+    return renames
+
+
+def _duplicate_id_rows(places: list[pa.Table]) -> list[dict]:
+    from collections import Counter
+
+    counts = Counter(i for t in places for i in t.column("id").to_pylist())
+    dups = pa.array([i for i, n in counts.items() if n > 1], pa.string())
+    return [r for t in places for r in t.filter(pc.is_in(t.column("id"), dups)).to_pylist()] if len(dups) else []
+
+
+def _duplicate_id_rows_ray(places: Any) -> list[dict]:
+    partitions = min(200, places.count() // 1_000_000 + 1)  # Ray's default of 200 costs seconds on small runs
+    counts = places.groupby("id", num_partitions=partitions).count()
+    several = counts.map_batches(lambda t: t.filter(pc.greater(t.column("count()"), 1)), batch_format="pyarrow")
+    dups = [r["id"] for r in several.take_all()]
+    if not dups:
+        return []
+    return _ids_in_ray(places, dups).take_all()
+
+
+def _ids_in_ray(places: Any, ids: list[str]) -> Any:
+    wanted = pa.array(ids, pa.string())
+    return places.map_batches(lambda t: t.filter(pc.is_in(t.column("id"), wanted)), batch_format="pyarrow")
+
+
+def _existing_ids_ray(places: Any, names: list[str]) -> set[str]:
+    return {r["id"] for r in _ids_in_ray(places, names).take_all()}
+
+
+def _rename_map(renames: list[dict]) -> dict[tuple[str, int], str]:
+    return {(r["shard"], r["pos"]): r["detail"] for r in renames}
+
+
+def _rename_ids(table: pa.Table, renames: dict[tuple[str, int], str]) -> pa.Table:
+    """The stage's input with the renamed documents' new ids (the stage's ``detail`` then names
+    the kept document as the output will)."""
+    if not renames or table.num_rows == 0:
+        return table
+    places = zip(table.column("shard").to_pylist(), table.column("pos").to_pylist(), strict=True)
+    ids = [renames.get(place, i) for place, i in zip(places, table.column("id").to_pylist(), strict=True)]
+    return table.set_column(table.column_names.index("id"), "id", pa.array(ids, pa.string()))
+
+
+def run_pipeline(
+    config: PipelineConfig, *, local: bool = False, resume: bool = False, overwrite: bool = False
+) -> RunResult:
+    return Runner(config, local=local, resume=resume, overwrite=overwrite).run()

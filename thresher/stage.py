@@ -165,7 +165,14 @@ class DatasetStage:
     applies the decisions shard by shard (each shard only reads its own decisions), so no step
     needs every id in one process.
 
-    ``run_local`` is the single-process equivalent used without Ray and in tests.
+    A document is named by its place in the run, never by its id (ids are data: two documents
+    may come with the same one): ``shard``, ``pos`` (its position in the shard) and ``row`` (its
+    ordinal in the stage's whole input, in (shard, pos) order). Decisions carry (shard, pos);
+    "first" means the smallest (shard, pos), on Ray and in-process alike.
+
+    ``run_batches`` is the in-process equivalent of ``run_ray`` (``--local``); ``run_local``
+    works on a list of documents (their positions in the list are their places), for tests and
+    plain-Python use.
     """
 
     name: ClassVar[str] = "dataset_stage"
@@ -179,10 +186,16 @@ class DatasetStage:
         """Mark the dropped documents in place (``doc.mark_dropped``) and count them in ``self.stats``."""
         raise NotImplementedError
 
+    def run_batches(self, tables: list) -> list:
+        """In-process ``run_ray``: Arrow tables with the columns ``run_ray``'s dataset has → tables
+        of decisions (DECISION_SCHEMA)."""
+        raise NotImplementedError
+
     def run_ray(self, ds: Any, workdir: str) -> Any:
-        """``ds``: a ray.data.Dataset with at least columns ``id``, ``text``, ``shard`` (and ``scores``,
-        ``url``, ``source``) of the live documents. ``workdir``: a scratch directory for this stage
-        (persistent indexes, intermediate files). Returns a ray.data.Dataset with DECISION_SCHEMA."""
+        """``ds``: a ray.data.Dataset with at least columns ``id``, ``text``, ``shard``, ``pos``,
+        ``row`` (and ``scores``, ``url``) of the live documents. ``workdir``: a scratch directory for
+        this stage (persistent indexes, intermediate files). Returns a ray.data.Dataset with
+        DECISION_SCHEMA."""
         raise NotImplementedError
 
     def extra_stats(self) -> dict[str, Any]:
@@ -195,9 +208,10 @@ def _decision_schema():
 
     return pa.schema(
         [
-            pa.field("id", pa.string(), nullable=False),
+            pa.field("id", pa.string(), nullable=False),  # for messages and checks; never the key
             pa.field("shard", pa.string()),
-            pa.field("kind", pa.string()),  # "dropped" or "error"
+            pa.field("pos", pa.int64()),  # the document's position in its shard: what a decision applies to
+            pa.field("kind", pa.string()),  # "dropped", "error", or "rename" (detail: the new id)
             pa.field("reason", pa.string()),  # e.g. "exact_duplicate", "minhash_duplicate"
             pa.field("value", pa.float64()),
             pa.field("detail", pa.string()),  # e.g. the id of the kept document

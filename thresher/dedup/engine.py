@@ -1,7 +1,8 @@
 """Keys → duplicate clusters → one kept document per cluster, for exact and MinHash dedup.
 
 Input: *document tables* (one per block of documents), one row per document with its node
-(a 64-bit hash of its id), id, shard, length, optional score, its list of keys (MinHash
+(a bijective mix of its ordinal in the run, so two documents are never one node, whatever
+their ids), id, shard, pos (position in the shard), length, optional score, its list of keys (MinHash
 band keys, or the hash of its normalised text) and, for verified MinHash, its signature
 (``sig``: the low 16 bits of each MinHash value). Documents that share a key are candidate
 duplicates; duplicates of duplicates too (connected components). Output: one decision row per
@@ -36,8 +37,9 @@ edges (16 bytes per edge) and the rows of documents that are in clusters. With o
 and per-partition counters only. Everything shuffled sits in Ray's object store, which
 spills to disk when memory is short.
 
-"First" is defined without reference to processing order: the smallest (shard, id), so the
-result does not depend on how Ray splits blocks or on the number of workers.
+"First" is the document's place in the run: the smallest (shard, pos), so the result does
+not depend on how Ray splits blocks, on the number of workers, or on the documents' ids.
+Persistent indexes name their documents by id (hashed), which a run keeps unique.
 """
 
 from __future__ import annotations
@@ -54,7 +56,7 @@ import pyarrow.compute as pc
 
 from thresher.dedup import components as cc
 from thresher.dedup.executor import LocalExecutor, RayExecutor, Stream
-from thresher.dedup.signatures import fmix64
+from thresher.dedup.signatures import fmix64, hash64
 from thresher.stage import DECISION_SCHEMA
 
 logger = logging.getLogger(__name__)
@@ -64,13 +66,14 @@ DOC_TABLE_SCHEMA = pa.schema(
         pa.field("node", pa.uint64()),
         pa.field("id", pa.string()),
         pa.field("shard", pa.string()),
+        pa.field("pos", pa.int64()),
         pa.field("length", pa.int64()),
         pa.field("score", pa.float64()),
         pa.field("keys", pa.list_(pa.uint64())),
     ]
 )
 """Columns every document table has; verified MinHash adds ``sig`` (fixed-size list of uint16)."""
-ROW_COLUMNS = ["node", "id", "shard", "length", "score"]
+ROW_COLUMNS = ["node", "id", "shard", "pos", "length", "score"]
 ROW_SCHEMA = pa.schema([DOC_TABLE_SCHEMA.field(c) for c in ROW_COLUMNS])
 MEMBER_SCHEMA = pa.schema([pa.field("comp", pa.uint64()), *ROW_SCHEMA, pa.field("old", pa.bool_())])
 PAIR_SCHEMA = pa.schema([pa.field("key", pa.uint64()), pa.field("node", pa.uint64())])
@@ -164,9 +167,14 @@ def split_pairs(doc_table: pa.Table, partitions: int, index_output: str | None =
 
 def _write_index_block(doc_table: pa.Table, out: str) -> None:
     """This block's (key, node, id) rows sorted by key, and with verification its (node, sig)
-    rows sorted by node, so later runs read only the row groups of the keys they look up."""
+    rows sorted by node, so later runs read only the row groups of the keys they look up. The
+    index's node is the hash of the id (a run's places mean nothing to a later run); a block
+    without keys writes nothing."""
     import pyarrow.parquet as pq
 
+    if doc_table.num_rows == 0:
+        return
+    doc_table = doc_table.set_column(0, "node", pa.array(hash64(doc_table.column("id").to_pylist()), pa.uint64()))
     keys_col = doc_table.column("keys").combine_chunks()
     keys = keys_col.flatten().to_numpy(zero_copy_only=False)
     counts = pc.list_value_length(keys_col).fill_null(0).to_numpy(zero_copy_only=False)
@@ -180,6 +188,8 @@ def _write_index_block(doc_table: pa.Table, out: str) -> None:
         },
         schema=INDEX_SCHEMA,
     )
+    if table.num_rows == 0:
+        return
     name = f"part-{uuid.uuid4().hex}.parquet"
     pq.write_table(table, f"{out.rstrip('/')}/keys/{name}", row_group_size=65536, compression="zstd")
     if "sig" in doc_table.column_names:
@@ -263,6 +273,7 @@ def _old_rows(old: pa.Table) -> pa.Table:
             "node": pa.array(nodes, pa.uint64()),
             "id": old.column("id").take(first),
             "shard": pa.nulls(n, pa.string()),
+            "pos": pa.nulls(n, pa.int64()),
             "length": pa.nulls(n, pa.int64()),
             "score": pa.nulls(n, pa.float64()),
         },
@@ -310,7 +321,7 @@ def candidate_edges(keys: np.ndarray, nodes: np.ndarray, all_pairs: bool, pair_g
             us.append(nodes[:-d][same])
             vs.append(nodes[d:][same])
     u, v = np.concatenate(us), np.concatenate(vs)
-    distinct = u != v  # an id given twice is one node
+    distinct = u != v  # a key listed twice for one document
     return cc.unique_edges(u[distinct], v[distinct])
 
 
@@ -534,7 +545,7 @@ def keep_reduce(
         order.append(("length", "descending"))
     elif keep == "score":
         order.append(("score", "descending"))
-    order += [("shard", "ascending"), ("id", "ascending")]
+    order += [("shard", "ascending"), ("pos", "ascending"), ("id", "ascending")]  # id: among old rows
     members = members.sort_by(order)
     comp = members.column("comp").to_numpy()
     first, group = cc._group_firsts(comp)
@@ -548,6 +559,7 @@ def keep_reduce(
         {
             "id": ids.filter(pa.array(drop)),
             "shard": members.column("shard").filter(pa.array(drop)),
+            "pos": members.column("pos").filter(pa.array(drop)),
             "kind": pa.array(["dropped"] * int(drop.sum()), pa.string()),
             "reason": pa.array([reason] * int(drop.sum()), pa.string()),
             "value": pa.array(sizes[group][drop].astype(np.float64)),

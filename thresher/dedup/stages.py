@@ -2,9 +2,10 @@
 
 Both turn each document into a row of keys (:func:`exact_doc_table`, :func:`minhash_doc_table`)
 and hand those rows to :mod:`thresher.dedup.engine`, which finds clusters of documents sharing
-keys and keeps one per cluster. The kept document is the first by (shard, id) — or the longest,
-or the highest score, ties broken by (shard, id) — so results do not depend on worker count
-or block layout. Documents run through ``run_local`` carry no shard and are ordered by id.
+keys and keeps one per cluster. The kept document is the first in the run, by (shard, pos) —
+or the longest, or the highest score, ties broken by (shard, pos) — so results do not depend
+on worker count, block layout, or the documents' ids (a document is never confused with another
+that has the same id). Documents run through ``run_local`` are placed by their list position.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from thresher.dedup.signatures import (
     LshParams,
     MinHasher,
     band_keys,
+    fmix64,
     hash64,
     low_bits,
     optimal_params,
@@ -42,14 +44,15 @@ from thresher.stage import DECISION_SCHEMA, DatasetStage
 logger = logging.getLogger(__name__)
 
 KeepPolicy = Literal["first", "longest", "score"]
-INPUT_COLUMNS = ("id", "text", "shard", "url", "scores")
+INPUT_COLUMNS = ("id", "text", "shard", "pos", "row", "url", "scores")
+PLACE_COLUMNS = ("shard", "pos", "row")
 
 
 @dataclass
 class _CommonConfig:
     keep: KeepPolicy = "first"
-    """Which document of a cluster survives: first (smallest shard, then id), longest, or
-    highest ``score_key`` score (documents without the score rank last)."""
+    """Which document of a cluster survives: first (smallest shard, then position in it), longest,
+    or highest ``score_key`` score (documents without the score rank last)."""
     score_key: str = "quality"
     mode: Literal["auto", "local", "ray"] = "auto"
     """auto: cluster in the driver process up to ``local_max_docs`` documents, else as Ray tasks."""
@@ -161,12 +164,17 @@ def _scores(batch: pa.Table, key: str | None) -> pa.Array:
 def _doc_table(
     batch: pa.Table, texts: list[str], offsets: np.ndarray, keys: np.ndarray, score_key: str | None
 ):
+    missing = [c for c in PLACE_COLUMNS if c not in batch.column_names]
+    if missing:
+        raise ValueError(f"dedup input lacks {missing}: every document needs its place (shard, pos, row)")
     ids = [str(i) for i in _column(batch, "id", "")]
+    rows = batch.column("row").to_numpy(zero_copy_only=False).astype(np.uint64)
     return pa.table(
         {
-            "node": pa.array(hash64(ids), pa.uint64()),
+            "node": pa.array(fmix64(rows), pa.uint64()),  # a bijection: one node per document
             "id": pa.array(ids, pa.string()),
             "shard": pa.array([s or "" for s in _column(batch, "shard", "")], pa.string()),
+            "pos": batch.column("pos").cast(pa.int64()),
             "length": pa.array([len(t) for t in texts], pa.int64()),
             "score": _scores(batch, score_key),
             "keys": pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), pa.array(keys, pa.uint64())),
@@ -224,12 +232,16 @@ def minhash_doc_table(batch: pa.Table, config: MinHashDedupConfig, score_key: st
 # --------------------------------------------------------------------------- stages
 
 
-def _documents_table(docs: list[Document]) -> pa.Table:
+def _documents_table(docs: list[Document], positions: list[int] | None = None) -> pa.Table:
+    """Key-row input for documents; their place is ``positions`` (default: list order)."""
+    positions = list(range(len(docs))) if positions is None else positions
     return pa.table(
         {
             "id": [d.id for d in docs],
             "text": [d.text for d in docs],
             "shard": [""] * len(docs),
+            "pos": pa.array(positions, pa.int64()),
+            "row": pa.array(positions, pa.int64()),
             "url": [d.url for d in docs],
             "scores": [json.dumps(d.scores) if d.scores else None for d in docs],
         }
@@ -302,26 +314,26 @@ class _KeyDedup(DatasetStage):
         self._record(result, n_docs, started)
         return decisions
 
-    def run_local(self, docs: list[Document]) -> list[Document]:
+    def run_batches(self, tables: list[pa.Table]) -> list[pa.Table]:
         started = time.perf_counter()
         self.prepare()
-        live = [d for d in docs if d.drop is None]
-        tables = [
-            self.doc_table(_documents_table(live[i : i + self.block_size]))
-            for i in range(0, len(live), self.block_size)
+        keyed = [
+            self.doc_table(t.slice(i, self.block_size)) for t in tables for i in range(0, t.num_rows, self.block_size)
         ]
         self.executor_used = "local"
-        result = run_engine(tables, self.settings(), LocalExecutor())
-        by_id: dict[str, list[Document]] = {}
-        for d in live:
-            by_id.setdefault(d.id, []).append(d)
-        for table in result.decisions:
+        result = run_engine(keyed, self.settings(), LocalExecutor())
+        self._record(result, sum(t.num_rows for t in keyed), started)
+        return result.decisions
+
+    def run_local(self, docs: list[Document]) -> list[Document]:
+        positions = [i for i, d in enumerate(docs) if d.drop is None]
+        live = [docs[i] for i in positions]
+        decisions = self.run_batches([_documents_table(live, positions)])
+        for table in decisions:
             for row in table.to_pylist():
-                doc = by_id[row["id"]].pop()
-                doc.mark_dropped(
+                docs[row["pos"]].mark_dropped(
                     Drop(row["reason"], value=row["value"], detail=row["detail"], stage=self.name)
                 )
-        self._record(result, len(live), started)
         return docs
 
     def run_ray(self, ds: Any, workdir: str) -> Any:

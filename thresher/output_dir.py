@@ -1,0 +1,150 @@
+"""What a run may do to its output directory: which entries are its own, when it must refuse.
+
+A run owns a fixed set of names in its output directory (``documents/``, ``dropped/``,
+``stats.json``, ...), and in its subdirectories only files named the way it names them. It
+never reads, removes or mixes in anything else: other entries of the output directory (an
+Airflow run's ``crawl/``, a user's notes) are left alone, while a foreign file inside one of
+the run's own subdirectories (``documents/mine.parquet``) makes it refuse, even with
+``--overwrite``, since the file would otherwise end up inside the dataset. An output that holds
+entries of a run (finished or not) is refused unless the run is told ``--overwrite`` (remove
+what a run wrote, start again) or ``--resume``. The checks run before any work starts.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+_TMP = re.compile(r"^\..+\.tmp\S*$")  # our atomic writes' temporary files (a killed writer leaves them)
+
+
+class OutputDirError(RuntimeError):
+    """The output directory cannot be used as asked; the message is one line saying why and what to do."""
+
+
+class OutputExistsError(OutputDirError):
+    """The output directory already holds a run's files, or files a run did not write."""
+
+
+class InputInsideOutputError(OutputDirError):
+    """An input file lies where the run writes, so the run would delete or overwrite its own input."""
+
+
+@dataclass(frozen=True)
+class OutputLayout:
+    """The entries a writer owns in its output directory: ``files`` (names), ``trees`` (directories
+    owned whole) and ``dirs`` (directory name → pattern of the file names it writes there)."""
+
+    files: tuple[str, ...]
+    trees: tuple[str, ...]
+    dirs: tuple[tuple[str, str], ...]
+
+    def names(self) -> list[str]:
+        return [*self.files, *self.trees, *(d for d, _ in self.dirs)]
+
+    def patterns(self) -> dict[str, re.Pattern]:
+        return {d: re.compile(p) for d, p in self.dirs}
+
+
+SHARD = r"\d{5}-\d{5}"
+RUN_LAYOUT = OutputLayout(
+    files=("stats.json", "report.html"),
+    trees=("_work", "_progress"),
+    dirs=(
+        ("documents", rf"^{SHARD}\.parquet$"),
+        ("dropped", rf"^{SHARD}(\.phase\d+)?\.parquet$"),
+        ("tokens", rf"^({SHARD}\S*\.parquet|manifest\.json)$"),
+        ("tokenizer", r"^(tokenizer\.tiktoken|tokenizer\.json|thresher\.json)$"),
+    ),
+)
+"""What ``thresher run`` writes (see the README's Outputs)."""
+
+
+def _inside(path: Path, root: Path) -> bool:
+    return path == root or root in path.parents
+
+
+def check_inputs_outside(inputs: list[str], output: Path, layout: OutputLayout, hint: str) -> None:
+    """Refuse an input that lies in an entry the run writes or removes (resolved paths, so links
+    and ``..`` do not hide it)."""
+    out = output.resolve()
+    owned = [out / name for name in layout.names()]
+    for spec in inputs:
+        if "://" in spec and not spec.startswith("file://"):
+            continue
+        path = Path(spec.removeprefix("file://")).resolve()
+        for entry in owned:
+            if _inside(path, entry):
+                raise InputInsideOutputError(
+                    f"input {spec} is inside {entry}, which this run writes; {hint}"
+                )
+
+
+@dataclass
+class OutputState:
+    """What an output directory holds of a layout: entries a writer of it wrote (``ours``) and
+    files in its subdirectories it did not (``foreign``)."""
+
+    ours: list[Path]
+    foreign: list[Path]
+
+
+def survey(output: Path, layout: OutputLayout) -> OutputState:
+    ours: list[Path] = []
+    foreign: list[Path] = []
+    for name in (*layout.files, *layout.trees):
+        if (output / name).exists() or (output / name).is_symlink():
+            ours.append(output / name)
+    for name, pattern in layout.patterns().items():
+        directory = output / name
+        if directory.is_symlink() or (directory.exists() and not directory.is_dir()):
+            foreign.append(directory)
+            continue
+        if not directory.is_dir():
+            continue
+        for entry in sorted(directory.iterdir()):
+            own = entry.is_file() and not entry.is_symlink() and (pattern.match(entry.name) or _TMP.match(entry.name))
+            (ours if own else foreign).append(entry)
+    return OutputState(ours, foreign)
+
+
+def _listing(paths: list[Path], output: Path, most: int = 3) -> str:
+    names = [str(p.relative_to(output)) for p in paths[:most]]
+    more = f" and {len(paths) - most} more" if len(paths) > most else ""
+    return ", ".join(names) + more
+
+
+def refuse_unless_free(output: Path, layout: OutputLayout, overwrite: bool, what: str) -> OutputState:
+    """Raise :class:`OutputExistsError` when ``output`` holds foreign files in the layout's
+    directories (always), or entries of the layout without ``overwrite``. Returns the survey."""
+    state = survey(output, layout)
+    if state.foreign:
+        raise OutputExistsError(
+            f"{output} holds files {what} did not write: {_listing(state.foreign, output)}; "
+            "move them away or give another --output"
+        )
+    if state.ours and not overwrite:
+        kind = "a finished run" if (output / "stats.json").exists() else "an unfinished run"
+        raise OutputExistsError(
+            f"{output} already holds {kind} ({_listing(state.ours, output)}); give --overwrite to "
+            "replace it, --resume to continue it, or another --output"
+        )
+    return state
+
+
+def clear(output: Path, layout: OutputLayout) -> None:
+    """Remove what a writer of ``layout`` wrote in ``output`` (files matching its names), and its
+    directories when nothing else is left in them."""
+    state = survey(output, layout)
+    for path in state.ours:
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink(missing_ok=True)
+    for name, _ in layout.dirs:
+        directory = output / name
+        if directory.is_dir() and not directory.is_symlink() and not any(directory.iterdir()):
+            os.rmdir(directory)
