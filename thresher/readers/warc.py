@@ -319,6 +319,8 @@ def _split_http(block: bytes) -> tuple[int | None, dict[str, str], bytes]:
         status = int(parts[1])
     except (IndexError, ValueError):
         return None, {}, b""
+    if not 100 <= status <= 999:  # three digits (RFC 9110); a 20-digit one would not fit a stats column
+        return None, {}, b""
     headers: dict[str, str] = {}
     for line in lines[1:]:
         name, colon, value = line.partition(":")
