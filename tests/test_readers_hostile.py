@@ -272,6 +272,20 @@ def test_each_hostile_value_is_normalised_or_a_counted_error(hostile_jsonl_run, 
         assert dropped[out_id]["detail"].startswith(check), dropped[out_id]["detail"]
 
 
+def test_a_jsonl_line_past_the_limit_is_one_error_and_never_held_whole(tmp_path, demo_texts):
+    """A JSONL line was read whole, however long (a 20 GB file without a newline: one 20 GB str)."""
+    from thresher.readers.records import MAX_LINE_CHARS
+
+    (url, text), *_ = demo_texts
+    good = json.dumps({"id": "good", "text": text, "url": url})
+    huge = json.dumps({"id": "huge", "text": "x" * MAX_LINE_CHARS})
+    src = tmp_path / "docs.jsonl"
+    src.write_text(f"{good}\n{huge}\n{good.replace('good', 'after')}\n")
+    docs = list(read_jsonl(str(src)))
+    assert [(d.id, d.drop and d.drop.reason) for d in docs] == [("good", None), (f"{src}#1", "line_too_long"), ("after", None)]
+    assert docs[1].drop.value == len(huge) + 1
+
+
 def test_a_400_digit_score_with_keep_score_is_a_counted_error(tmp_path, demo_texts):
     """``keep: score`` (exact/MinHash dedup) ranks duplicates by ``scores[score_key]``: a score
     past float range crashed the ranking (OverflowError), and the run with it."""
