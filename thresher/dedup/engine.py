@@ -57,6 +57,7 @@ import pyarrow.compute as pc
 from thresher.dedup import components as cc
 from thresher.dedup.executor import LocalExecutor, RayExecutor, Stream
 from thresher.dedup.signatures import fmix64, hash64
+from thresher.io import write_parquet_atomic
 from thresher.stage import DECISION_SCHEMA
 
 logger = logging.getLogger(__name__)
@@ -170,8 +171,6 @@ def _write_index_block(doc_table: pa.Table, out: str) -> None:
     rows sorted by node, so later runs read only the row groups of the keys they look up. The
     index's node is the hash of the id (a run's places mean nothing to a later run); a block
     without keys writes nothing."""
-    import pyarrow.parquet as pq
-
     if doc_table.num_rows == 0:
         return
     doc_table = doc_table.set_column(0, "node", pa.array(hash64(doc_table.column("id").to_pylist()), pa.uint64()))
@@ -191,11 +190,11 @@ def _write_index_block(doc_table: pa.Table, out: str) -> None:
     if table.num_rows == 0:
         return
     name = f"part-{uuid.uuid4().hex}.parquet"
-    pq.write_table(table, f"{out.rstrip('/')}/keys/{name}", row_group_size=65536, compression="zstd")
+    write_parquet_atomic(table, f"{out.rstrip('/')}/keys/{name}", row_group_size=65536, compression="zstd")
     if "sig" in doc_table.column_names:
         with_keys = doc_table.filter(pa.array(counts > 0)).select(["node", "sig"])
         sigs = with_keys.take(np.argsort(with_keys.column("node").to_numpy(), kind="stable"))
-        pq.write_table(sigs, f"{out.rstrip('/')}/sigs/{name}", row_group_size=8192)
+        write_parquet_atomic(sigs, f"{out.rstrip('/')}/sigs/{name}", row_group_size=8192, compression="snappy")
 
 
 class _Pieces:

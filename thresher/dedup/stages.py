@@ -39,6 +39,7 @@ from thresher.dedup.signatures import (
 )
 from thresher.dedup.text import NORMALIZATION_VERSION, normalize, shingle_batch
 from thresher.document import Document, Drop
+from thresher.io import write_json_atomic
 from thresher.stage import DECISION_SCHEMA, DatasetStage
 
 logger = logging.getLogger(__name__)
@@ -444,8 +445,7 @@ class MinHashDedup(_KeyDedup):
             os.makedirs(keys_dir, exist_ok=True)
             if self.config.verify:
                 os.makedirs(os.path.join(out, "sigs"), exist_ok=True)
-            with open(os.path.join(out, "params.json"), "w", encoding="utf-8") as f:
-                json.dump(params, f, indent=2, sort_keys=True)
+            write_json_atomic(os.path.join(out, "params.json"), params, indent=2, sort_keys=True)
 
     def extra_stats(self) -> dict[str, Any]:
         out = super().extra_stats()

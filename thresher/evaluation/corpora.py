@@ -19,6 +19,8 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from thresher.io import atomic_path
+
 logger = logging.getLogger(__name__)
 
 CACHE_DIR = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "thresher" / "eval"
@@ -121,12 +123,9 @@ def load_documents(shared: str | Path, workers: int = 2) -> list[dict]:
     logger.info("extracting %d shared pages once (cached in %s)", len(pages), cache)
     with ProcessPoolExecutor(max_workers=workers) as pool:
         docs = [d for d in pool.map(_extract, pages, chunksize=8) if d]
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cache.with_suffix(f".tmp{os.getpid()}")
-    with gzip.open(tmp, "wt", encoding="utf-8") as f:
+    with atomic_path(cache) as tmp, gzip.open(tmp, "wt", encoding="utf-8") as f:
         for d in docs:
             f.write(json.dumps(d, ensure_ascii=False) + "\n")
-    os.replace(tmp, cache)
     return docs
 
 

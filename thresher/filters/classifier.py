@@ -25,6 +25,7 @@ import regex
 
 from thresher.constraints import option
 from thresher.document import Document, Drop
+from thresher.io import atomic_path, write_json_atomic
 from thresher.stage import Stage
 
 logger = logging.getLogger(__name__)
@@ -129,10 +130,10 @@ def train_classifier(positives: list[str], negatives: list[str], output: str | P
             minCount=p.min_count, thread=p.threads, seed=p.seed, verbose=0,
         )
     output = Path(output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    model.save_model(str(output))
+    with atomic_path(output) as tmp:
+        model.save_model(str(tmp))
     report = _evaluate(model, valid, len(train) // 2)
-    output.with_suffix(output.suffix + ".json").write_text(json.dumps(report.to_dict(), indent=2))
+    write_json_atomic(output.with_suffix(output.suffix + ".json"), report.to_dict(), indent=2)
     return report
 
 

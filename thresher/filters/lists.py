@@ -16,9 +16,12 @@ import subprocess
 import sys
 import tempfile
 import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from thresher.io import atomic_path
 from thresher.models import CACHE_MODELS, sha256_file
 
 logger = logging.getLogger(__name__)
@@ -67,12 +70,22 @@ def fineweb_url_lists() -> FineWebURLLists:
     )
 
 
+@contextmanager
+def _checked(dest: Path, name: str) -> Iterator[Path]:
+    """A temporary path to copy list file ``name`` to; published as ``dest/name`` only when its
+    sha256 is the expected one (a file that does not match is removed)."""
+    with atomic_path(dest / name) as tmp:
+        yield tmp
+        got = sha256_file(tmp)
+        if got != FILES[name]:
+            raise ListsNotFound(f"{name}: sha256 {got} does not match the expected {FILES[name]}")
+
+
 def _copy_from_wheel(wheel: Path, dest: Path) -> None:
     with zipfile.ZipFile(wheel) as zf:
         for name in FILES:
-            with zf.open(f"datatrove/assets/{name}") as src, open(dest / f"{name}.tmp", "wb") as out:
-                while chunk := src.read(1 << 20):
-                    out.write(chunk)
+            with _checked(dest, name) as tmp, zf.open(f"datatrove/assets/{name}") as src, open(tmp, "wb") as out:
+                shutil.copyfileobj(src, out, 1 << 20)
 
 
 def _installed_datatrove_assets() -> Path | None:
@@ -95,15 +108,10 @@ def fetch_fineweb_lists(dest: Path | None = None) -> FineWebURLLists:
     assets = _installed_datatrove_assets()
     if assets is not None:
         for name in FILES:
-            shutil.copyfile(assets / name, dest / f"{name}.tmp")
+            with _checked(dest, name) as tmp:
+                shutil.copyfile(assets / name, tmp)
     else:
         _download_into(dest)
-    for name, digest in FILES.items():
-        got = sha256_file(dest / f"{name}.tmp")
-        if got != digest:
-            os.unlink(dest / f"{name}.tmp")
-            raise ListsNotFound(f"{name}: sha256 {got} does not match the expected {digest}")
-        os.replace(dest / f"{name}.tmp", dest / name)
     return _paths(dest)
 
 

@@ -32,6 +32,8 @@ from typing import Any
 
 import pyarrow.parquet as pq
 
+from thresher.io import write_json_atomic
+
 logger = logging.getLogger(__name__)
 
 FORMAT = "thresher.run-manifest"
@@ -141,12 +143,7 @@ def write_manifest(output: str | os.PathLike, run: dict[str, Any] | None = None)
     """Build the manifest and rename it into place, so a reader never sees half a file."""
     manifest = build_manifest(output, run)
     final = Path(manifest["output"]) / MANIFEST_NAME
-    tmp = final.with_name(f".{MANIFEST_NAME}.tmp{os.getpid()}")
-    try:
-        tmp.write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
-        os.replace(tmp, final)
-    finally:
-        tmp.unlink(missing_ok=True)
+    write_json_atomic(final, manifest, indent=2, ensure_ascii=False)
     logger.info(
         "%s: %d documents in %d shards%s",
         final,

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from thresher.io import write_text_atomic
 from thresher.report import plots
 from thresher.report.collect import MAX_SCORE_ROWS, RunFacts, collect
 
@@ -395,8 +396,6 @@ def write_report(output_dir: str | os.PathLike) -> Path:
     facts = collect(output)
     page = render_html(facts)
     target = output / REPORT_NAME
-    tmp = output / f".{REPORT_NAME}.tmp{os.getpid()}"
-    tmp.write_text(page, encoding="utf-8")
-    os.replace(tmp, target)
+    write_text_atomic(target, page)
     logger.info("report: %s", target)
     return target

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
+from thresher.io import atomic_open
 from thresher.shards.stream import TokenCorpus
-from thresher.shards.tokens import _tmp_name
 
 logger = logging.getLogger(__name__)
 
@@ -62,25 +62,19 @@ def export_bin(
     units = iter(range(len(corpus.unit_tokens)))
     pending = np.zeros(0, dtype=dtype)
     for path, size in zip(paths, sizes, strict=True):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = _tmp_name(path)
-        try:
-            with open(tmp, "wb") as f:
-                if fmt == "llmc":
-                    header = np.zeros(HEADER_INTS, dtype="<i4")
-                    header[0], header[1] = LLMC_HEADER[dtype]
-                    header[2] = size
-                    f.write(header.tobytes())
-                written = 0
-                while written < size:
-                    if pending.size == 0:
-                        pending, _ = corpus.read_unit(next(units))
-                    take = pending[: size - written]
-                    f.write(take.astype(f"<{np.dtype(dtype).str[1:]}", copy=False).tobytes())
-                    written += take.size
-                    pending = pending[take.size :]
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
+        with atomic_open(path) as f:
+            if fmt == "llmc":
+                header = np.zeros(HEADER_INTS, dtype="<i4")
+                header[0], header[1] = LLMC_HEADER[dtype]
+                header[2] = size
+                f.write(header.tobytes())
+            written = 0
+            while written < size:
+                if pending.size == 0:
+                    pending, _ = corpus.read_unit(next(units))
+                take = pending[: size - written]
+                f.write(take.astype(f"<{np.dtype(dtype).str[1:]}", copy=False).tobytes())
+                written += take.size
+                pending = pending[take.size :]
         logger.info("wrote %s: %d tokens (%s)", path, size, fmt)
     return paths

@@ -12,7 +12,8 @@ The train/validation split is decided **per document** from a stable hash of its
 shard file holds documents of one split only, so a loader reads just the files of its split and
 the validation set never changes when more data is added or shards are re-cut.
 
-Every write goes to a hidden temporary name in the same directory and is renamed into place, so a
+Every write goes to a hidden temporary name in the same directory and is renamed into place
+(:mod:`thresher.io`), so a
 file that exists under its final name is complete. Re-writing a shard whose file already holds the
 same documents (same ids, same token count) is skipped; a shard that holds something else is
 replaced. Several writers (Ray tasks) may write into one directory at once as long as their names
@@ -25,7 +26,6 @@ import hashlib
 import json
 import logging
 import os
-import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -35,6 +35,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from thresher.io import atomic_path, write_json_atomic
 from thresher.tokenize.bpe import token_dtype
 
 logger = logging.getLogger(__name__)
@@ -132,10 +133,6 @@ def _file_sha256(path: Path) -> str:
         while block := f.read(1 << 22):
             h.update(block)
     return h.hexdigest()
-
-
-def _tmp_name(final: Path) -> Path:
-    return final.with_name(f".{final.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
 
 
 def _to_list_array(token_arrays: Any, dtype: str) -> pa.ListArray:
@@ -262,23 +259,18 @@ def write_token_shard(
     table = pa.table(
         [pa.array(ids, pa.string()), tokens, pa.array(lengths.astype(np.int32), pa.int32())], schema=schema
     )
-    tmp = _tmp_name(final)
-    try:
-        # No dictionary: token ids are near-uniform over a large vocabulary and plain pages
-        # decode faster. No statistics on tokens: min/max of token ids prune nothing.
-        with pq.ParquetWriter(
-            tmp,
-            schema,
-            compression="zstd",
-            use_dictionary=["id"],
-            write_statistics=["n_tokens"],
-            write_page_checksum=True,  # lets readers tell a damaged file from bad data
-        ) as writer:
-            for a, b in bounds:
-                writer.write_table(table.slice(a, b - a), row_group_size=b - a)
-        os.replace(tmp, final)
-    finally:
-        tmp.unlink(missing_ok=True)
+    # No dictionary: token ids are near-uniform over a large vocabulary and plain pages
+    # decode faster. No statistics on tokens: min/max of token ids prune nothing.
+    with atomic_path(final) as tmp, pq.ParquetWriter(
+        tmp,
+        schema,
+        compression="zstd",
+        use_dictionary=["id"],
+        write_statistics=["n_tokens"],
+        write_page_checksum=True,  # lets readers tell a damaged file from bad data
+    ) as writer:
+        for a, b in bounds:
+            writer.write_table(table.slice(a, b - a), row_group_size=b - a)
     info = _info_from_file(final, meta)
     logger.info("wrote %s: %d docs, %d tokens, %d row groups", final.name, len(ids), n_tokens, len(bounds))
     return info
@@ -458,12 +450,7 @@ def write_manifest(
         "shards": [s.to_dict() for s in infos],
     }
     final = root / MANIFEST_NAME
-    tmp = _tmp_name(final)
-    try:
-        tmp.write_text(json.dumps(manifest, indent=1) + "\n")
-        os.replace(tmp, final)
-    finally:
-        tmp.unlink(missing_ok=True)
+    write_json_atomic(final, manifest, indent=1)
     logger.info(
         "manifest: %d train tokens in %d shards, %d validation tokens in %d shards",
         totals["train"]["tokens"],

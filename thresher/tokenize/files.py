@@ -5,7 +5,7 @@
     DIR/thresher.json        format, version, split pattern, special tokens, content hash
     DIR/tokenizer.json       the same tokenizer as a HF ``tokenizers`` file (see hf.py)
 
-Files are written under temporary names and renamed, so a directory never holds a half-written
+Files are written under temporary names and renamed (:mod:`thresher.io`), so a directory never holds a half-written
 tokenizer under the final names.
 
 These are free functions over :class:`BPETokenizer` rather than its methods: the file formats
@@ -20,6 +20,7 @@ import json
 import os
 from pathlib import Path
 
+from thresher.io import write_bytes_atomic
 from thresher.tokenize.bpe import DEFAULT_CACHE_SIZE, BPETokenizer
 from thresher.tokenize.hf import to_hf_json
 
@@ -40,19 +41,13 @@ def fingerprint(tok: BPETokenizer) -> str:
     return h.hexdigest()
 
 
-def _write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-
-
 def save_tokenizer(tok: BPETokenizer, directory: str | os.PathLike) -> Path:
     """Write ``tokenizer.tiktoken``, a HF ``tokenizer.json`` and ``thresher.json`` into ``directory``."""
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
     ranks = sorted(tok.mergeable_ranks().items(), key=lambda kv: kv[1])
-    _write(out / RANKS_FILE, b"".join(b"%s %d\n" % (base64.b64encode(t), r) for t, r in ranks))
-    _write(out / HF_FILE, json.dumps(to_hf_json(tok), ensure_ascii=False).encode("utf-8"))
+    write_bytes_atomic(out / RANKS_FILE, b"".join(b"%s %d\n" % (base64.b64encode(t), r) for t, r in ranks))
+    write_bytes_atomic(out / HF_FILE, json.dumps(to_hf_json(tok), ensure_ascii=False).encode("utf-8"))
     config = {
         "format": FORMAT,
         "version": FORMAT_VERSION,
@@ -64,7 +59,7 @@ def save_tokenizer(tok: BPETokenizer, directory: str | os.PathLike) -> Path:
         "dtype": tok.dtype.name,
         "sha256": fingerprint(tok),
     }
-    _write(out / CONFIG_FILE, json.dumps(config, indent=2, ensure_ascii=False).encode("utf-8"))
+    write_bytes_atomic(out / CONFIG_FILE, json.dumps(config, indent=2, ensure_ascii=False).encode("utf-8"))
     return out
 
 
