@@ -31,7 +31,7 @@ from hypothesis import strategies as st
 from thresher.config import parse_config
 from thresher.document import documents_to_table, dropped_table, kept_table
 from thresher.graph import run_pipeline
-from thresher.readers.http import decode_content
+from thresher.readers.http import _STEP, brotli_window_bits, decode_content
 from thresher.readers.records import read_jsonl, read_parquet
 from thresher.readers.warc import WarcReaderConfig, read_warc
 
@@ -414,6 +414,12 @@ def test_any_typed_parquet_column_reads_to_exactly_one_document_per_row(table):
 BOMB_SIZE = 1 << 30
 WINDOW = {"br": 16 * MiB, "zstd": 8 * MiB, "gzip": 32 << 10}
 """The most memory each decoder keeps besides its output (see readers/http.py)."""
+DEFAULT_CAP = WarcReaderConfig().max_payload_bytes
+
+
+def _largest_brotli_window(cap: int) -> int:
+    """log2 of the largest brotli window a cap lets through: 23 (8 MiB) at the default 10 MiB."""
+    return max(bits for bits in range(10, 25) if (1 << bits) <= cap - _STEP)
 
 
 def _zstd_module():
@@ -425,13 +431,13 @@ def _zstd_module():
 
 
 def _bomb(encoding: str, window_log: int = 23) -> bytes:
-    """1 GiB of zeros, compressed as a stream (never held whole): 0.8 KB of brotli, 32 KB of
-    zstd, 1 MB of gzip."""
+    """1 GiB of zeros, compressed as a stream (never held whole) with a ``window_log``-bit window
+    (brotli, zstd): 0.8 KB of brotli, 32 KB of zstd, 1 MB of gzip."""
     zeros = bytes(MiB)
     if encoding == "br":
         import brotli
 
-        c = brotli.Compressor(quality=5, lgwin=24)  # the largest standard window
+        c = brotli.Compressor(quality=5, lgwin=window_log)
         return b"".join(c.process(zeros) for _ in range(BOMB_SIZE // MiB)) + c.finish()
     if encoding == "zstd":
         zstd = _zstd_module()
@@ -498,30 +504,85 @@ def _bomb_peak(tmp_path: Path, clean_twin, encoding: str, cap: int, bomb: bytes)
 
 @pytest.fixture(scope="module")
 def bombs():
-    return {enc: _bomb(enc) for enc in WINDOW}
+    """Per (encoding, cap): brotli with the largest window the cap lets through (24 at 32 MiB,
+    23 at the default), zstd with its largest allowed (23), gzip with its only one."""
+    made: dict[tuple[str, int], bytes] = {}
+
+    def bomb(encoding: str, cap: int) -> bytes:
+        if (encoding, cap) not in made:
+            made[encoding, cap] = _bomb(encoding, _largest_brotli_window(cap) if encoding == "br" else 23)
+        return made[encoding, cap]
+
+    return bomb
 
 
 @pytest.mark.parametrize("encoding", list(WINDOW))
-@pytest.mark.parametrize("cap", [32 * MiB, WarcReaderConfig().max_payload_bytes], ids=["cap-32MiB", "cap-default"])
+@pytest.mark.parametrize("cap", [32 * MiB, DEFAULT_CAP], ids=["cap-32MiB", "cap-default"])
 def test_a_decompression_bomb_costs_the_cap_not_its_size(tmp_path, demo_summary, clean_twin, bombs, encoding, cap):
     """brotli and zstd bodies were decompressed whole (1 GiB from 0.8 KB: 2.2 GB peak RSS) before
     the cap was checked. Now the bomb costs at most the cap, the decoder's window and the few
     copies of the compressed body the reader holds (block, body), plus 2 MiB of slack for output
-    buffers and the allocator: within 2 x cap once the cap is at least the window (32 MiB here;
-    with the default 10 MiB, brotli's 16 MiB window dominates: ~26 MiB). Measured (Dec 2026):
-    br 48 / zstd 41 / gzip 36 MiB at a 32 MiB cap, 26 / 19 / 14 MiB at the default."""
-    rise, docs = _bomb_peak(tmp_path, clean_twin, encoding, cap, bombs[encoding])
+    buffers and the allocator, and never more than 2 x cap: a brotli window larger than the cap
+    allows is refused before decoding (the next test). Measured (Dec 2026): br 48 (lgwin 24) /
+    zstd 41 / gzip 36 MiB at a 32 MiB cap, br 18 (lgwin 23) / zstd 19 / gzip 14 MiB at the
+    default 10 MiB; an lgwin-24 brotli bomb took 26 MiB at the default before it was refused."""
+    bomb = bombs(encoding, cap)
+    rise, docs = _bomb_peak(tmp_path, clean_twin, encoding, cap, bomb)
     assert docs[VICTIM_ID][0] == "too_large"
     message = f"{rise / MiB:.1f} MiB for a {cap / MiB:.0f} MiB cap"
-    assert rise <= cap + WINDOW[encoding] + 4 * len(bombs[encoding]) + 2 * MiB, message
-    if cap >= WINDOW[encoding] + MiB:
-        assert rise <= 2 * cap, message
+    assert rise <= cap + WINDOW[encoding] + 4 * len(bomb) + 2 * MiB, message
+    assert rise <= 2 * cap, message
     assert {k: v[0] for k, v in docs.items() if k != VICTIM_ID} == {k: v[0] for k, v in demo_summary.items() if k != VICTIM_ID}
+
+
+def test_a_brotli_stream_whose_window_passes_the_cap_is_refused_before_decoding(tmp_path, demo_summary, clean_twin):
+    """A 0.8 KB lgwin-24 bomb filled its 16 MiB window before the first byte came out: 26 MiB at
+    the default 10 MiB cap. Its header declares that window, so it is one counted error naming
+    it, and decoding never starts."""
+    rise, docs = _bomb_peak(tmp_path, clean_twin, "br", DEFAULT_CAP, _bomb("br", window_log=24))
+    reason, detail = docs[VICTIM_ID]
+    assert reason == "content_encoding" and "lgwin 24" in detail and str(1 << 24) in detail
+    assert rise <= 2 * MiB
+    assert {k: v[0] for k, v in docs.items() if k != VICTIM_ID} == {k: v[0] for k, v in demo_summary.items() if k != VICTIM_ID}
+
+
+def test_a_real_page_with_a_window_past_the_cap_is_an_error_until_the_cap_is_raised(tmp_path):
+    """The cost of the rule: a page compressed with ``lgwin=24`` (``brotli -w 24``; the tool picks
+    24 on its own only for files over 8 MiB) is refused at the default cap, however small, and
+    reads again once the cap fits its window. lgwin 23, the largest the default allows, reads."""
+    import brotli
+
+    def victim(lgwin: int, cap: int):
+        path = _damaged_demo(tmp_path / f"{lgwin}-{cap}", brotli.compress(VICTIM_HTML, lgwin=lgwin), (b"Content-Encoding: br",))
+        return next(d for d in read_warc(str(path), WarcReaderConfig(max_payload_bytes=cap)) if d.id == VICTIM_ID)
+
+    refused = victim(24, DEFAULT_CAP)
+    assert refused.drop.reason == "content_encoding" and "lgwin 24" in refused.drop.detail
+    assert victim(24, (16 * MiB) + _STEP).html == VICTIM_HTML
+    assert victim(23, DEFAULT_CAP).html == VICTIM_HTML
+
+
+def test_the_brotli_window_is_read_from_the_stream_header():
+    """RFC 7932 §9.1's variable-length WBITS code, checked against the real encoder for every
+    window and quality (qualities 0 and 1 raise the window to at least 18), on an empty and a
+    real page; large-window brotli (not in the RFC) is named and refused."""
+    import brotli
+
+    for quality in range(12):
+        for lgwin in range(10, 25):
+            for page in (b"", VICTIM_HTML):
+                stream = brotli.compress(page, quality=quality, lgwin=lgwin)
+                assert brotli_window_bits(stream) == (max(lgwin, 18) if quality <= 1 else lgwin, False)
+    assert brotli_window_bits(b"") is None
+    large = bytes([0b0010001, 30]) + bytes(8)  # large-window mark, a 0 bit, then WBITS = 30
+    assert brotli_window_bits(large) == (30, True)
+    with pytest.raises(ValueError, match="large-window"):
+        decode_content(large, "br", DEFAULT_CAP)
 
 
 def test_a_zstd_frame_asking_for_a_window_past_8_mib_is_refused(tmp_path, clean_twin):
     """A frame may ask for a 2 GiB window, allocated before any output: refused, as RFC 9659 asks."""
-    rise, docs = _bomb_peak(tmp_path, clean_twin, "zstd", WarcReaderConfig().max_payload_bytes, _bomb("zstd", window_log=27))
+    rise, docs = _bomb_peak(tmp_path, clean_twin, "zstd", DEFAULT_CAP, _bomb("zstd", window_log=27))
     reason, detail = docs[VICTIM_ID]
     assert reason == "content_encoding" and "zstd" in detail
     assert rise <= 2 * MiB

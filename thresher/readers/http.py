@@ -11,10 +11,10 @@ The bytes are untrusted, so every decoder is bounded in time and memory:
 - gzip, deflate, brotli and zstd are decompressed as streams, at most ``_STEP`` bytes per call, and
   stop with ``too_large`` as soon as the output passes the limit. A bomb costs the limit plus the
   decoder's window, never its full size: 32 KiB for gzip and deflate, at most 8 MiB for zstd (a
-  frame asking for more is refused, as RFC 9659 has HTTP decoders do), at most 16 MiB for brotli
-  (RFC 7932's largest window; the decoder refuses large-window streams). So peak memory is at
-  most twice the limit once the limit is 17 MiB or more; with the default 10 MiB, about 19 MiB on
-  a zstd bomb and 26 MiB on a brotli one (tests/test_readers_hostile.py measures both);
+  frame asking for more is refused, as RFC 9659 has HTTP decoders do) and, for brotli, the window
+  its stream declares, which must fit the limit (see ``brotli_window_bits``). With the default
+  10 MiB limit a bomb peaks near 19 MiB, within twice the limit (tests/test_readers_hostile.py
+  measures each decoder);
 - at most ``MAX_CODINGS`` content codings are undone, so the work is at most that many times
   the limit.
 """
@@ -83,8 +83,63 @@ def _inflate_pieces(data: bytes, wbits: int) -> Iterator[bytes]:
         tail = d.unconsumed_tail
 
 
-def _brotli_pieces(data: bytes) -> Iterator[bytes]:
+def brotli_window_bits(data: bytes) -> tuple[int, bool] | None:
+    """The window a brotli stream declares, as (log2 of its size, large-window or not), or None
+    when ``data`` is too short or the code is none (the decoder reports those).
+
+    RFC 7932 §9.1: WBITS (10-24) is a variable-length code in the stream's first 1-7 bits, read
+    from the least significant bit of the first byte: ``0`` is 16; ``1`` then 3 bits n != 0 is
+    17 + n; ``1000`` then 3 bits m is 8 + m for m in 2-7 (10-15) or 17 for m = 0. m = 1 is not in
+    the RFC: large-window brotli marks itself with it, a ``0`` bit and WBITS in the next 6 bits."""
+    if not data:
+        return None
+    first = data[0]
+    if not first & 1:
+        return 16, False
+    if n := (first >> 1) & 7:
+        return 17 + n, False
+    m = (first >> 4) & 7
+    if m != 1:
+        return (8 + m if m else 17), False
+    if first >> 7 or len(data) < 2:
+        return None
+    return data[1] & 0x3F, True
+
+
+def _check_brotli_window(data: bytes, limit: int) -> None:
+    """Refuse a stream whose window does not fit the limit, before any decoding.
+
+    The decoder fills its ring buffer, as large as the declared window, before it hands out any
+    output, and the Python binding cannot make it smaller: on a bomb, memory is the limit plus
+    the window (measured with brotli 1.2, 10 MiB limit: +14 MiB at lgwin 22, +18 at 23, +26 at
+    24). A window of at most ``limit - _STEP`` keeps that, with the last piece, within twice the
+    limit: at the default 10 MiB, lgwin 23 (8 MiB) passes and lgwin 24 (16 MiB) is refused.
+
+    What servers send: ngx_brotli defaults to 512 KiB (lgwin 19) and shrinks the window to fit a
+    known length, Apache mod_brotli to lgwin 18, the brotli library, its Python binding and Node
+    to 22; the ``brotli`` tool defaults to 24 but shrinks it to fit the file. So an lgwin-24
+    stream is a page over 8 MiB or one compressed with ``-w 24`` / ``lgwin=24`` by hand; such a
+    page is one counted ``content_encoding`` error naming its window unless the limit is raised
+    to 16.25 MiB or more. Large-window streams (not RFC 7932, and refused by the decoder anyway)
+    are refused here with their window named."""
+    declared = brotli_window_bits(data)
+    if declared is None:
+        return
+    bits, large = declared
+    if large:
+        raise PayloadError("content_encoding", f"br: large-window stream (window 2^{bits} bytes), not RFC 7932 brotli")
+    if (1 << bits) > limit - _STEP:
+        raise PayloadError(
+            "content_encoding",
+            f"br: the stream's window is {1 << bits} bytes (lgwin {bits}); at most {limit - _STEP} "
+            f"fits the {limit}-byte payload limit",
+        )
+
+
+def _brotli_pieces(data: bytes, limit: int) -> Iterator[bytes]:
     import brotli  # 1.2+: output_buffer_limit
+
+    _check_brotli_window(data, limit)
 
     d = brotli.Decompressor()
     piece = d.process(data, output_buffer_limit=_STEP)
@@ -147,7 +202,7 @@ def decode_content(body: bytes, encoding: str, limit: int) -> bytes:
             except zlib.error:
                 return _collect(_inflate_pieces(body, -15), limit)  # raw deflate, as some servers send it
         if encoding == "br":
-            return _collect(_brotli_pieces(body), limit)
+            return _collect(_brotli_pieces(body, limit), limit)
         if encoding == "zstd":
             return _collect(_zstd_pieces(body), limit)
         raise PayloadError("content_encoding", f"unsupported Content-Encoding {encoding!r}")
