@@ -57,7 +57,7 @@ def run_thresher(warc: Path, out: Path, local: bool, extract: dict) -> tuple[flo
     """Seconds and pages kept; ``extract`` is the extract stage's config (the cascade needs the
     target languages to drop pages early)."""
     from thresher.config import parse_config
-    from thresher.graph import run_pipeline
+    from thresher.run import run_pipeline
 
     cfg = parse_config(
         {

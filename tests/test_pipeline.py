@@ -11,7 +11,7 @@ import pytest
 
 from tests.conftest import shared_path
 from thresher.config import parse_config
-from thresher.graph import run_pipeline
+from thresher.run import run_pipeline
 from thresher.readers.warc import read_warc
 
 pytestmark = pytest.mark.usefixtures("ray_session")

@@ -30,7 +30,7 @@ from hypothesis import strategies as st
 
 from thresher.config import parse_config
 from thresher.document import documents_to_table, dropped_table, kept_table
-from thresher.graph import run_pipeline
+from thresher.run import run_pipeline
 from thresher.readers.http import _STEP, brotli_window_bits, decode_content
 from thresher.readers.records import read_jsonl, read_parquet
 from thresher.readers.warc import WarcReaderConfig, read_warc
@@ -141,7 +141,7 @@ import json, os
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 from thresher.config import parse_config
-from thresher.graph import run_pipeline
+from thresher.run import run_pipeline
 cfg = parse_config({"input": {"paths": [sys.argv[1]]}, "output": {"path": sys.argv[2]},
                     "ray": {"progress": False}, "stages": []})
 result = run_pipeline(cfg, local=True)

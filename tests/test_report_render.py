@@ -24,7 +24,7 @@ import pytest
 
 from tests.conftest import shared_path
 from thresher.config import parse_config
-from thresher.graph import run_pipeline
+from thresher.run import run_pipeline
 from thresher.report import ReportError, write_report
 from thresher.report.collect import StrideSample, collect
 

@@ -16,7 +16,7 @@ import pytest
 
 from tests.conftest import shared_path
 from thresher.config import parse_config
-from thresher.graph import run_pipeline
+from thresher.run import run_pipeline
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -94,7 +94,7 @@ def test_resume_refuses_a_different_config(tmp_path):
     base = {"input": {"paths": [str(src)]}, "output": {"path": str(tmp_path / "o")}, "stages": [{"language": {}}]}
     run_pipeline(parse_config(base), local=True)
     changed = dict(base, stages=[{"language": {"threshold": 0.1}}])
-    from thresher.graph import ResumeError
+    from thresher.run import ResumeError
 
     with pytest.raises(ResumeError, match="another config"):
         run_pipeline(parse_config(changed), local=True, resume=True)

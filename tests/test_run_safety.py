@@ -19,8 +19,8 @@ import pytest
 from tests.conftest import shared_path
 from tests.demo_data import demo_warc_subset
 from thresher.config import load_config, parse_config
-from thresher.graph import ResumeError, run_pipeline
-from thresher.output_dir import InputInsideOutputError, OutputExistsError
+from thresher.run import ResumeError, run_pipeline
+from thresher.run.ownership import InputInsideOutputError, OutputExistsError
 
 ROOT = Path(__file__).resolve().parents[1]
 

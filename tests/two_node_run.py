@@ -10,7 +10,7 @@ import ray
 from ray.cluster_utils import Cluster
 
 from thresher.config import load_config
-from thresher.graph import run_pipeline
+from thresher.run import run_pipeline
 
 
 def main(config: str, out: str) -> None:

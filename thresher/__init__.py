@@ -2,7 +2,7 @@
 
 The library is organised one subpackage per stage (``crawlers``, ``extract``, ``filters``,
 ``dedup``, ``tokenize``, ``shards``). Every stage is a plain Python object that can be used
-without Ray; :mod:`thresher.graph` wires stages into a Ray Data pipeline.
+without Ray; :mod:`thresher.run` runs them as a pipeline, on Ray Data or in-process.
 """
 
 from thresher.document import Document, Drop

@@ -35,6 +35,7 @@ COMMAND_MODULES = [
     "thresher.dedup.cli",  # dedup
     "thresher.tokenize.cli",  # tokenize, tokenizer train / encode
     "thresher.shards.cli",  # shards export
+    "thresher.ablate.cli",  # ablate
 ]
 
 
@@ -60,8 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
 # prefix). An instance can only exist once its module is loaded, so none is imported to check.
 KNOWN_ERRORS = [
     ("thresher.readers.inputs", "InputError", INPUT_ERROR, "input error: "),
-    ("thresher.graph", "ResumeError", RESUME_MISMATCH, ""),
-    ("thresher.output_dir", "OutputDirError", OUTPUT_ERROR, ""),
+    ("thresher.run.ownership", "ResumeError", RESUME_MISMATCH, ""),
+    ("thresher.run.ownership", "OutputDirError", OUTPUT_ERROR, ""),
     ("thresher.models", "ModelNotFound", MISSING_DEPENDENCY, "missing model: "),
 ]
 FILE_SYSTEM_ERRNOS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT}

@@ -92,7 +92,7 @@ def _output_problem(exc: OSError, output: str):
 
 def cmd_run(args: argparse.Namespace) -> int:
     from thresher.config import check_output_path
-    from thresher.graph import run_pipeline
+    from thresher.run import run_pipeline
 
     cfg = load_run_config(args)
     check_output_path(cfg.output.path)

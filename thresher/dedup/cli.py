@@ -22,7 +22,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from thresher.document import dropped_table, kept_table
-from thresher.output_dir import OutputDirError, OutputLayout, check_inputs_outside, clear, refuse_unless_free
+from thresher.run.ownership import OutputDirError, OutputLayout, check_inputs_outside, clear, refuse_unless_free
 
 logger = logging.getLogger(__name__)
 

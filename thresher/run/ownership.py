@@ -12,13 +12,16 @@ what a run wrote, start again) or ``--resume``. The checks run before any work s
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-_TMP = re.compile(r"^\..+\.tmp\S*$")  # our atomic writes' temporary files (a killed writer leaves them)
+from thresher.io import TEMP_NAME as _TMP  # our atomic writes' temporaries (a killed writer leaves them)
+from thresher.run import layout as names
+from thresher.run.layout import RunLayout
 
 
 class OutputDirError(RuntimeError):
@@ -31,6 +34,10 @@ class OutputExistsError(OutputDirError):
 
 class InputInsideOutputError(OutputDirError):
     """An input file lies where the run writes, so the run would delete or overwrite its own input."""
+
+
+class ResumeError(OutputDirError):
+    """``--resume`` into an output written by a run with other inputs or another config."""
 
 
 @dataclass(frozen=True)
@@ -49,18 +56,19 @@ class OutputLayout:
         return {d: re.compile(p) for d, p in self.dirs}
 
 
-SHARD = r"\d{5}-\d{5}"
+SHARD = r"\d{5}-\d{5}"  # names.shard_name
 RUN_LAYOUT = OutputLayout(
-    files=("stats.json", "report.html"),
-    trees=("_work", "_progress"),
+    files=(names.STATS, names.REPORT),
+    trees=(names.WORK, names.PROGRESS),
     dirs=(
-        ("documents", rf"^{SHARD}\.parquet$"),
-        ("dropped", rf"^{SHARD}(\.phase\d+)?\.parquet$"),
-        ("tokens", rf"^({SHARD}\S*\.parquet|manifest\.json)$"),
-        ("tokenizer", r"^(tokenizer\.tiktoken|tokenizer\.json|thresher\.json)$"),
+        (names.DOCUMENTS, rf"^{SHARD}\.parquet$"),
+        (names.DROPPED, rf"^{SHARD}(\.phase\d+)?\.parquet$"),
+        (names.TOKENS, rf"^({SHARD}\S*\.parquet|manifest\.json)$"),
+        (names.TOKENIZER, r"^(tokenizer\.tiktoken|tokenizer\.json|thresher\.json)$"),
     ),
 )
-"""What ``thresher run`` writes (see the README's Outputs)."""
+"""What a run (``thresher run``, ``thresher dedup``) writes: the names of :mod:`thresher.run.layout`
+(see the README's Outputs)."""
 
 
 def _inside(path: Path, root: Path) -> bool:
@@ -127,7 +135,7 @@ def refuse_unless_free(output: Path, layout: OutputLayout, overwrite: bool, what
             "move them away or give another --output"
         )
     if state.ours and not overwrite:
-        kind = "a finished run" if (output / "stats.json").exists() else "an unfinished run"
+        kind = "a finished run" if (output / names.STATS).exists() else "an unfinished run"
         raise OutputExistsError(
             f"{output} already holds {kind} ({_listing(state.ours, output)}); give --overwrite to "
             "replace it, --resume to continue it, or another --output"
@@ -148,3 +156,25 @@ def clear(output: Path, layout: OutputLayout) -> None:
         directory = output / name
         if directory.is_dir() and not directory.is_symlink() and not any(directory.iterdir()):
             os.rmdir(directory)
+
+
+IN_PLACE_HINT = "write the new dataset to another --output (e.g. OUTPUT-dedup)"
+
+
+def claim_output(layout: RunLayout, files: list[str], fingerprint: dict, *, resume: bool, overwrite: bool) -> bool:
+    """Decide, before any work, whether a run may use ``layout``'s directory: True when it
+    resumes the run there (``resume`` and the same ``fingerprint``: inputs and config). Refuses
+    an input inside the run's own entries, foreign files among them, and a run's files unless
+    ``overwrite`` (or a matching ``resume``). Nothing is removed here: see :func:`clear`."""
+    check_inputs_outside(files, layout.root, RUN_LAYOUT, IN_PLACE_HINT)
+    if resume and layout.run_record.exists():
+        if json.loads(layout.run_record.read_text()) == fingerprint:
+            refuse_unless_free(layout.root, RUN_LAYOUT, True, "a run")  # foreign files only
+            return True
+        if not overwrite:
+            raise ResumeError(
+                f"--resume: {layout.root} was written by a run with other inputs or another config; "
+                "give --overwrite instead to start over, or another --output"
+            )
+    refuse_unless_free(layout.root, RUN_LAYOUT, overwrite, "a run")
+    return False

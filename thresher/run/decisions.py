@@ -1,0 +1,166 @@
+"""Running a dataset stage (dedup): the previous phase's documents in, decisions by shard out.
+
+Both paths, ``--local`` and Ray, read the same input (:func:`read_stage_input`: each document
+with its place in the run) and make ids unique the same way (:func:`unique_id_renames`) before
+the stage sees them, so they write the same dataset. The decisions are written one file per
+shard, so the next phase's reader of a shard reads only its own.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import shutil
+import time
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from thresher.io import write_json_atomic, write_parquet_atomic
+from thresher.run.blocks import RENAME
+from thresher.run.layout import RunLayout
+from thresher.stage import DECISION_SCHEMA, DatasetStage
+
+logger = logging.getLogger(__name__)
+
+STAGE_INPUT_COLUMNS = ("id", "text", "url", "scores")
+
+
+def run_dataset_stage(
+    stage: DatasetStage, label: str, files: list[Path], layout: RunLayout, *, local: bool, init_ray: Callable[[], None]
+) -> dict[str, Any]:
+    """Run ``stage`` over the documents ``files``; writes its decisions and returns its figures."""
+    shutil.rmtree(layout.decisions_dir(label), ignore_errors=True)
+    layout.decisions_dir(label).mkdir(parents=True, exist_ok=True)
+    names = [str(f) for f in files]
+    offsets = [0]
+    for f in names:
+        offsets.append(offsets[-1] + pq.ParquetFile(f).metadata.num_rows)
+    stage_work = layout.stage_work(label)
+    stage_work.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    if local:
+        places = [read_stage_input(f, o, columns=("id",)) for f, o in zip(names, offsets, strict=False)]
+        all_ids = {i for t in places for i in t.column("id").to_pylist()}
+        renames = unique_id_renames(_duplicate_id_rows(places), lambda ids: set(ids) & all_ids)
+        tables = [rename_ids(read_stage_input(f, o), _rename_map(renames)) for f, o in zip(names, offsets, strict=False)]
+        rows = [r for t in stage.run_batches(tables) for r in t.to_pylist()]
+    elif names:
+        import ray
+
+        init_ray()
+        items = [{"path": f, "offset": o} for f, o in zip(names, offsets, strict=False)]
+        places = ray.data.from_items(items, override_num_blocks=len(items)).map_batches(
+            _read_stage_input_batch, fn_kwargs={"columns": ("id",)}, batch_size=1, batch_format="pyarrow"
+        ).materialize()
+        renames = unique_id_renames(_duplicate_id_rows_ray(places), functools.partial(_existing_ids_ray, places))
+        ds = ray.data.from_items(items, override_num_blocks=len(items)).map_batches(
+            _read_stage_input_batch, batch_size=1, batch_format="pyarrow"
+        )
+        if renames:
+            ds = ds.map_batches(rename_ids, fn_args=(_rename_map(renames),), batch_format="pyarrow")
+        rows = stage.run_ray(ds, str(stage_work)).take_all()
+    else:
+        renames, rows = [], []
+    by_shard: dict[str, list[dict]] = {}
+    for row in renames + rows:
+        by_shard.setdefault(row["shard"], []).append(row)
+    for shard, shard_rows in by_shard.items():
+        write_parquet_atomic(pa.Table.from_pylist(shard_rows, schema=DECISION_SCHEMA), layout.decisions(label, shard))
+    extra = stage.extra_stats()
+    if renames:
+        extra["renamed_duplicate_ids"] = len(renames)
+        logger.warning("%s: %d documents had an id an earlier document has; renamed ID#N", label, len(renames))
+    extra["seconds"] = round(time.perf_counter() - start, 3)
+    write_json_atomic(layout.stage_extra(label), extra, ensure_ascii=False)
+    return extra
+
+
+def read_stage_input(path: str, offset: int, columns: tuple[str, ...] = STAGE_INPUT_COLUMNS) -> pa.Table:
+    """A previous phase's documents shard as a dataset stage's input: ``columns`` and each
+    document's place: ``shard``, ``pos`` (position in the shard) and ``row`` (``offset`` + pos,
+    its ordinal in the stage's whole input)."""
+    table = pq.read_table(path, columns=list(columns))
+    n = table.num_rows
+    table = table.append_column("shard", pa.array([Path(path).stem] * n, pa.string()))
+    table = table.append_column("pos", pa.array(range(n), pa.int64()))
+    return table.append_column("row", pa.array(range(offset, offset + n), pa.int64()))
+
+
+def _read_stage_input_batch(batch: pa.Table, columns: tuple[str, ...] = STAGE_INPUT_COLUMNS) -> pa.Table:
+    tables = [
+        read_stage_input(p, o, columns)
+        for p, o in zip(batch.column("path").to_pylist(), batch.column("offset").to_pylist(), strict=True)
+    ]
+    return pa.concat_tables(tables)
+
+
+def unique_id_renames(dup_rows: list[dict], existing: Any) -> list[dict]:
+    """Rename decisions that make a run's ids unique. ``dup_rows``: (id, shard, pos) of every
+    document whose id several documents have. The first of them by (shard, pos) keeps it; the
+    others become ``ID#2``, ``ID#3``, … in that order, skipping any name ``existing(names)``
+    (→ the subset already taken by a document) reports. Derived names never collide with each
+    other: the part after the last ``#`` is the number."""
+    groups: dict[str, list[dict]] = {}
+    for row in sorted(dup_rows, key=lambda r: (r["shard"], r["pos"])):
+        groups.setdefault(row["id"], []).append(row)
+    pending = [(doc_id, row) for doc_id, rows in groups.items() for row in rows[1:]]
+    number = dict.fromkeys(groups, 2)
+    renames: list[dict] = []
+    while pending:
+        proposals = []
+        for doc_id, row in pending:
+            proposals.append((f"{doc_id}#{number[doc_id]}", doc_id, row))
+            number[doc_id] += 1
+        taken = existing([name for name, _, _ in proposals])
+        renames += [
+            {"id": doc_id, "shard": row["shard"], "pos": row["pos"], "kind": RENAME, "reason": "duplicate_id",
+             "value": None, "detail": name}
+            for name, doc_id, row in proposals if name not in taken
+        ]
+        pending = [(doc_id, row) for name, doc_id, row in proposals if name in taken]
+    return renames
+
+
+def _duplicate_id_rows(places: list[pa.Table]) -> list[dict]:
+    counts = Counter(i for t in places for i in t.column("id").to_pylist())
+    dups = pa.array([i for i, n in counts.items() if n > 1], pa.string())
+    return [r for t in places for r in t.filter(pc.is_in(t.column("id"), dups)).to_pylist()] if len(dups) else []
+
+
+def _duplicate_id_rows_ray(places: Any) -> list[dict]:
+    partitions = min(200, places.count() // 1_000_000 + 1)  # Ray's default of 200 costs seconds on small runs
+    counts = places.groupby("id", num_partitions=partitions).count()
+    several = counts.map_batches(lambda t: t.filter(pc.greater(t.column("count()"), 1)), batch_format="pyarrow")
+    dups = [r["id"] for r in several.take_all()]
+    if not dups:
+        return []
+    return _ids_in_ray(places, dups).take_all()
+
+
+def _ids_in_ray(places: Any, ids: list[str]) -> Any:
+    wanted = pa.array(ids, pa.string())
+    return places.map_batches(lambda t: t.filter(pc.is_in(t.column("id"), wanted)), batch_format="pyarrow")
+
+
+def _existing_ids_ray(places: Any, names: list[str]) -> set[str]:
+    return {r["id"] for r in _ids_in_ray(places, names).take_all()}
+
+
+def _rename_map(renames: list[dict]) -> dict[tuple[str, int], str]:
+    return {(r["shard"], r["pos"]): r["detail"] for r in renames}
+
+
+def rename_ids(table: pa.Table, renames: dict[tuple[str, int], str]) -> pa.Table:
+    """The stage's input with the renamed documents' new ids (the stage's ``detail`` then names
+    the kept document as the output will)."""
+    if not renames or table.num_rows == 0:
+        return table
+    places = zip(table.column("shard").to_pylist(), table.column("pos").to_pylist(), strict=True)
+    ids = [renames.get(place, i) for place, i in zip(places, table.column("id").to_pylist(), strict=True)]
+    return table.set_column(table.column_names.index("id"), "id", pa.array(ids, pa.string()))
