@@ -35,7 +35,6 @@ COMMAND_MODULES = [
     "thresher.dedup.cli",  # dedup
     "thresher.tokenize.cli",  # tokenize, tokenizer train / encode
     "thresher.shards.cli",  # shards export
-    "thresher.ablate.cli",  # ablate
 ]
 
 
