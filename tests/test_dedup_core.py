@@ -8,6 +8,7 @@ import gzip
 import random
 
 import numpy as np
+import pyarrow as pa
 import pytest
 
 from thresher.config import ConfigError, from_dict
@@ -16,7 +17,7 @@ from thresher.dedup import components as cc
 from thresher.dedup.engine import EngineSettings, run_engine
 from thresher.dedup.executor import LocalExecutor
 from thresher.dedup.signatures import MinHasher
-from thresher.dedup.stages import minhash_doc_table, normalize_url
+from thresher.dedup.stages import exact_doc_table, minhash_doc_table, normalize_url
 from thresher.dedup.text import normalize, shingle_batch
 from thresher.document import Document
 
@@ -288,6 +289,25 @@ def test_keep_policies():
     assert kept() == ["c"]  # first in the run (by shard, then position), whatever the ids
     assert kept(keep="longest") == ["b"]
     assert kept(keep="score", score_key="quality") == ["a"]
+
+
+def test_a_score_with_no_float_ranks_like_a_missing_one():
+    """Readers refuse such scores, but a Document built in Python may carry any number: 10**400
+    has no float and ended the whole stage with OverflowError. It ranks like a missing score, as
+    an infinite or NaN one does, and the document with a real score is kept."""
+    text = _paragraphs("en")[5]
+
+    def kept(scores: list[dict]) -> list[str]:
+        docs = [Document(id=f"d{i}", text=text, scores=s) for i, s in enumerate(scores)]
+        ExactDedup(ExactDedupConfig(keep="score", score_key="quality")).run_local(docs)
+        return [d.id for d in docs if d.drop is None]
+
+    odd = [{"quality": 10**400}, {"quality": -(10**400)}, {"quality": float("inf")}, {"quality": float("nan")}]
+    assert kept([*odd, {"quality": 0.1}]) == ["d4"]
+    assert kept(odd) == ["d0"]  # all rank as missing: the first in the run is kept
+    # a scores column nested past the JSON decoder's recursion limit is malformed too
+    deep = {"id": ["d"], "text": [text], "shard": [""], "pos": [0], "row": [0], "scores": ["[" * 10**5 + "]" * 10**5]}
+    assert exact_doc_table(pa.table(deep), False, "quality").column("score").to_pylist() == [None]
 
 
 def test_persistent_index_drops_documents_seen_in_an_earlier_run(tmp_path):

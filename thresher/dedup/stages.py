@@ -152,13 +152,14 @@ def _column(batch: pa.Table, name: str, default: Any) -> list:
 def _scores(batch: pa.Table, key: str | None) -> pa.Array:
     if not key:
         return pa.nulls(batch.num_rows, pa.float64())
-    out = []
+    out: list[float | None] = []
     for raw in _column(batch, "scores", None):
         try:
             value = (json.loads(raw) if isinstance(raw, str) else (raw or {})).get(key)
-            out.append(float(value) if value is not None and math.isfinite(float(value)) else None)
-        except (ValueError, TypeError, AttributeError):
-            out.append(None)  # malformed scores rank like missing ones
+            score = None if value is None else float(value)
+        except (ValueError, TypeError, AttributeError, OverflowError, RecursionError):
+            score = None  # malformed scores, or a number with no float (10**400), rank like missing ones
+        out.append(score if score is not None and math.isfinite(score) else None)
     return pa.array(out, pa.float64())
 
 
