@@ -30,10 +30,10 @@ from hypothesis import strategies as st
 
 from thresher.config import parse_config
 from thresher.document import documents_to_table, dropped_table, kept_table
-from thresher.run import run_pipeline
 from thresher.readers.http import _STEP, brotli_window_bits, decode_content
 from thresher.readers.records import read_jsonl, read_parquet
 from thresher.readers.warc import WarcReaderConfig, read_warc
+from thresher.run import run_pipeline
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "examples" / "demo.warc.gz"
