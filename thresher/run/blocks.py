@@ -13,6 +13,8 @@ The same functions serve ``--local`` (called in a loop) and Ray (as ``map_batche
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
 import logging
 import time
@@ -184,12 +186,27 @@ class StageRunner:
         return with_stats_column(out, self.label, self.stage.stats)
 
 
-_STAGE_CACHE: dict[str, StageRunner] = {}
+def config_key(name: str, config: Any) -> str:
+    """What identifies a configured stage: its name and a hash of its configuration."""
+    if dataclasses.is_dataclass(config):
+        config = dataclasses.asdict(config)
+    text = json.dumps([name, config], sort_keys=True, default=repr)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+_STAGE_CACHE: dict[str, tuple[str, StageRunner]] = {}
+"""The stage this worker process built for a label, with its :func:`config_key`. The label alone
+is not enough: a reused Ray (a notebook, a test session) runs the next run's stages in the same
+workers, and the same label may then come with another configuration."""
 
 
 def run_stage(table: pa.Table, label: str, name: str, config: Any) -> pa.Table:
-    """Ray task body: stages are built once per worker process and reused across blocks."""
-    runner = _STAGE_CACHE.get(label)
-    if runner is None:
-        runner = _STAGE_CACHE[label] = StageRunner(label, name, config)
-    return runner(table)
+    """Ray task body: stages are built once per worker process and reused across blocks (and
+    runs, while the configuration is the same); one built for another configuration is closed."""
+    key = config_key(name, config)
+    cached = _STAGE_CACHE.get(label)
+    if cached is None or cached[0] != key:
+        if cached is not None:
+            cached[1].stage.close()
+        cached = _STAGE_CACHE[label] = (key, StageRunner(label, name, config))
+    return cached[1](table)
