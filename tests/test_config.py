@@ -177,7 +177,7 @@ def test_every_numeric_option_declares_its_limits():
     import typing
 
     from thresher.config import InputConfig, OutputConfig, RayConfig
-    from thresher.constraints import RULE
+    from thresher.dataconfig import RULE
     from thresher.registry import STAGES, stage_class
     from thresher.tokenize.step import TokenizeConfig, TrainConfig
 
@@ -208,3 +208,69 @@ def test_the_language_codes_are_the_models_labels():
         pytest.skip("lid.176 not fetched")
     labels = fasttext.load_model(str(path)).get_labels()
     assert LID176_LANGUAGES == {label.removeprefix("__label__") for label in labels}
+
+
+# --------------------------------------------------------------------------- extract and language agree
+
+FINEWEB = Path(__file__).resolve().parents[1] / "pipeline" / "configs" / "fineweb.yaml"
+
+
+def run_fineweb(capsys, tmp_path, *overrides: str) -> tuple[int, list[str]]:
+    """``thresher run pipeline/configs/fineweb.yaml`` on the demo WARC, without FineWeb's URL lists
+    (a fetch needs PyPI); its exit code and stderr lines."""
+    from thresher.cli import main
+
+    argv = ["run", str(FINEWEB), "--local", "--input", str(DEMO_WARC), "--output", str(tmp_path / "out")]
+    for item in ("stages.url_filter.use_fineweb_lists=false", "ray.progress=false", *overrides):
+        argv += ["--set", item]
+    code = main(argv)
+    return code, capsys.readouterr().err.splitlines()
+
+
+def test_setting_the_language_stage_moves_the_early_drop_too(capsys, tmp_path):
+    """Regression: ``--set stages.language.languages=[de]`` on fineweb.yaml left extract's early drop
+    on [en], so every German page was dropped as early_language_not_kept and the run kept none."""
+    import pyarrow.parquet as pq
+
+    code, _ = run_fineweb(capsys, tmp_path, "stages.language.languages=[de]")
+    assert code == 0
+    kept = pq.read_table(tmp_path / "out" / "documents").column("language").to_pylist()
+    assert kept and set(kept) == {"de"}
+    dropped = pq.read_table(tmp_path / "out" / "dropped").to_pylist()
+    early = [d for d in dropped if d["reason"] == "early_language_not_kept"]
+    assert early and not [d for d in early if d.get("detail") == "de"], "a German page was dropped early"
+
+
+def test_extract_and_language_stage_languages_that_differ_are_a_config_error(capsys, tmp_path):
+    code, lines = run_fineweb(capsys, tmp_path, "stages.extract.languages=[en]", "stages.language.languages=[de]")
+    assert (code, lines) == (
+        2,
+        [
+            "thresher: config error: stages[1].extract.languages: [en] differs from "
+            "stages[2].language.languages: [de], so the early language drop would remove pages the "
+            "language stage keeps; leave extract.languages out to use the language stage's"
+        ],
+    )
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    ("extract", "language", "expected"),
+    [
+        ({}, {"languages": ["de", "fr"]}, ["de", "fr"]),  # not given: the language stage's
+        ({"languages": ["fr", "de"]}, {"languages": ["de", "fr"]}, ["fr", "de"]),  # the same set
+        ({"languages": []}, {"languages": ["de"]}, []),  # given empty: no early language drop
+        ({}, {}, []),  # the language stage keeps every language: no early drop either
+    ],
+)
+def test_extract_languages_follow_the_language_stage(extract, language, expected):
+    cfg = parse_config({"stages": [{"extract": extract}, {"language": language}]})
+    assert cfg.stages[0].config.languages == expected
+
+
+def test_extract_languages_stand_alone_without_a_later_language_stage():
+    cfg = parse_config({"stages": [{"language": {"languages": ["de"]}}, {"extract": {"languages": ["en"]}}]})
+    assert cfg.stages[1].config.languages == ["en"]
+    with pytest.raises(ConfigError, match=r"stages\[0\].extract.languages: \[en\] differs from "
+                       r"stages\[1\].language.languages: \[\] \(every language\)"):
+        parse_config({"stages": [{"extract": {"languages": ["en"]}}, {"language": {}}]})

@@ -1,33 +1,35 @@
-"""Run configuration: YAML → typed dataclasses, validated before any work starts.
+"""The pipeline's configuration: input, output, Ray, the stages in order, tokenization.
 
-Every error names the offending key with its full path (``stages[2].language.threshold``) so a
-typo in a 200-line config is found in seconds, not after an hour of crawling.
+Built with the generic YAML → dataclass layer (:mod:`thresher.dataconfig`: types, limits,
+unknown keys, ``--set``), so every error names the offending key with its full path. This module
+adds what only a pipeline knows: the stage list (each entry's name picks the stage, its options
+the stage's ``Config``) and the checks that span stages, all made when the config loads.
+
+Cross-stage rule, languages: the extract stage's early language drop (cascade mode) exists to
+spare trafilatura the pages the ``language`` stage will drop, so it must keep the same
+languages, or a page the language stage keeps is lost early as ``early_language_not_kept``.
+``extract.languages`` therefore defaults to the ``languages`` of the first ``language`` stage
+after it: set the languages once, on the language stage (``--set stages.language.languages=[de]``
+then moves both). Given on both, the lists must be equal (an error names both keys), or
+``extract.languages: []`` to turn the early drop off. Without a later language stage,
+``extract.languages`` stands alone (the early drop is then the run's only language filter).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
-import types
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from thresher.constraints import option, rule_problems
-from thresher.errors import CONFIG_ERROR, ThresherError
+from thresher.dataconfig import ConfigError, apply_overrides, from_dict, option, read_yaml
+from thresher.dataconfig import (
+    check_config as check_config,  # re-exported: thresher dedup imports it from here
+)
 from thresher.tokenize.step import TokenizeConfig
 
 PARQUET_COMPRESSIONS = ("zstd", "snappy", "gzip", "lz4", "brotli", "none")
-
-
-class ConfigError(ThresherError, ValueError):
-    """A configuration problem, reported before the run does any work."""
-
-    exit_code = CONFIG_ERROR
-    prefix = "config error: "
 
 
 @dataclass
@@ -99,119 +101,18 @@ class PipelineConfig:
         return out
 
 
-# --------------------------------------------------------------------------- generic parsing
-
-
-def _type_name(tp: Any) -> str:
-    return getattr(tp, "__name__", str(tp))
-
-
-def _coerce(value: Any, tp: Any, where: str) -> Any:
-    origin = typing.get_origin(tp)
-    if tp is Any:
-        return value
-    if origin in (typing.Union, types.UnionType):
-        args = typing.get_args(tp)
-        if value is None and type(None) in args:
-            return None
-        errors = []
-        for arg in args:
-            if arg is type(None):
-                continue
-            try:
-                return _coerce(value, arg, where)
-            except ConfigError as exc:
-                errors.append(str(exc))
-        raise ConfigError(errors[0] if len(errors) == 1 else f"{where}: {value!r} matches none of {tp}")
-    if dataclasses.is_dataclass(tp):
-        if not isinstance(value, dict):
-            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
-        return from_dict(tp, value, where)
-    if origin is list:
-        (item_tp,) = typing.get_args(tp) or (Any,)
-        if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{where}: expected a list, got {value!r}")
-        return [_coerce(v, item_tp, f"{where}[{i}]") for i, v in enumerate(value)]
-    if origin is dict:
-        key_tp, val_tp = typing.get_args(tp) or (Any, Any)
-        if not isinstance(value, dict):
-            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
-        return {_coerce(k, key_tp, where): _coerce(v, val_tp, f"{where}.{k}") for k, v in value.items()}
-    if origin is typing.Literal:
-        allowed = typing.get_args(tp)
-        if value not in allowed:
-            raise ConfigError(f"{where}: must be one of {', '.join(map(str, allowed))}; got {value!r}")
-        return value
-    if tp is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(f"{where}: expected true or false, got {value!r}")
-        return value
-    if tp is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{where}: expected an integer, got {value!r}")
-        return value
-    if tp is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{where}: expected a number, got {value!r}")
-        return float(value)
-    if tp is str:
-        if not isinstance(value, str):
-            raise ConfigError(f"{where}: expected a string, got {value!r}")
-        return value
-    if isinstance(tp, type) and not isinstance(value, tp):
-        raise ConfigError(f"{where}: expected {_type_name(tp)}, got {value!r}")
-    return value
-
-
-def from_dict(cls: type, data: dict[str, Any] | None, where: str) -> Any:
-    """Build dataclass ``cls`` from a mapping; unknown keys and wrong types raise ConfigError."""
-    data = data or {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"{where}: expected a mapping, got {data!r}")
-    hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
-    kwargs = {}
-    for key, value in data.items():
-        if key not in fields:
-            close = difflib.get_close_matches(str(key), list(fields), n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else f" (known keys: {', '.join(fields)})"
-            raise ConfigError(f"{where}.{key}: unknown key{hint}".lstrip("."))
-        kwargs[key] = _coerce(value, hints[key], f"{where}.{key}".lstrip("."))
-    try:
-        obj = cls(**kwargs)
-    except TypeError as exc:
-        raise ConfigError(f"{where}: {exc}") from exc
-    check_config(obj, where)
-    return obj
-
-
-def check_config(obj: Any, where: str) -> None:
-    """Check dataclass ``obj`` as loading a config does: the limits its fields declare
-    (:func:`thresher.constraints.option`), then its ``validate(where)`` hook, if any. For configs
-    built in code (a command's flags) as well as read from YAML; raises ConfigError naming the key."""
-    for key, why in rule_problems(obj):
-        raise ConfigError(f"{where}.{key}: {why}".lstrip("."))
-    validate = getattr(obj, "validate", None)
-    if callable(validate):
-        try:
-            validate(where or type(obj).__name__)
-        except ConfigError:
-            raise
-        except ValueError as exc:  # stage configs raise plain ValueError; give it the config's type
-            raise ConfigError(str(exc)) from exc
-
-
 # --------------------------------------------------------------------------- pipeline config
 
 
-def _parse_stages(raw: Any) -> list[StageSpec]:
+def _parse_stages(raw: Any) -> tuple[list[StageSpec], list[set[str]]]:
+    """The stages, and for each the option keys the config gives (the others are defaults)."""
     from thresher.registry import STAGES, is_known, stage_class
 
     if raw is None:
-        return []
+        return [], []
     if not isinstance(raw, list):
         raise ConfigError("stages: expected a list of stages, e.g. [{extract: {}}, {language: {languages: [en]}}]")
-    specs = []
+    specs, given = [], []
     for i, item in enumerate(raw):
         if isinstance(item, str):
             item = {item: {}}
@@ -229,58 +130,39 @@ def _parse_stages(raw: Any) -> list[StageSpec]:
         conf_cls = cls.Config
         config = from_dict(conf_cls, options or {}, f"stages[{i}].{name}") if conf_cls is not type(None) else None
         specs.append(StageSpec(name, config))
-    return specs
+        given.append(set(options) if isinstance(options, dict) else set())
+    return specs, given
 
 
-def _parse_override_value(text: str) -> Any:
-    return yaml.safe_load(text) if text != "" else ""
+def _link_languages(stages: list[StageSpec], given: list[set[str]]) -> None:
+    """``extract.languages`` follows the next ``language`` stage's, or must equal it (module docstring)."""
+    for i, spec in enumerate(stages):
+        if spec.name != "extract":
+            continue
+        j = next((j for j in range(i + 1, len(stages)) if stages[j].name == "language"), None)
+        if j is None:
+            continue
+        keep = stages[j].config.languages
+        if "languages" not in given[i]:
+            spec.config.languages = list(keep)
+        elif spec.config.languages and set(spec.config.languages) != set(keep):
+            raise ConfigError(
+                f"stages[{i}].extract.languages: {_codes(spec.config.languages)} differs from "
+                f"stages[{j}].language.languages: {_codes(keep)}, so the early language drop would remove "
+                "pages the language stage keeps; leave extract.languages out to use the language stage's"
+            )
 
 
-def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    """Apply ``a.b.c=value`` overrides (value parsed as YAML). ``stages.NAME.key=v`` addresses the
-    first stage called NAME; ``stages.2.key=v`` the third stage."""
-    for item in overrides:
-        if "=" not in item:
-            raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. output.path=out/run1")
-        key, _, text = item.partition("=")
-        parts = [p for p in key.strip().split(".") if p]
-        if not parts:
-            raise ConfigError(f"--set {item!r}: empty key")
-        value = _parse_override_value(text)
-        node: Any = data
-        for part in parts[:-1]:
-            if isinstance(node, list):
-                node = _stage_options(node, part, item)
-                continue
-            nxt = node.get(part)
-            if nxt is None:
-                nxt = [] if part == "stages" else {}
-                node[part] = nxt
-            node = nxt
-        last = parts[-1]
-        if isinstance(node, list):
-            raise ConfigError(f"--set {item!r}: name a key inside the stage, e.g. stages.language.threshold=0.5")
-        node[last] = value
-    return data
-
-
-def _stage_options(stages: list, part: str, item: str) -> dict:
-    for idx, entry in enumerate(stages):
-        if isinstance(entry, str):
-            entry = stages[idx] = {entry: {}}
-        ((name, options),) = entry.items()
-        if part == name or part == str(idx):
-            if options is None:
-                options = entry[name] = {}
-            return options
-    raise ConfigError(f"--set {item!r}: no stage {part!r} in this config")
+def _codes(languages: list[str]) -> str:
+    return f"[{', '.join(languages)}]" if languages else "[] (every language)"
 
 
 def parse_config(data: dict[str, Any], base_dir: str | Path = ".") -> PipelineConfig:
     if not isinstance(data, dict):
         raise ConfigError("config: the top level must be a mapping")
     data = dict(data)
-    stages = _parse_stages(data.pop("stages", None))
+    stages, given = _parse_stages(data.pop("stages", None))
+    _link_languages(stages, given)
     cfg = from_dict(PipelineConfig, data, "")
     cfg.stages = stages
     cfg.base_dir = str(base_dir)
@@ -298,17 +180,6 @@ def check_output_path(path: str | Path) -> None:
             if not parent.is_dir():
                 raise ConfigError(f"output.path: {target} is below {parent}, which is a file, not a directory")
             return
-
-
-def read_yaml(path: str | Path, what: str = "config file") -> Any:
-    """A YAML file's content; a missing file or bad YAML is a ConfigError naming the file."""
-    path = Path(path)
-    if not path.exists():
-        raise ConfigError(f"{what} not found: {path}")
-    try:
-        return yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
 
 
 def load_config(path: str | Path, overrides: list[str] | None = None) -> PipelineConfig:

@@ -39,7 +39,7 @@ class ThresherError(Exception):
 
 
 class UsageError(ThresherError):
-    """Arguments that cannot work together (config problems are :class:`thresher.config.ConfigError`)."""
+    """Arguments that cannot work together (config problems are :class:`thresher.dataconfig.ConfigError`)."""
 
     exit_code = CONFIG_ERROR
     prefix = "usage error: "

@@ -23,7 +23,7 @@ from urllib.parse import urlsplit, urlunsplit
 import numpy as np
 import pyarrow as pa
 
-from thresher.constraints import option
+from thresher.dataconfig import option
 from thresher.dedup.engine import DOC_TABLE_SCHEMA, EngineResult, EngineSettings, run_engine, sig_array
 from thresher.dedup.executor import LocalExecutor, RayExecutor
 from thresher.dedup.signatures import (

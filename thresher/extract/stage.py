@@ -30,7 +30,7 @@ from dataclasses import dataclass, replace
 from typing import Literal
 from urllib.parse import urlsplit
 
-from thresher.constraints import option
+from thresher.dataconfig import option
 from thresher.document import Document, Drop
 from thresher.extract.charset import decode_html
 from thresher.extract.extractors import Extraction, TrafilaturaExtractor, TrafilaturaOptions

@@ -20,7 +20,7 @@ NOT_OVERRIDABLE = ("languages", "default_language")
 
 def validate_language_overrides(config: Any, where: str) -> None:
     """Each override must name a field of the config and have a value of the field's type."""
-    from thresher.config import from_dict
+    from thresher.dataconfig import from_dict
 
     names = {f.name for f in dataclasses.fields(config)} - set(NOT_OVERRIDABLE)
     for lang, overrides in config.languages.items():

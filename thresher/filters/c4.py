@@ -14,7 +14,7 @@ from typing import Any
 
 import regex
 
-from thresher.constraints import option
+from thresher.dataconfig import option
 from thresher.document import Document, Drop
 from thresher.filters.base import LanguageAwareStage, validate_language_overrides
 from thresher.filters.text import SPACELESS, NoSegmenter, count_sentences, words_to_count

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import regex
 
-from thresher.constraints import option
+from thresher.dataconfig import option
 from thresher.document import Document, Drop
 from thresher.io import atomic_path, write_json_atomic
 from thresher.stage import Stage

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from thresher.constraints import option
+from thresher.dataconfig import option
 from thresher.document import Document, Drop
 from thresher.filters.base import LanguageAwareStage, validate_language_overrides
 from thresher.filters.text import NoSegmenter, is_word, split_words, words_to_count

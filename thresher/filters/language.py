@@ -13,7 +13,7 @@ import functools
 import logging
 from dataclasses import dataclass
 
-from thresher.constraints import option
+from thresher.dataconfig import option
 from thresher.document import Document, Drop
 from thresher.stage import Stage
 

@@ -22,7 +22,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from thresher.constraints import option
+from thresher.dataconfig import option
 from thresher.document import Document, Drop
 from thresher.stage import Stage
 

@@ -21,7 +21,7 @@ from typing import Any
 
 import pyarrow.parquet as pq
 
-from thresher.constraints import option
+from thresher.dataconfig import option
 from thresher.shards.tokens import MAX_SHARD_TOKENS, TokenShardWriter, write_manifest
 from thresher.tokenize.encoder import DocumentEncoder
 from thresher.tokenize.files import fingerprint, load_tokenizer, save_tokenizer
