@@ -35,6 +35,7 @@ COMMAND_MODULES = [
     "thresher.dedup.cli",  # dedup
     "thresher.tokenize.cli",  # tokenize, tokenizer train / encode
     "thresher.shards.cli",  # shards export
+    "thresher.ablate.cli",  # ablate
 ]
 
 
