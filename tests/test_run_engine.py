@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import time
 from pathlib import Path
 
 import pyarrow as pa
@@ -67,3 +68,43 @@ def test_a_second_run_in_the_same_ray_gets_its_own_stage_config(tmp_path):
         kept[threshold] = _rows(ray_out / "documents", ["id"])
         assert kept[threshold] == _rows(local_out / "documents", ["id"]), threshold
     assert len(kept[0.9]) < len(kept[0.3])
+
+
+# --------------------------------------------------------------------------- preflight of every stage
+
+DEMO_WARC = Path(__file__).resolve().parents[1] / "examples" / "demo.warc.gz"
+
+
+def _dedup_run(tmp_path: Path, minhash: dict) -> tuple[object, Path]:
+    out = tmp_path / "out"
+    stages = [{"extract": {"metadata": "none"}}, {"exact_dedup": {}}, {"minhash_dedup": minhash}]
+    return _config([DEMO_WARC], out, stages), out
+
+
+def _nothing_read(out: Path) -> None:
+    """No stage saw a document: no shard of the first phase was ever compacted or written."""
+    assert not list((out / "_progress").glob("phase0/*.json")), "the extract phase ran"
+    assert not (out / "documents").exists() and not (out / "stats.json").exists()
+
+
+def test_an_occupied_index_output_stops_the_run_before_extraction(tmp_path):
+    index = tmp_path / "index"
+    (index / "keys").mkdir(parents=True)
+    (index / "keys" / "part-earlier.parquet").write_bytes(b"an earlier run's index")
+    cfg, out = _dedup_run(tmp_path, {"index_output": str(index)})
+    start = time.perf_counter()
+    with pytest.raises(ValueError, match=r"minhash_dedup\.index_output: .* already holds an index"):
+        run_pipeline(cfg, local=True)
+    assert time.perf_counter() - start < 5
+    _nothing_read(out)
+    assert sorted(p.name for p in (index / "keys").iterdir()) == ["part-earlier.parquet"]
+
+
+def test_an_index_built_with_other_settings_stops_the_run_before_extraction(tmp_path):
+    index = tmp_path / "index"
+    index.mkdir()
+    (index / "params.json").write_text(json.dumps({"format": "thresher-minhash-index-1", "num_perm": 64}))
+    cfg, out = _dedup_run(tmp_path, {"against": str(index)})
+    with pytest.raises(ValueError, match=r"minhash_dedup\.against: .* other settings"):
+        run_pipeline(cfg, local=True)
+    _nothing_read(out)

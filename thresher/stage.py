@@ -84,17 +84,17 @@ class StageStats:
         )
 
 
-class Stage:
-    """Base class of the per-document stages.
+class StageBase:
+    """What every stage has, per-document (:class:`Stage`) or dataset (:class:`DatasetStage`):
+    a ``name`` (as written in configs), ``Config`` (its typed configuration dataclass), its
+    counters (``stats``), :meth:`preflight` and :meth:`close`.
 
-    Subclasses implement :meth:`process` (one document → the same document, possibly changed, or a
-    :class:`Drop`) or, when batching pays (fastText, tokenizers), :meth:`process_batch`.
-    ``Config`` is the stage's typed configuration dataclass.
+    The runner builds every stage of a run once on the driver and calls :meth:`preflight` before
+    any data moves, so a stage that cannot work stops the run with one line, not hours later.
     """
 
     name: ClassVar[str] = "stage"
     Config: ClassVar[type] = type(None)
-    batch_size: ClassVar[int] = 256
 
     def __init__(self, config: Any = None) -> None:
         self.config = config if config is not None else self.default_config()
@@ -103,6 +103,28 @@ class Stage:
     @classmethod
     def default_config(cls) -> Any:
         return cls.Config() if cls.Config is not type(None) else None
+
+    def preflight(self) -> None:
+        """Raise now, with a clear message, if the stage cannot work at all (a model file missing,
+        a list unreadable, a dedup index that does not match). Read-only: it runs before the
+        run has decided to write anything. Called once on the driver for every stage before any
+        data moves; a per-document stage also calls it on each worker when it is built, so such
+        problems never turn into one error per document."""
+
+    def close(self) -> None:
+        """Release resources (models, pools). Called once when a worker, or the driver's
+        preflight, is done with the stage."""
+
+
+class Stage(StageBase):
+    """Base class of the per-document stages.
+
+    Subclasses implement :meth:`process` (one document → the same document, possibly changed, or a
+    :class:`Drop`) or, when batching pays (fastText, tokenizers), :meth:`process_batch`.
+    """
+
+    name: ClassVar[str] = "stage"
+    batch_size: ClassVar[int] = 256
 
     def process(self, doc: Document) -> Document | Drop:
         raise NotImplementedError
@@ -118,11 +140,6 @@ class Stage:
         except Exception as exc:  # a bad document must never stop the run
             logger.warning("%s: error on %s (%s): %r", self.name, doc.id, doc.source, exc)
             return Drop(f"exception:{type(exc).__name__}", kind="error", detail=str(exc)[:500])
-
-    def preflight(self) -> None:
-        """Raise now, with a clear message, if the stage cannot work at all (a model file missing,
-        a list unreadable). Called once on the driver before any data moves, and on each worker
-        when the stage is built, so such problems never turn into one error per document."""
 
     def apply(self, docs: list[Document]) -> list[Document]:
         """Run the stage over a batch, in place: live documents are processed, documents dropped by
@@ -152,15 +169,12 @@ class Stage:
         while batch := list(islice(it, self.batch_size)):
             yield from self.apply(batch)
 
-    def close(self) -> None:
-        """Release resources (models, pools). Called once when a worker is done."""
 
-
-class DatasetStage:
+class DatasetStage(StageBase):
     """Base class of the stages that must see the whole dataset before deciding (dedup).
 
     Such a stage does not rewrite documents: it returns *decisions*, one row per document to drop,
-    with the columns of :data:`DECISION_SCHEMA`. The graph runs the per-document stages before it,
+    with the columns of :data:`DECISION_SCHEMA`. The runner runs the per-document stages before it,
     materialises their output as shards, calls :meth:`run_ray` on those shards' documents, and then
     applies the decisions shard by shard (each shard only reads its own decisions), so no step
     needs every id in one process.
@@ -176,11 +190,6 @@ class DatasetStage:
     """
 
     name: ClassVar[str] = "dataset_stage"
-    Config: ClassVar[type] = type(None)
-
-    def __init__(self, config: Any = None) -> None:
-        self.config = config if config is not None else (self.Config() if self.Config is not type(None) else None)
-        self.stats = StageStats(self.name)
 
     def run_local(self, docs: list[Document]) -> list[Document]:
         """Mark the dropped documents in place (``doc.mark_dropped``) and count them in ``self.stats``."""

@@ -269,7 +269,7 @@ class _KeyDedup(DatasetStage):
         return EngineSettings(reason=self.reason, keep=self.config.keep)
 
     def prepare(self) -> None:
-        """Checks and set-up before any work (index compatibility, output directories)."""
+        """Set-up when the stage starts (its output directories), after :meth:`preflight`'s checks."""
 
     def _score_key(self) -> str | None:
         return self.config.score_key if self.config.keep == "score" else None
@@ -419,12 +419,20 @@ class MinHashDedup(_KeyDedup):
             pair_group_max=self.config.pair_group_max,
         )
 
-    def prepare(self) -> None:
+    def preflight(self) -> None:
+        """The read-only index checks, before any data moves (see :meth:`_checked_index_params`)."""
+        self._checked_index_params()
+
+    def _checked_index_params(self) -> dict[str, Any]:
+        """The parameters this run's index records, once every ``against`` index is known to be
+        built with this run's settings and ``index_output`` to hold no index yet."""
+        from thresher.config import ConfigError
+
         params = self.config.index_params()
         for path in self.config.against_list():
             meta = os.path.join(path, "params.json")
             if not os.path.exists(meta):
-                raise ValueError(f"{self.name}.against: {path} is not a dedup index (no params.json)")
+                raise ConfigError(f"{self.name}.against: {path} is not a dedup index (no params.json)")
             with open(meta, encoding="utf-8") as f:
                 theirs = json.load(f)
             theirs = {"signatures": None, **theirs}  # indexes from before verification existed
@@ -433,16 +441,20 @@ class MinHashDedup(_KeyDedup):
                 params = {**params, "signatures": theirs["signatures"]}
             if theirs != params:
                 diff = {k: (theirs.get(k), v) for k, v in params.items() if theirs.get(k) != v}
-                raise ValueError(
+                raise ConfigError(
                     f"{self.name}.against: {path} was built with other settings (index, this run): {diff}"
                 )
         out = self.config.index_output
+        keys_dir = os.path.join(out, "keys") if out else None
+        if keys_dir and os.path.isdir(keys_dir) and os.listdir(keys_dir):
+            raise ConfigError(f"{self.name}.index_output: {out} already holds an index; choose a new directory")
+        return params
+
+    def prepare(self) -> None:
+        params = self._checked_index_params()  # again: the run may have started long ago
+        out = self.config.index_output
         if out:
             keys_dir = os.path.join(out, "keys")
-            if os.path.isdir(keys_dir) and os.listdir(keys_dir):
-                raise ValueError(
-                    f"{self.name}.index_output: {out} already holds an index; choose a new directory"
-                )
             os.makedirs(keys_dir, exist_ok=True)
             if self.config.verify:
                 os.makedirs(os.path.join(out, "sigs"), exist_ok=True)

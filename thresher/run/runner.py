@@ -40,7 +40,6 @@ from thresher.run.parts import ShardIncomplete, finish_phase, write_parts
 from thresher.run.plan import PhasePlan, plan_run, stage_order
 from thresher.run.result import RunResult, check_accounting, check_decisions_applied
 from thresher.run.steps import RunContext, run_steps
-from thresher.stage import Stage
 
 logger = logging.getLogger(__name__)
 
@@ -101,12 +100,10 @@ class Runner:
         cannot work fails the run before any data moves. A dataset stage whose phase a resumed
         run already finished is not checked again (its index output is its own now)."""
         for phase in phases:
-            planned = [s for s in phase.stages]
+            planned = list(phase.stages)
             if phase.dataset_stage is not None and not (resuming and self._phase_done(phase)):
                 planned.insert(0, phase.dataset_stage)
             for spec in planned:
-                if not issubclass(stage_class(spec.name), Stage):
-                    continue
                 stage = stage_class(spec.name)(spec.config)
                 try:
                     stage.preflight()
