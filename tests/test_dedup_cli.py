@@ -1,5 +1,6 @@
 """``thresher dedup`` end to end on real sentences: JSONL and Parquet in, kept documents with
-their ids out, a bad line counted, and a second run against the first run's index."""
+their ids out, a bad line counted, and a second run against the first run's index. The command
+runs the pipeline runner, so its output is a run's (shards, stats.json, report)."""
 
 from __future__ import annotations
 
@@ -9,16 +10,12 @@ import json
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from thresher.dedup.cli import register
+from thresher.cli import main
 
 
 def _run(argv: list[str]) -> int:
-    import argparse
-
-    parser = argparse.ArgumentParser()
-    register(parser.add_subparsers())
-    args = parser.parse_args(["dedup", *argv])
-    return args.func(args)
+    """``thresher dedup ARGV``'s exit code (expected errors are one line and a code, as on the CLI)."""
+    return main(["dedup", *argv])
 
 
 def test_dedup_command(tmp_path, shared_data):
@@ -62,9 +59,11 @@ def test_dedup_command(tmp_path, shared_data):
         **{f"c{i}": "minhash_duplicate" for i in range(10)},
     }
     stats = json.loads((out / "stats.json").read_text())
-    assert stats["read"]["unreadable"] == {"bad_json": 1} and stats["kept"] == 60
-    near = stats["stages"]["minhash_dedup"]["extra"]
+    assert stats["order"] == ["read", "01-exact_dedup", "02-minhash_dedup"]
+    assert stats["stages"]["read"]["errors"] == {"bad_json": 1} and stats["documents"] == 60
+    near = stats["extra"]["02-minhash_dedup"]
     assert near["verify_threshold"] == 0.8 and near["verified_edges"] == 10 == near["removed"]
+    assert (out / "report.html").exists()
 
     with open(tmp_path / "new.jsonl", "w", encoding="utf-8") as f:
         f.write(json.dumps({"id": "n0", "text": paragraphs[70]}) + "\n")
@@ -75,5 +74,8 @@ def test_dedup_command(tmp_path, shared_data):
     )
     assert pq.read_table(out2 / "documents").column("id").to_pylist() == ["n0"]
     assert pq.read_table(out2 / "dropped").column("detail").to_pylist() == ["a5"]
-    assert _run([str(tmp_path / "new.jsonl"), "--output", str(out2), "--against", str(tmp_path)]) == 2
-    assert _run([str(tmp_path / "new.jsonl"), "--output", str(out2), "--verify-threshold", "1.5"]) == 2
+    assert _run([str(tmp_path / "new.jsonl"), "--output", str(out2), "--against", str(tmp_path / "index")]) == 4
+    out3 = tmp_path / "out3"  # not a dedup index; an option out of range: config errors, before any work
+    assert _run([str(tmp_path / "new.jsonl"), "--output", str(out3), "--against", str(tmp_path)]) == 2
+    assert _run([str(tmp_path / "new.jsonl"), "--output", str(out3), "--verify-threshold", "1.5"]) == 2
+    assert not (out3 / "documents").exists()

@@ -238,8 +238,8 @@ def test_dedup_command_writes_no_zero_row_parts(tmp_path):
     b = _jsonl(tmp_path / "b.jsonl", [(f"b{i}", t) for i, t in enumerate(lines)])  # all duplicates of a
     out = tmp_path / "out"
     assert _thresher("dedup", str(a), str(b), "--output", str(out)).returncode == 0
-    assert sorted(p.name for p in (out / "documents").iterdir()) == ["part-00000.parquet"]
-    assert sorted(p.name for p in (out / "dropped").iterdir()) == ["part-00001.parquet"]
+    assert sorted(p.name for p in (out / "documents").iterdir()) == ["00000-00000.parquet"]
+    assert sorted(p.name for p in (out / "dropped").iterdir()) == ["00001-00000.phase1.parquet"]
     assert _load_with_datasets(out / "documents") == 12 and _load_with_datasets(out / "dropped") == 12
 
 

@@ -106,19 +106,24 @@ def cmd_run(args: argparse.Namespace) -> int:
         if problem is None:
             raise
         raise problem from exc
+    print_summary(result)
+    return 0
+
+
+def print_summary(result) -> None:
+    """The summary a finished run prints (``thresher run``, ``thresher dedup``)."""
+    from thresher.run.layout import RunLayout
+
+    layout = RunLayout.at(result.output)
     print("\n".join(result.summary_lines()))
     print(f"\n{result.documents} documents in {result.shards} shard(s), {result.seconds:.1f}s")
     tok = result.extra.get("tokenize")
     if tok:
         print(f"{tok['tokens']} tokens in {tok['shards']} token shard(s), vocabulary {tok['vocab_size']}")
-    print(f"documents: {result.output / 'documents'}")
-    if cfg.output.write_dropped:
-        print(f"dropped:   {result.output / 'dropped'}")
-    print(f"stats:     {result.output / 'stats.json'}")
-    for extra in ("tokens", "report.html"):
-        if (result.output / extra).exists():
-            print(f"{extra + ':':<10} {result.output / extra}")
-    return 0
+    for what, path in (("documents", layout.documents_dir), ("dropped", layout.dropped_dir), ("stats", layout.stats),
+                       ("tokens", layout.tokens_dir), ("report.html", layout.report)):
+        if path.exists():
+            print(f"{what + ':':<10} {path}")
 
 
 def cmd_models_fetch(args: argparse.Namespace) -> int:
