@@ -29,7 +29,7 @@ import pyarrow.parquet as pq
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from thresher.shards.export import export_bin  # noqa: E402
+from thresher.shards.exports import export  # noqa: E402
 from thresher.shards.sample import build_sample_tokens  # noqa: E402
 from thresher.shards.stream import ConsumerEpoch, PackingConfig, TokenCorpus  # noqa: E402
 from thresher.shards.tokens import MANIFEST_NAME, load_manifest  # noqa: E402
@@ -122,9 +122,9 @@ def main() -> None:
     b, t = args.batch_size, args.seq_len
 
     tokens_dir = build(args.work, args.data, args.tokens)
-    flat = args.work / "train_nanogpt.bin"
+    flat = args.work / "nanogpt" / "train.bin"
     if not flat.exists():
-        export_bin(tokens_dir, flat, fmt="nanogpt")
+        export("nanogpt", tokens_dir, flat.parent)
     corpus = TokenCorpus(tokens_dir, "train")
     print(
         f"{corpus.total_tokens:,} train tokens in {len(corpus.shards)} shards, {len(corpus.unit_tokens)} row "

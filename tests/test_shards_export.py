@@ -1,4 +1,5 @@
-"""Export to nanoGPT / llm.c .bin and the `thresher shards` commands, on real token shards."""
+"""Export a tokens directory on its own to nanoGPT / llm.c .bin, and `thresher shards verify`, on
+real token shards (a whole run's exports: tests/test_shards_formats.py)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from thresher.cli import main
-from thresher.shards.export import read_llmc_header
+from thresher.shards.exports.flatbin import read_llmc_header
 from thresher.shards.sample import small_sample_tokens
 from thresher.shards.tokens import MANIFEST_NAME
 
@@ -37,35 +38,20 @@ def split_stream(tokens_dir, split):
 
 
 def test_export_llmc_header_and_tokens(tmp_path, tokens_dir):
-    out = tmp_path / "train.bin"
-    assert main(["shards", "export-bin", str(tokens_dir), str(out)]) == 0
-    magic, version, count = read_llmc_header(out)
+    out = tmp_path / "llmc"
+    assert main(["shards", "export", "llmc", str(tokens_dir), str(out)]) == 0
+    magic, version, count = read_llmc_header(out / "train_000000.bin")
     expected = split_stream(tokens_dir, "train")
     assert (magic, version, count) == (20240520, 1, expected.size)
-    assert out.stat().st_size == 256 * 4 + 2 * expected.size
-    assert np.array_equal(np.fromfile(out, dtype="<u2", offset=1024), expected)
+    assert (out / "train_000000.bin").stat().st_size == 256 * 4 + 2 * expected.size
+    assert np.array_equal(np.fromfile(out / "train_000000.bin", dtype="<u2", offset=1024), expected)
+    assert read_llmc_header(out / "val_000000.bin")[2] == split_stream(tokens_dir, "validation").size
 
 
 def test_export_nanogpt_validation_split_in_pieces(tmp_path, tokens_dir):
-    out = tmp_path / "val.bin"
-    assert (
-        main(
-            [
-                "shards",
-                "export-bin",
-                str(tokens_dir),
-                str(out),
-                "--split",
-                "validation",
-                "--format",
-                "nanogpt",
-                "--max-tokens-per-file",
-                "20000",
-            ]
-        )
-        == 0
-    )
-    files = sorted(tmp_path.glob("val_*.bin"))
+    out = tmp_path / "nanogpt"
+    assert main(["shards", "export", "nanogpt", str(tokens_dir), str(out), "--max-file-bytes", "40000"]) == 0
+    files = sorted(out.glob("val_*.bin"))
     expected = split_stream(tokens_dir, "validation")
     assert len(files) == -(-expected.size // 20_000)
     got = np.concatenate([np.memmap(f, dtype=np.uint16, mode="r") for f in files])

@@ -1,4 +1,4 @@
-"""``thresher shards ...``: export token shards to .bin, verify them, build a sample tokens dir."""
+"""``thresher shards ...``: export a run for a trainer, verify token shards, build a sample tokens dir."""
 
 from __future__ import annotations
 
@@ -10,21 +10,29 @@ logger = logging.getLogger(__name__)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("shards", help="token shards: export to .bin, verify, sample")
+    parser = subparsers.add_parser("shards", help="token shards: export (megatron, mds, jsonl, llmc, nanogpt), verify, sample")
     sub = parser.add_subparsers(dest="shards_command", metavar="SUBCOMMAND", required=True)
 
-    export = sub.add_parser("export-bin", help="write a split as a nanoGPT / llm.c .bin file")
-    export.add_argument("tokens_dir", help="a tokens directory with manifest.json")
-    export.add_argument("out", help="output .bin path (numbered files beside it if one file cannot hold all)")
-    export.add_argument("--split", default="train", choices=["train", "validation"])
-    export.add_argument(
-        "--format",
-        dest="fmt",
-        default="llmc",
-        choices=["llmc", "nanogpt"],
-        help="llmc: 256 x int32 header then tokens; nanogpt: raw uint16 tokens",
+    from thresher.shards.exports import EXPORTERS
+
+    export = sub.add_parser(
+        "export",
+        help="write a finished run as megatron, mds, jsonl, llmc or nanogpt files",
+        description="Export a finished run (or a tokens directory) for a trainer: "
+        + "; ".join(f"{e.name}: {e.summary}" for e in EXPORTERS.values())
+        + ". DST is a directory, published when complete, with a manifest.json of counts and sha256s.",
     )
-    export.add_argument("--max-tokens-per-file", type=int, default=None)
+    export.add_argument("format", choices=list(EXPORTERS), help="the export format")
+    export.add_argument("src", help="a finished run's output directory (or, except for jsonl, a tokens directory)")
+    export.add_argument("dst", help="the export directory to create")
+    export.add_argument("--overwrite", action="store_true", help="replace an earlier export in DST")
+    export.add_argument(
+        "--max-file-bytes",
+        type=int,
+        default=None,
+        help="cut each split into files of at most this size (megatron 1 GiB, mds 64 MiB, jsonl 256 MiB "
+        "before gzip, llmc 2**31-1 tokens; nanogpt one file a split unless given)",
+    )
     export.set_defaults(func=_export)
 
     verify = sub.add_parser("verify", help="check every shard against manifest.json (size, sha256)")
@@ -53,28 +61,13 @@ def _tokens_dir_problem(exc: Exception, tokens_dir: str) -> Exception:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from thresher.errors import UsageError
-    from thresher.shards.export import export_bin
-    from thresher.shards.tokens import ShardError, load_manifest
+    from thresher.shards.exports import export
 
-    try:
-        load_manifest(args.tokens_dir)
-    except (FileNotFoundError, ValueError) as exc:
-        raise _tokens_dir_problem(exc, args.tokens_dir) from exc
-    try:
-        paths = export_bin(
-            args.tokens_dir,
-            args.out,
-            split=args.split,
-            fmt=args.fmt,
-            max_tokens_per_file=args.max_tokens_per_file,
-        )
-    except ShardError as exc:
-        raise _tokens_dir_problem(exc, args.tokens_dir) from exc
-    except ValueError as exc:  # a split with no shards, --format nanogpt on uint32 tokens
-        raise UsageError(str(exc)) from exc
-    for p in paths:
-        print(p)
+    manifest = export(args.format, args.src, args.dst, overwrite=args.overwrite, max_file_bytes=args.max_file_bytes)
+    for split, s in manifest["splits"].items():
+        tokens = f", {s['tokens']} tokens" if s["tokens"] is not None else ""
+        print(f"{split}: {s['documents']} documents{tokens} in {s['files']} files")
+    print(args.dst)
     return 0
 
 
