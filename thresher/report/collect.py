@@ -20,6 +20,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from thresher.run.layout import RunLayout
+
 logger = logging.getLogger(__name__)
 
 MAX_SCORE_ROWS = 200_000
@@ -155,7 +157,7 @@ def _finite(values: list[Any]) -> np.ndarray:
 
 def read_kept(facts: RunFacts) -> None:
     """Language counts over every kept document; scores over an even sample of them."""
-    directory = facts.output / "documents"
+    directory = RunLayout(facts.output).documents_dir
     files = parquet_files(directory) if directory.is_dir() else []
     total = 0
     for path in files:
@@ -206,7 +208,7 @@ def read_kept(facts: RunFacts) -> None:
 
 def read_dropped(facts: RunFacts) -> None:
     """Each drop rule's measured values (the ``value`` column), sampled per rule."""
-    directory = facts.output / "dropped"
+    directory = RunLayout(facts.output).dropped_dir
     files = parquet_files(directory) if directory.is_dir() else []
     facts.has_dropped = directory.is_dir()
     samples: dict[tuple[str, str], StrideSample] = {}
@@ -244,7 +246,7 @@ def _first(entry: dict[str, Any], keys: tuple[str, ...]) -> Any:
 
 def read_tokens(facts: RunFacts) -> None:
     """Tokens per shard from ``tokens/manifest.json``, whatever the exact key names."""
-    path = facts.output / "tokens" / "manifest.json"
+    path = RunLayout(facts.output).tokens_manifest
     if not path.exists():
         return
     try:
@@ -292,7 +294,7 @@ def _stage_figures(label: str, d: dict[str, Any]) -> StageFigures:
 
 
 def load_stats(output: Path) -> dict[str, Any]:
-    path = output / "stats.json"
+    path = RunLayout(output).stats
     try:
         stats = json.loads(path.read_text())
     except FileNotFoundError:

@@ -23,10 +23,10 @@ import numpy as np
 from thresher.io import write_text_atomic
 from thresher.report import plots
 from thresher.report.collect import MAX_SCORE_ROWS, RunFacts, collect
+from thresher.run.layout import RunLayout
 
 logger = logging.getLogger(__name__)
 
-REPORT_NAME = "report.html"
 MAX_LANGUAGE_BARS = 30
 MAX_RULE_BARS = 40
 MAX_HISTOGRAMS = 48
@@ -395,7 +395,7 @@ def write_report(output_dir: str | os.PathLike) -> Path:
     output = Path(output_dir)
     facts = collect(output)
     page = render_html(facts)
-    target = output / REPORT_NAME
+    target = RunLayout(output).report
     write_text_atomic(target, page)
     logger.info("report: %s", target)
     return target

@@ -15,8 +15,23 @@ module             what it holds
 =================  ===========================================================================
 """
 
-from thresher.run.ownership import OutputDirError, ResumeError
-from thresher.run.result import RunResult
-from thresher.run.runner import Runner, run_pipeline
+from __future__ import annotations
 
-__all__ = ["OutputDirError", "ResumeError", "RunResult", "Runner", "run_pipeline"]
+import importlib
+
+_EXPORTS = {
+    "OutputDirError": "thresher.run.ownership",
+    "ResumeError": "thresher.run.ownership",
+    "RunResult": "thresher.run.result",
+    "Runner": "thresher.run.runner",
+    "run_pipeline": "thresher.run.runner",
+}
+__all__ = list(_EXPORTS)
+
+
+def __getattr__(name: str):
+    """Imported on first use, so that ``thresher.run.layout`` (the report, the tokenize command)
+    does not load the runner and what it needs."""
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'thresher.run' has no attribute {name!r}")
+    return getattr(importlib.import_module(_EXPORTS[name]), name)

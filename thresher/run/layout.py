@@ -101,6 +101,10 @@ class RunLayout:
         return self.root / TOKENS
 
     @property
+    def tokens_manifest(self) -> Path:
+        return self.tokens_dir / "manifest.json"
+
+    @property
     def tokenizer_dir(self) -> Path:
         return self.root / TOKENIZER
 

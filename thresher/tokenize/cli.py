@@ -7,7 +7,6 @@ import argparse
 import json
 import logging
 import sys
-from pathlib import Path
 
 from thresher.tokenize.pretokenize import CL100K_PATTERN, ENDOFTEXT
 
@@ -88,11 +87,12 @@ def register_tokenizer(subparsers) -> None:
 
 def cmd_tokenize(args: argparse.Namespace) -> int:
     """Tokenize a finished run's documents (what a config's ``tokenize:`` section does at the end)."""
+    from thresher.run.layout import RunLayout
     from thresher.tokenize.step import TokenizeConfig, TrainConfig, run_tokenize
 
-    output = Path(args.output).absolute()
-    stats_file = output / "stats.json"
-    if not (output / "documents").is_dir():
+    layout = RunLayout.at(args.output)
+    output, stats_file = layout.root, layout.stats
+    if not layout.documents_dir.is_dir():
         print(f"thresher: {output} holds no documents/ (not the output of a run)", file=sys.stderr)
         return 2
     config = TokenizeConfig(

@@ -102,14 +102,17 @@ def run_tokenize(
     config: TokenizeConfig, output: Path, pipeline_config: dict, *, local: bool
 ) -> dict[str, Any]:
     """Train or load the tokenizer, encode ``output/documents`` into ``output/tokens``; returns figures."""
-    docs = sorted(str(p) for p in (output / "documents").glob("*.parquet"))
+    from thresher.run.layout import RunLayout
+
+    layout = RunLayout.at(output)
+    docs = [str(p) for p in layout.document_files()]
     figures: dict[str, Any] = {}
     start = time.perf_counter()
     if config.tokenizer:
         tok_dir = Path(config.tokenizer).absolute()
         tokenizer = load_tokenizer(tok_dir)
     else:
-        tok_dir = output / "tokenizer"
+        tok_dir = layout.tokenizer_dir
         tokenizer, counted = train_from_files(
             docs, config.train.vocab_size, min_frequency=config.train.min_frequency, use_ray=not local
         )
@@ -117,7 +120,7 @@ def run_tokenize(
         figures["train_seconds"] = round(time.perf_counter() - start, 3)
         figures["train_documents"] = counted.documents
     tokenizer_hash = fingerprint(tokenizer)
-    tokens_dir = output / "tokens"
+    tokens_dir = layout.tokens_dir
     tokens_dir.mkdir(parents=True, exist_ok=True)
     args = (
         str(tok_dir),
@@ -158,7 +161,7 @@ def run_tokenize(
         tokens=tokens,
         encode_seconds=round(time.perf_counter() - encode_start, 3),
         seconds=round(time.perf_counter() - start, 3),
-        manifest=str(tokens_dir / "manifest.json"),
+        manifest=str(layout.tokens_manifest),
     )
     logger.info("tokenized %d documents into %d tokens (%d shards)", figures["documents"], tokens, len(infos))
     return figures
