@@ -93,9 +93,10 @@ def _tokens_entry(root: Path, tokens_dir: Path) -> dict[str, Any]:
 
 def build_manifest(output: str | os.PathLike, run: dict[str, Any] | None = None) -> dict[str, Any]:
     """Inventory and check a finished run's output directory; raises :class:`ManifestError`."""
-    root = Path(output).absolute()
-    documents_dir = root / "documents"
-    stats_path = root / "stats.json"
+    from thresher.run.layout import RunLayout
+
+    layout = RunLayout.at(output)
+    root, documents_dir, stats_path = layout.root, layout.documents_dir, layout.stats
     if not documents_dir.is_dir() or not stats_path.is_file():
         raise ManifestError(f"{root}: no documents/ and stats.json here; has `thresher run` finished?")
     try:
@@ -123,19 +124,19 @@ def build_manifest(output: str | os.PathLike, run: dict[str, Any] | None = None)
         "documents": documents,
         "stats": {**file_entry(root, stats_path), "documents": stats.get("documents")},
     }
-    if (root / "dropped").is_dir():
-        manifest["dropped"] = parquet_entries(root, root / "dropped")
-    if (root / "tokens" / "manifest.json").is_file():
-        manifest["tokens"] = _tokens_entry(root, root / "tokens")
-    if (root / "tokenizer").is_dir():
-        manifest["tokenizer"] = _files_under(root, root / "tokenizer")
+    if layout.dropped_dir.is_dir():
+        manifest["dropped"] = parquet_entries(root, layout.dropped_dir)
+    if layout.tokens_manifest.is_file():
+        manifest["tokens"] = _tokens_entry(root, layout.tokens_dir)
+    if layout.tokenizer_dir.is_dir():
+        manifest["tokenizer"] = _files_under(root, layout.tokenizer_dir)
     if (root / "crawl" / "warc").is_dir():
         crawl = root / "crawl"
         manifest["crawl"] = [file_entry(root, p) for p in sorted((crawl / "warc").glob("*.warc.gz"))]
         if (crawl / "crawl-stats.json").is_file():
             manifest["crawl"].append(file_entry(root, crawl / "crawl-stats.json"))
-    if (root / "report.html").is_file():
-        manifest["report"] = file_entry(root, root / "report.html")
+    if layout.report.is_file():
+        manifest["report"] = file_entry(root, layout.report)
     return manifest
 
 
