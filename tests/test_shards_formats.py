@@ -26,7 +26,7 @@ PAGES = 40
 
 
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory) -> Path:
+def run_config(tmp_path_factory) -> Path:
     """A finished run of 40 real demo pages: 3 documents shards, several token shards per
     documents shard (small target), a validation split of about 20%."""
     tmp = tmp_path_factory.mktemp("export-run")
@@ -48,7 +48,12 @@ tokenize:
 """
     )
     assert main(["run", str(config), "--local"]) == 0
-    return tmp / "run"
+    return config
+
+
+@pytest.fixture(scope="module")
+def run_dir(run_config) -> Path:
+    return run_config.parent / "run"
 
 
 def token_docs(run: Path, split: str) -> list[tuple[str, list[int]]]:
@@ -68,6 +73,19 @@ def test_the_run_has_what_the_exports_must_keep(run_dir):
     totals = manifest["totals"]
     assert totals["train"]["rows"] > 20 and totals["validation"]["rows"] >= 3
     assert totals["train"]["shards"] > len(list((run_dir / "documents").glob("*.parquet")))
+
+
+def test_a_run_is_overwritten_with_its_hf_tokenizer_files(run_config, run_dir, tmp_path):
+    """tokenizer/ holds tokenizer_config.json and special_tokens_map.json now; a run given
+    --overwrite takes them for its own, not for someone else's files (which it refuses)."""
+    run = copy_run(run_dir, tmp_path / "run")
+    assert (run / "tokenizer" / "tokenizer_config.json").exists()
+    assert (run / "tokenizer" / "special_tokens_map.json").exists()
+    assert main(["run", str(run_config), "--local", "--overwrite", "--output", str(run)]) == 0
+    assert (
+        json.loads((run / "tokens" / "manifest.json").read_text())["totals"]
+        == json.loads((run_dir / "tokens" / "manifest.json").read_text())["totals"]
+    )
 
 
 def export_cli(fmt: str, src: Path, dst: Path, *args: str) -> dict:

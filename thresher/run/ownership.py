@@ -63,8 +63,11 @@ RUN_LAYOUT = OutputLayout(
     dirs=(
         (names.DOCUMENTS, rf"^{SHARD}\.parquet$"),
         (names.DROPPED, rf"^{SHARD}(\.phase\d+)?\.parquet$"),
-        (names.TOKENS, rf"^({SHARD}\S*\.parquet|manifest\.json)$"),
-        (names.TOKENIZER, r"^(tokenizer\.tiktoken|tokenizer\.json|thresher\.json)$"),
+        (names.TOKENS, rf"^((shard|val)-{SHARD}-\d{{5}}\.parquet|manifest\.json)$"),  # tokenize/step.py
+        (
+            names.TOKENIZER,
+            r"^(tokenizer\.tiktoken|tokenizer\.json|thresher\.json|tokenizer_config\.json|special_tokens_map\.json)$",
+        ),
     ),
 )
 """What a run (``thresher run``, ``thresher dedup``) writes: the names of :mod:`thresher.run.layout`

@@ -4,6 +4,9 @@
                              (tiktoken.load.load_tiktoken_bpe reads it)
     DIR/thresher.json        format, version, split pattern, special tokens, content hash
     DIR/tokenizer.json       the same tokenizer as a HF ``tokenizers`` file (see hf.py)
+    DIR/tokenizer_config.json, special_tokens_map.json
+                             what ``transformers.AutoTokenizer.from_pretrained(DIR)`` needs to set
+                             ``eos_token`` = ``<|endoftext|>`` (see hf.py)
 
 Files are written under temporary names and renamed (:mod:`thresher.io`), so a directory never holds a half-written
 tokenizer under the final names.
@@ -22,13 +25,15 @@ from pathlib import Path
 
 from thresher.io import write_bytes_atomic
 from thresher.tokenize.bpe import DEFAULT_CACHE_SIZE, BPETokenizer
-from thresher.tokenize.hf import to_hf_json
+from thresher.tokenize.hf import special_tokens_map, to_hf_json, tokenizer_config
 
 FORMAT = "thresher.bpe"
 FORMAT_VERSION = 1
 RANKS_FILE = "tokenizer.tiktoken"
 CONFIG_FILE = "thresher.json"
 HF_FILE = "tokenizer.json"
+HF_CONFIG_FILE = "tokenizer_config.json"
+HF_SPECIAL_TOKENS_FILE = "special_tokens_map.json"
 
 
 def fingerprint(tok: BPETokenizer) -> str:
@@ -42,12 +47,19 @@ def fingerprint(tok: BPETokenizer) -> str:
 
 
 def save_tokenizer(tok: BPETokenizer, directory: str | os.PathLike) -> Path:
-    """Write ``tokenizer.tiktoken``, a HF ``tokenizer.json`` and ``thresher.json`` into ``directory``."""
+    """Write ``tokenizer.tiktoken``, the HF files (``tokenizer.json``, ``tokenizer_config.json``,
+    ``special_tokens_map.json``) and ``thresher.json`` into ``directory``."""
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
     ranks = sorted(tok.mergeable_ranks().items(), key=lambda kv: kv[1])
     write_bytes_atomic(out / RANKS_FILE, b"".join(b"%s %d\n" % (base64.b64encode(t), r) for t, r in ranks))
     write_bytes_atomic(out / HF_FILE, json.dumps(to_hf_json(tok), ensure_ascii=False).encode("utf-8"))
+    write_bytes_atomic(
+        out / HF_CONFIG_FILE, json.dumps(tokenizer_config(tok), indent=2, ensure_ascii=False).encode("utf-8")
+    )
+    write_bytes_atomic(
+        out / HF_SPECIAL_TOKENS_FILE, json.dumps(special_tokens_map(tok), indent=2).encode("utf-8")
+    )
     config = {
         "format": FORMAT,
         "version": FORMAT_VERSION,

@@ -6,6 +6,10 @@ each split of it into two tokens, ordered by the rank of the token they make: th
 adjacent pair is then the same pair either way. ``ignore_merges`` makes HF emit a pre-token that is
 itself a token directly, as tiktoken does. Token strings use GPT-2's byte → printable-character
 map (``ByteLevel``), and the split pattern is HF's ``Split`` pre-tokenizer with the same regex.
+
+``transformers`` needs two more files to load the directory with its special tokens set
+(:func:`tokenizer_config`, :func:`special_tokens_map`): without them ``AutoTokenizer`` loads the
+vocabulary but ``eos_token`` is ``None``, so a trainer cannot end or pack documents.
 """
 
 from __future__ import annotations
@@ -63,20 +67,58 @@ def hf_merges(ranks: dict[bytes, int]) -> list[tuple[bytes, bytes]]:
     return merges
 
 
+EOS = "<|endoftext|>"
+
+
+def _added_token(name: str) -> dict[str, Any]:
+    """A special token as HF files describe it: matched as is, never split or normalized."""
+    return {
+        "content": name,
+        "single_word": False,
+        "lstrip": False,
+        "rstrip": False,
+        "normalized": False,
+        "special": True,
+    }
+
+
+def special_tokens_map(tok: BPETokenizer) -> dict[str, Any]:
+    """``special_tokens_map.json``: ``<|endoftext|>`` is the end-of-sequence token (as in GPT-2 and
+    tiktoken's encodings); any other special token is an additional one."""
+    out: dict[str, Any] = {}
+    if EOS in tok.special_tokens:
+        out["eos_token"] = EOS
+    others = sorted((name for name in tok.special_tokens if name != EOS), key=tok.special_tokens.__getitem__)
+    if others:
+        out["additional_special_tokens"] = others
+    return out
+
+
+def tokenizer_config(tok: BPETokenizer) -> dict[str, Any]:
+    """``tokenizer_config.json`` for ``transformers.AutoTokenizer``: the generic fast tokenizer over
+    ``tokenizer.json``, the special tokens, and nothing that changes ids or text: no BOS/EOS added
+    by ``__call__`` (documents get ``<|endoftext|>`` where we append it), no clean-up of spaces when
+    decoding (a byte-level BPE decodes to the exact text)."""
+    added = {
+        str(i): _added_token(name) for name, i in sorted(tok.special_tokens.items(), key=lambda kv: kv[1])
+    }
+    return {
+        "tokenizer_class": "PreTrainedTokenizerFast",
+        "added_tokens_decoder": added,
+        **special_tokens_map(tok),
+        "add_bos_token": False,
+        "add_eos_token": False,
+        "clean_up_tokenization_spaces": False,
+        "model_max_length": 1 << 30,
+    }
+
+
 def to_hf_json(tok: BPETokenizer) -> dict[str, Any]:
     ranks = tok.mergeable_ranks()
     vocab = {_as_text(token): rank for token, rank in ranks.items()}
     merges = [[_as_text(a), _as_text(b)] for a, b in hf_merges(ranks)]
     added = [
-        {
-            "id": i,
-            "content": name,
-            "single_word": False,
-            "lstrip": False,
-            "rstrip": False,
-            "normalized": False,
-            "special": True,
-        }
+        {"id": i, **_added_token(name)}
         for name, i in sorted(tok.special_tokens.items(), key=lambda kv: kv[1])
     ]
     return {
