@@ -8,6 +8,8 @@ PIP    := $(PY) -m pip
 THRESHER := $(VENV)/bin/thresher
 # CPU build of PyTorch for the loader tests; override for a CUDA build on a GPU box.
 TORCH_SPEC ?= torch==2.13.0
+# MosaicML Streaming, for reading MDS exports back in the tests; --no-deps (see pyproject's dev extra).
+STREAMING_SPEC ?= mosaicml-streaming>=0.13,<0.14
 PYTEST_ARGS ?=
 CONFIG ?= pipeline/configs/demo.yaml
 OUT    ?= out/run
@@ -33,6 +35,7 @@ $(VENV)/.installed: pyproject.toml | $(PY)
 $(VENV)/.installed-dev: pyproject.toml $(VENV)/.installed
 	$(PIP) install --quiet "$(TORCH_SPEC)"
 	$(PIP) install --quiet -e ".[dev,torch,jax,parity]"
+	$(PIP) install --quiet --no-deps "$(STREAMING_SPEC)"
 	touch $@
 
 # Airflow lives in its own venv so its pins never meet Ray's; the DAG's tasks run Thresher from $(VENV).
