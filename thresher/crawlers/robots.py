@@ -88,7 +88,12 @@ class RobotsPolicyMiddleware(RobotsTxtMiddleware):
             waiting.callback(parser)
         entry = self._parsers[netloc]
         if isinstance(entry, Deferred):
-            return await maybe_deferred_to_future(entry)
+            # Not the awaited value: a Deferred hands its result to its first waiter only, the
+            # later ones get what that waiter's callback returned (None: "no robots.txt",
+            # allow all), so the third page request waiting on a host's robots.txt went out
+            # whatever it said. The parser is in _parsers before the Deferred fires.
+            await maybe_deferred_to_future(entry)
+            entry = self._parsers[netloc]
         return entry
 
     async def _fetch(self, request: Request, netloc: str):
