@@ -210,7 +210,7 @@ def test_robots_5xx_or_unreachable_disallows_host_4xx_allows(tmp_path):
         assert dropped.paths() == ["/robots.txt", "/robots.txt"]
         fetched = set(missing.paths())
     faq_pages = {f"/faq/{p.name}" for p in (DEMO / "faq").glob("*.en.html")}
-    assert fetched == {"/robots.txt"} | faq_pages
+    assert fetched == {"/robots.txt", "/.well-known/tdmrep.json"} | faq_pages
     assert summary["pages"] == len(faq_pages)
     assert summary["robots_unavailable"] == 2  # the two seeds refused
     assert summary["robots_txt"]["unreachable/503"] == 1

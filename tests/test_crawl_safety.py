@@ -87,6 +87,7 @@ def test_redirect_to_private_address_refused(tmp_path):
         summary = crawl(config, tmp_path)
         assert inner.hits == []
         assert sorted(h.path for h in site.hits) == [
+            "/.well-known/tdmrep.json",  # TDM reservations are read before the first page
             "/by-name",
             "/loopback",
             "/metadata",

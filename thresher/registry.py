@@ -11,6 +11,7 @@ import importlib
 STAGES: dict[str, str] = {
     "extract": "thresher.extract.stage:ExtractStage",
     "language": "thresher.filters.language:LanguageFilter",
+    "optout": "thresher.filters.optout:OptoutFilter",
     "url_filter": "thresher.filters.url:URLFilter",
     "gopher_repetition": "thresher.filters.gopher:GopherRepetitionFilter",
     "gopher_quality": "thresher.filters.gopher:GopherQualityFilter",

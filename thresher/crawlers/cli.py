@@ -50,6 +50,18 @@ def register(subparsers) -> None:
         help="allow addresses in this network, link-local included (repeatable)",
     )
     p.add_argument(
+        "--recrawl",
+        action="store_true",
+        help="fetch the job's pages again, conditionally: unchanged ones become WARC revisit "
+        "records (seeds default to the job's own)",
+    )
+    p.add_argument(
+        "--archive-opted-out",
+        action="store_true",
+        help="archive pages that opt out of AI training too, flagged in the WARC (the optout "
+        "stage drops them); default: not archived, counted",
+    )
+    p.add_argument(
         "--demo", action="store_true", help="serve the bundled demo site on 127.0.0.1 and crawl it"
     )
     p.add_argument("--ray-address", help="Ray cluster to join (default: $RAY_ADDRESS or a local Ray)")
@@ -89,6 +101,10 @@ def flag_overrides(args) -> list[str]:
             overrides.append(f"{name}={getattr(args, name)}")
     if args.allow_private or args.demo:
         overrides.append("allow_private=true")
+    if args.recrawl:
+        overrides.append("recrawl=true")
+    if args.archive_opted_out:
+        overrides.append("archive_opted_out=true")
     if args.allow_network:
         overrides.append("allow_networks=" + json.dumps(args.allow_network))  # JSON is YAML
     return overrides
@@ -106,6 +122,10 @@ def run_crawl(args) -> int:
             if not Path(args.seeds).exists():
                 raise ConfigError(f"--seeds: file not found: {args.seeds}")
             seeds += read_seed_file(args.seeds)
+        if config.recrawl and not seeds:
+            from thresher.crawlers.recrawl import previous_seeds
+
+            seeds = previous_seeds(args.output)
         config.seeds = list(dict.fromkeys(seeds))
         config.validate("crawl")
     except ConfigError as exc:

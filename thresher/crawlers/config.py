@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from thresher.config import ConfigError, apply_overrides, from_dict, read_yaml
+from thresher.crawlers.optout import DEFAULT_AI_TOKENS, validate_signals
+from thresher.crawlers.optout import SIGNALS as OPTOUT_SIGNALS
 
 # Extensions that are never HTML; links ending in them are not requested at all.
 DEFAULT_DENY_EXTENSIONS = sorted(
@@ -84,6 +86,28 @@ class CrawlConfig:
     autothrottle_start_delay: float = 1.0
     autothrottle_max_delay: float = 30.0
     autothrottle_target_concurrency: float = 1.0
+
+    # ---- opt-out signals for AI training (optout.py)
+    ai_tokens: list[str] = field(default_factory=lambda: list(DEFAULT_AI_TOKENS))
+    """AI-crawler tokens whose robots.txt groups are read besides our own (GPTBot, CCBot,
+    Google-Extended, anthropic-ai, ClaudeBot, Applebot-Extended, cohere-ai, Bytespider,
+    PerplexityBot, meta-externalagent...): a group naming one of them that disallows a path is
+    treated as the site disallowing AI training use of that path, by us too."""
+    optout_signals: list[str] = field(default_factory=lambda: list(OPTOUT_SIGNALS))
+    """The signals honoured (all by default): ``robots_ai``, ``tdmrep_json`` (the host's
+    /.well-known/tdmrep.json is fetched only when listed), ``tdm_header``, ``tdm_meta``
+    (``tdm-reservation: 1``), ``noai``, ``noimageai``, ``noindex`` (X-Robots-Tag and
+    ``<meta name="robots">``). A page carrying one is not archived, counted under ``optout``;
+    one known before the request (robots_ai, tdmrep_json) is not requested at all."""
+    archive_opted_out: bool = False
+    """Archive such pages anyway, their signals in the WARC field ``WARC-Thresher-Optout`` (the
+    pipeline's ``optout`` stage drops them), e.g. for research use that no reservation covers;
+    counted under ``optout_flagged``."""
+
+    # ---- recrawl (recrawl.py)
+    recrawl: bool = False
+    """Fetch the job's known pages again with If-None-Match/If-Modified-Since; unchanged ones
+    (304, or the same payload digest) are written as WARC revisit records."""
 
     # ---- network and limits
     timeout: float = 30.0
@@ -158,6 +182,13 @@ class CrawlConfig:
                 ipaddress.ip_network(net, strict=False)
             except ValueError as exc:
                 raise ConfigError(f"{where}.allow_networks[{i}]: not a network: {net!r} ({exc})") from exc
+        try:
+            validate_signals(self.optout_signals, f"{where}.optout_signals")
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+        for i, token in enumerate(self.ai_tokens):
+            if not re.fullmatch(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+", token):
+                raise ConfigError(f"{where}.ai_tokens[{i}]: not a user-agent product token: {token!r}")
         for i, seed in enumerate(self.seeds):
             if not re.match(r"https?://[^/]+", seed):
                 raise ConfigError(f"{where}.seeds[{i}]: not an http(s) URL: {seed!r}")

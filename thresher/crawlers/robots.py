@@ -13,6 +13,10 @@ The RFC names no interval for trying again. An unreachable robots.txt is fetched
 first request for that host after ``robots_retry_delay`` seconds; pages refused meanwhile are
 counted (``robots_unavailable``), stay in the link journal, and a rerun of the job fetches them.
 A parsed robots.txt is fetched again after 24 hours (§2.4: caches SHOULD NOT be used longer).
+
+Besides our own token, the groups of the AI-crawler tokens (``ai_tokens``, optout.py) are read:
+a page that a group naming one of them disallows is an AI-training opt-out (``robots_ai``) and is
+not requested, unless the crawl archives opted-out pages with a flag (``archive_opted_out``).
 """
 
 from __future__ import annotations
@@ -29,6 +33,9 @@ from scrapy.utils.defer import maybe_deferred_to_future
 from scrapy.utils.httpobj import urlparse_cached
 from scrapy.utils.misc import build_from_crawler
 from twisted.internet.defer import Deferred
+
+from thresher.crawlers.middlewares import PAGE, opted_out
+from thresher.crawlers.optout import robots_groups
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +64,8 @@ class RobotsPolicyMiddleware(RobotsTxtMiddleware):
         super().__init__(crawler)
         self.retry_delay = crawler.settings.getfloat("THRESHER_ROBOTS_RETRY_DELAY")
         self._expires: dict[str, float] = {}
+        self._ai_groups: dict[str, tuple[str, ...]] = {}
+        """Per host, the AI tokens its robots.txt has a group for."""
 
     def process_request_2(self, rp, request: Request) -> None:
         if isinstance(rp, Unreachable):
@@ -66,6 +75,12 @@ class RobotsPolicyMiddleware(RobotsTxtMiddleware):
                 f"robots.txt of {urlparse_cached(request).netloc} unreachable: {rp.reason}"
             )
         super().process_request_2(rp, request)
+        if rp is None or request.meta.get("thresher_kind") != PAGE:
+            return
+        for token in self._ai_groups.get(urlparse_cached(request).netloc, ()):
+            if not rp.allowed(request.url, token):
+                opted_out(self.crawler, request, "robots_ai", f"robots.txt disallows it for {token}")
+                return
 
     async def robot_parser(self, request: Request):
         netloc = urlparse_cached(request).netloc
@@ -123,6 +138,10 @@ class RobotsPolicyMiddleware(RobotsTxtMiddleware):
             self._stats.inc_value("thresher/robots_txt/4xx_allow_all")
             body = b""  # the error page is not a robots.txt
         parser = build_from_crawler(self._parserimpl, self.crawler, body)
+        config = self.crawler.spider.config
+        if "robots_ai" in config.optout_signals:
+            groups = robots_groups(body)
+            self._ai_groups[netloc] = tuple(t for t in config.ai_tokens if t.lower() in groups)
         await self.crawler.signals.send_catch_log_async(
             signal=signals.robots_parsed, robotparser=parser, request=request
         )

@@ -48,6 +48,7 @@ def scrapy_settings(config: CrawlConfig) -> dict:
             "thresher.crawlers.netsafety.AddressGuardMiddleware": 40,
             "scrapy.downloadermiddlewares.robotstxt.RobotsTxtMiddleware": None,
             "thresher.crawlers.robots.RobotsPolicyMiddleware": 100,
+            f"{_MW}.TdmRepMiddleware": 110,
             "scrapy.downloadermiddlewares.retry.RetryMiddleware": None,
             f"{_MW}.BackoffRetryMiddleware": 555,
             f"{_MW}.RawCaptureMiddleware": 610,

@@ -4,6 +4,14 @@ Records are assembled here rather than with warcio's writer so that the block is
 bytes we hand in — warcio may normalise HTTP headers — and so that the digests are computed
 over precisely what is stored. warcio and fastwarc are used to read the files back (tests,
 resume).
+
+A recrawl (recrawl.py) hands in the page's previous capture: when the server answers 304 Not
+Modified, or the payload has the digest the previous capture had, the page is written as a
+``revisit`` record of the identical-payload-digest profile (WARC/1.1 §6.7.2): the HTTP headers
+of this response, no payload, and ``WARC-Refers-To`` the record that holds it. A page archived
+although it carries opt-out signals (``archive_opted_out``) has them in ``WARC-Thresher-Optout``
+on its response or revisit record, which the pipeline's WARC reader puts in the document's
+metadata (``tdm_optout``).
 """
 
 from __future__ import annotations
@@ -26,6 +34,10 @@ logger = logging.getLogger(__name__)
 
 OPEN_SUFFIX = ".open"
 WARC_VERSION = b"WARC/1.1"
+REVISIT_PROFILE = "http://netpreserve.org/warc/1.1/revisit/identical-payload-digest"
+OPTOUT_FIELD = "WARC-Thresher-Optout"
+"""Extension field: the opt-out signals (optout.SIGNALS, space-separated) of a page archived
+although it carries them."""
 _NAME_RE = re.compile(r"^(?P<prefix>.+)-p(?P<part>\d{3,})-(?P<serial>\d{5,})\.warc\.gz(?:\.open)?$")
 
 
@@ -69,6 +81,20 @@ def build_record(fields: list[tuple[str, str]], block: bytes) -> bytes:
     return _header_block(fields) + block + b"\r\n\r\n"
 
 
+@dataclass(frozen=True)
+class Capture:
+    """The last capture of a URL in a job's WARC files: what a recrawl revalidates against."""
+
+    url: str
+    record_id: str
+    """The record holding the payload (a revisit's WARC-Refers-To)."""
+    date: str
+    """That record's WARC-Date."""
+    payload_digest: str
+    etag: str | None = None
+    last_modified: str | None = None
+
+
 @dataclass
 class Exchange:
     """One fetched URL, ready to archive."""
@@ -80,6 +106,17 @@ class Exchange:
     """The body as sent by the server: content coding (gzip, br...) kept, transfer coding removed."""
     ip_address: str | None = None
     date: datetime | None = None
+    status: int = 0
+    prior: Capture | None = None
+    """The URL's last capture, on a recrawl."""
+    optout: tuple[str, ...] = ()
+    """Opt-out signals of a page archived on request (``archive_opted_out``)."""
+
+    def is_revisit(self) -> bool:
+        """Unchanged since ``prior``: the server said 304, or the payload's digest is the same."""
+        if self.prior is None:
+            return False
+        return self.status == 304 or sha1_digest(self.payload) == self.prior.payload_digest
 
 
 class RollingWarcWriter:
@@ -139,7 +176,9 @@ class RollingWarcWriter:
         self._file.flush()
         self.bytes_written += len(member)
 
-    def write(self, ex: Exchange) -> None:
+    def write(self, ex: Exchange) -> str:
+        """Archive one exchange: a request record, then a response or (``ex.is_revisit()``) a
+        revisit record. Returns the second record's type."""
         if self._file is None:
             self._open()
         date = warc_date(ex.date)
@@ -155,20 +194,35 @@ class RollingWarcWriter:
                 ("Content-Type", "application/http;msgtype=request"),
             ]
         )
-        response_fields = (
-            [("WARC-Type", "response"), ("WARC-Record-ID", response_id)]
-            + common
-            + [
-                ("WARC-Payload-Digest", sha1_digest(ex.payload)),
-                ("Content-Type", "application/http;msgtype=response"),
+        optout = [(OPTOUT_FIELD, " ".join(ex.optout))] if ex.optout else []
+        if ex.is_revisit():
+            prior = ex.prior
+            assert prior is not None
+            kind, block = "revisit", ex.response_head
+            specific = [
+                ("WARC-Profile", REVISIT_PROFILE),
+                ("WARC-Refers-To", prior.record_id),
+                ("WARC-Refers-To-Target-URI", prior.url),
+                ("WARC-Refers-To-Date", prior.date),
+                ("WARC-Payload-Digest", prior.payload_digest),
             ]
+        else:
+            kind, block = "response", ex.response_head + ex.payload
+            specific = [("WARC-Payload-Digest", sha1_digest(ex.payload))]
+        response_fields = (
+            [("WARC-Type", kind), ("WARC-Record-ID", response_id)]
+            + common
+            + specific
+            + optout
+            + [("Content-Type", "application/http;msgtype=response")]
         )
         # Request first: a file cut short after it holds no response, so the URL is fetched again.
         self._write_member(build_record(request_fields, ex.request_head))
-        self._write_member(build_record(response_fields, ex.response_head + ex.payload))
+        self._write_member(build_record(response_fields, block))
         self.records += 1
         if self._file is not None and self._file.tell() >= self.max_bytes:
             self.close_current()
+        return kind
 
     def close_current(self) -> None:
         if self._file is None or self._path is None:
@@ -255,15 +309,32 @@ def salvage_open_files(directory: str | Path) -> list[str]:
 class StoredResponse:
     url: str
     status: int
+    date: str = ""
+    revisit: bool = False
+
+    @property
+    def is_page(self) -> bool:
+        """A page archived: a 2xx response, or a revisit (of one) written by a recrawl."""
+        return self.revisit or 200 <= self.status < 300
 
 
 def iter_stored_responses(path: str | Path) -> Iterator[StoredResponse]:
-    """URL and status of every response record in a closed WARC (headers only, bodies skipped)."""
+    """URL, status and date of every response and revisit record in a closed WARC (headers
+    only, bodies skipped)."""
+    from fastwarc.warc import WarcRecordType
+
+    for record in iter_response_records(path):
+        url = record.headers.get("WARC-Target-URI")
+        status = record.http_headers.status_code if record.http_headers is not None else 0
+        if url:
+            revisit = record.record_type == WarcRecordType.revisit
+            yield StoredResponse(url, int(status or 0), record.headers.get("WARC-Date") or "", revisit)
+
+
+def iter_response_records(path: str | Path):
+    """fastwarc's response and revisit records of a WARC file, HTTP headers parsed."""
     from fastwarc.warc import ArchiveIterator, WarcRecordType
 
     with open(path, "rb") as fh:
-        for record in ArchiveIterator(fh, record_types=WarcRecordType.response, parse_http=True):
-            url = record.headers.get("WARC-Target-URI")
-            status = record.http_headers.status_code if record.http_headers is not None else 0
-            if url:
-                yield StoredResponse(url, int(status or 0))
+        types = WarcRecordType.response | WarcRecordType.revisit
+        yield from ArchiveIterator(fh, record_types=types, parse_http=True)

@@ -41,6 +41,13 @@ MAX_NESTING = 32
 """Records inside a too-long block inside a too-long block... are read this deep; each level holds
 a piece of its block and a stream, so deeper ones (every Content-Length of a file far too long)
 are one counted error instead."""
+OPTOUT_FIELD = "WARC-Thresher-Optout"
+"""Our crawler's record of the opt-out signals of a page archived anyway (``archive_opted_out``):
+the document gets ``metadata["tdm_optout"] = True`` and ``metadata["optout"]``, the signals."""
+OPTOUT_HEADERS = {"x-robots-tag": "http_x_robots_tag", "tdm-reservation": "http_tdm_reservation",
+                  "tdm-policy": "http_tdm_policy"}
+"""HTTP response headers kept in the document's metadata, for the ``optout`` stage (any WARC's,
+Common Crawl's included); several X-Robots-Tag headers are one value per line."""
 DAMAGED_TYPE = "unknown"
 """fastwarc's type for a WARC-Type it does not know (``respnse``, a flipped bit): a document
 record whose header is damaged, or none that any reader knows; either way one counted error."""
@@ -235,12 +242,17 @@ def _new_document(record, path: str, at: str) -> Document:
     url = headers.get("WARC-Target-URI")
     if url:
         url = url.strip().strip("<>")  # wget 1.x writes <https://...>
-    return Document(
+    doc = Document(
         id=_record_id(headers.get("WARC-Record-ID"), path, at),
         url=url,
         warc_date=headers.get("WARC-Date"),
         source=f"{path}@{at}",
     )
+    optout = headers.get(OPTOUT_FIELD)
+    if optout is not None:
+        doc.metadata["tdm_optout"] = True
+        doc.metadata["optout"] = optout.split()
+    return doc
 
 
 def _to_document(doc: Document, record, rtype: str, block: Block, cfg: WarcReaderConfig) -> Document:
@@ -281,6 +293,9 @@ def _from_block(doc: Document, rtype: str, headers, block: bytes, cfg: WarcReade
         if status is None:
             return _dropped(doc, "bad_http", kind="error", detail=block[:80].decode("latin-1"))
         doc.content_type = http_headers.get("content-type")
+        for name, key in OPTOUT_HEADERS.items():
+            if name in http_headers:
+                doc.metadata[key] = http_headers[name]
         if status not in cfg.http_statuses:
             return _dropped(doc, "http_status", value=status)
         try:
@@ -325,5 +340,9 @@ def _split_http(block: bytes) -> tuple[int | None, dict[str, str], bytes]:
     for line in lines[1:]:
         name, colon, value = line.partition(":")
         if colon:
-            headers[name.strip().lower()] = value.strip()
+            name = name.strip().lower()
+            if name == "x-robots-tag" and name in headers:  # each its own, one per line
+                headers[name] += "\n" + value.strip()
+            else:
+                headers[name] = value.strip()
     return status, headers, block[end + sep :]
