@@ -28,7 +28,7 @@ PAGES = 40
 @pytest.fixture(scope="module")
 def run_config(tmp_path_factory) -> Path:
     """A finished run of 40 real demo pages: 3 documents shards, several token shards per
-    documents shard (small target), a validation split of about 20%."""
+    documents shard (small target), a validation split of about 20%, and the config's exports."""
     tmp = tmp_path_factory.mktemp("export-run")
     warc = demo_warc_subset(tmp / "demo-40.warc.gz", PAGES)
     config = tmp / "pipeline.yaml"
@@ -45,6 +45,7 @@ tokenize:
   train: {{vocab_size: 600}}
   validation_fraction: 0.2
   target_tokens_per_shard: 20000
+export: {{formats: [megatron, mds, jsonl], max_file_bytes: 60000}}
 """
     )
     assert main(["run", str(config), "--local"]) == 0
@@ -76,16 +77,54 @@ def test_the_run_has_what_the_exports_must_keep(run_dir):
 
 
 def test_a_run_is_overwritten_with_its_hf_tokenizer_files(run_config, run_dir, tmp_path):
-    """tokenizer/ holds tokenizer_config.json and special_tokens_map.json now; a run given
-    --overwrite takes them for its own, not for someone else's files (which it refuses)."""
+    """tokenizer/ holds tokenizer_config.json and special_tokens_map.json now, and exports/ the
+    config's exports; a run given --overwrite takes them for its own (not for someone else's
+    files, which it refuses) and writes them again."""
     run = copy_run(run_dir, tmp_path / "run")
     assert (run / "tokenizer" / "tokenizer_config.json").exists()
     assert (run / "tokenizer" / "special_tokens_map.json").exists()
+    (run / "exports" / "megatron" / "train" / "train-00000.bin").write_bytes(b"stale")
     assert main(["run", str(run_config), "--local", "--overwrite", "--output", str(run)]) == 0
     assert (
         json.loads((run / "tokens" / "manifest.json").read_text())["totals"]
         == json.loads((run_dir / "tokens" / "manifest.json").read_text())["totals"]
     )
+    exported = json.loads((run / "exports" / "megatron" / "manifest.json").read_text())["files"][0]
+    assert file_sha256(run / "exports" / "megatron" / exported["path"]) == exported["sha256"]
+
+
+def test_the_config_export_section_writes_the_same_exports_at_the_end_of_the_run(run_dir, tmp_path):
+    """export: {formats: [...]} leaves OUTPUT/exports/FORMAT byte for byte as the command writes it
+    from the finished run, and its figures in stats.json."""
+    stats = json.loads((run_dir / "stats.json").read_text())
+    assert sorted(stats["extra"]["export"]) == ["jsonl", "mds", "megatron"]
+    for fmt in ("megatron", "mds", "jsonl"):
+        in_run = json.loads((run_dir / "exports" / fmt / "manifest.json").read_text())
+        later = export(fmt, run_dir, tmp_path / fmt, max_file_bytes=60_000)
+        assert [(f["path"], f["sha256"]) for f in in_run["files"]] == [
+            (f["path"], f["sha256"]) for f in later["files"]
+        ]
+        assert stats["extra"]["export"][fmt]["splits"] == in_run["splits"]
+
+
+@pytest.mark.parametrize(
+    ("tokenize", "formats", "message"),
+    [
+        (True, "[megatron, parquet]", "export.formats: unknown format 'parquet'; one of megatron"),
+        (True, "[jsonl, jsonl]", "export.formats: a format is listed twice"),
+        (False, "[jsonl, mds]", "export.formats: mds export tokens; add a tokenize: section"),
+    ],
+)
+def test_export_section_errors_are_config_errors(tmp_path, capsys, tokenize, formats, message):
+    config = tmp_path / "pipeline.yaml"
+    config.write_text(
+        f"input: {{paths: [{tmp_path}]}}\noutput: {{path: {tmp_path / 'out'}}}\nstages: [extract]\n"
+        + ("tokenize: {train: {vocab_size: 300}}\n" if tokenize else "")
+        + f"export: {{formats: {formats}}}\n"
+    )
+    code, line = error_line(capsys, "run", str(config), "--local")
+    assert code == 2 and line.startswith("thresher: config error: ") and message in line, line
+    assert not (tmp_path / "out").exists()
 
 
 def export_cli(fmt: str, src: Path, dst: Path, *args: str) -> dict:

@@ -27,6 +27,7 @@ from thresher.dataconfig import ConfigError, apply_overrides, from_dict, option,
 from thresher.dataconfig import (
     check_config as check_config,  # re-exported: thresher dedup imports it from here
 )
+from thresher.shards.exports import ExportConfig
 from thresher.tokenize.step import TokenizeConfig
 
 PARQUET_COMPRESSIONS = ("zstd", "snappy", "gzip", "lz4", "brotli", "none")
@@ -83,6 +84,8 @@ class PipelineConfig:
     stages: list[StageSpec] = field(default_factory=list)
     tokenize: TokenizeConfig | None = None
     """When set, the run ends by tokenizing its documents into ``OUTPUT/tokens``."""
+    export: ExportConfig | None = None
+    """When set, the run ends by exporting its tokens or documents into ``OUTPUT/exports/FORMAT``."""
     base_dir: str = "."
     """Directory relative paths in the config are resolved against (the config file's, by default)."""
 
@@ -93,6 +96,7 @@ class PipelineConfig:
             "output": dataclasses.asdict(self.output),
             "ray": dataclasses.asdict(self.ray),
             "tokenize": dataclasses.asdict(self.tokenize) if self.tokenize else None,
+            **({"export": dataclasses.asdict(self.export)} if self.export else {}),
             "stages": [
                 {s.name: dataclasses.asdict(s.config) if dataclasses.is_dataclass(s.config) else {}}
                 for s in self.stages
@@ -165,6 +169,8 @@ def parse_config(data: dict[str, Any], base_dir: str | Path = ".") -> PipelineCo
     _link_languages(stages, given)
     cfg = from_dict(PipelineConfig, data, "")
     cfg.stages = stages
+    if cfg.export is not None and cfg.export.needs_tokens() and cfg.tokenize is None:
+        raise ConfigError(f"export.formats: {', '.join(cfg.export.needs_tokens())} export tokens; add a tokenize: section")
     cfg.base_dir = str(base_dir)
     return cfg
 

@@ -12,6 +12,7 @@ they share::
     OUTPUT/dropped/SHARD[.phaseN].parquet    one row per removed document, per phase
     OUTPUT/stats.json, report.html           the run's figures and its report
     OUTPUT/tokens/, tokenizer/               the tokenize step's output
+    OUTPUT/exports/FORMAT/                   the export step's output (megatron, mds, jsonl, ...)
     OUTPUT/_progress/run.json                what the run is (inputs, config): --resume checks it
     OUTPUT/_progress/phaseN.done             phase N finished
     OUTPUT/_progress/phaseN/SHARD.json       a compacted shard and its counters
@@ -37,6 +38,7 @@ DOCUMENTS = "documents"
 DROPPED = "dropped"
 TOKENS = "tokens"
 TOKENIZER = "tokenizer"
+EXPORTS = "exports"
 STATS = "stats.json"
 REPORT = "report.html"
 PROGRESS = "_progress"
@@ -107,6 +109,9 @@ class RunLayout:
     @property
     def tokenizer_dir(self) -> Path:
         return self.root / TOKENIZER
+
+    def export_dir(self, fmt: str) -> Path:
+        return self.root / EXPORTS / fmt
 
     # ------------------------------------------------------------- progress records (--resume)
 

@@ -59,7 +59,7 @@ class OutputLayout:
 SHARD = r"\d{5}-\d{5}"  # names.shard_name
 RUN_LAYOUT = OutputLayout(
     files=(names.STATS, names.REPORT),
-    trees=(names.WORK, names.PROGRESS),
+    trees=(names.WORK, names.PROGRESS, names.EXPORTS),
     dirs=(
         (names.DOCUMENTS, rf"^{SHARD}\.parquet$"),
         (names.DROPPED, rf"^{SHARD}(\.phase\d+)?\.parquet$"),

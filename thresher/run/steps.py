@@ -67,6 +67,31 @@ class TokenizeStep(RunStep):
         return run_tokenize(cfg.tokenize, context.layout.root, cfg.to_dict(), local=context.local)
 
 
+class ExportStep(RunStep):
+    """The config's ``export.formats``, each into ``OUTPUT/exports/FORMAT``, after the tokens and
+    before ``stats.json``: a run is finished only with its exports. An export a killed run left
+    is replaced (it is the run's own)."""
+
+    name = "export"
+    resumable = True
+
+    def wanted(self, context: RunContext) -> bool:
+        return context.config.export is not None and bool(context.config.export.formats)
+
+    def run(self, context: RunContext) -> dict[str, Any]:
+        from thresher.shards.exports import export
+
+        cfg = context.config.export
+        figures = {}
+        for fmt in cfg.formats:
+            dst = context.layout.export_dir(fmt)
+            manifest = export(
+                fmt, context.layout.root, dst, overwrite=True, max_file_bytes=cfg.max_file_bytes, finished=False
+            )
+            figures[fmt] = {"path": str(dst), "splits": manifest["splits"]}
+        return figures
+
+
 class StatsStep(RunStep):
     """``stats.json``: the last file a run writes before its report, so its presence means the
     dataset is complete."""
@@ -96,7 +121,7 @@ class ReportStep(RunStep):
         return None
 
 
-STEPS: tuple[RunStep, ...] = (TokenizeStep(), StatsStep(), ReportStep())
+STEPS: tuple[RunStep, ...] = (TokenizeStep(), ExportStep(), StatsStep(), ReportStep())
 
 
 def run_steps(context: RunContext, resume: bool, steps: tuple[RunStep, ...] = STEPS) -> None:

@@ -14,7 +14,8 @@ Every export holds the documents of the token shards, in their order and split (
 documents' text and metadata, the others their tokens), a ``manifest.json`` with counts per split
 and per file and each file's sha256, and appears at once (:mod:`.publish`). The source must be a
 finished run (:mod:`.source`). ``thresher shards export FORMAT SRC DST`` runs one; a config's
-``export:`` section runs them at the end of a run, into ``OUTPUT/exports/FORMAT``.
+``export:`` section (:class:`ExportConfig`) runs them at the end of a run, into
+``OUTPUT/exports/FORMAT`` (the run's export step, :mod:`thresher.run.steps`).
 """
 
 from __future__ import annotations
@@ -22,9 +23,10 @@ from __future__ import annotations
 import importlib
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+from thresher.dataconfig import option
 from thresher.errors import UsageError
 
 logger = logging.getLogger(__name__)
@@ -65,6 +67,27 @@ EXPORTERS: dict[str, Exporter] = {
     )
 }
 FORMATS = tuple(EXPORTERS)
+
+
+@dataclass
+class ExportConfig:
+    """A config's ``export:`` section: formats the run writes at its end, after tokenizing, into
+    ``OUTPUT/exports/FORMAT`` (``thresher shards export FORMAT OUTPUT DST`` does the same later)."""
+
+    formats: list[str] = field(default_factory=list)
+    """Any of megatron, mds, jsonl, llmc, nanogpt."""
+    max_file_bytes: int | None = option(None, ge=1)
+    """Cut each split's files at this size (default: each format's own, see ``--max-file-bytes``)."""
+
+    def validate(self, where: str) -> None:
+        for fmt in self.formats:
+            if fmt not in EXPORTERS:
+                raise ValueError(f"{where}.formats: unknown format {fmt!r}; one of {', '.join(FORMATS)}")
+        if len(set(self.formats)) != len(self.formats):
+            raise ValueError(f"{where}.formats: a format is listed twice: {self.formats}")
+
+    def needs_tokens(self) -> list[str]:
+        return [fmt for fmt in self.formats if EXPORTERS[fmt].needs_tokens]
 
 
 def export(
