@@ -58,12 +58,13 @@ def run_dir(run_config) -> Path:
 
 
 def token_docs(run: Path, split: str) -> list[tuple[str, list[int]]]:
-    """(id, tokens) of the split's documents, read straight from the Parquet shards in manifest order."""
-    manifest = json.loads((run / "tokens" / "manifest.json").read_text())
+    """(id, tokens) of the split's documents, read straight from ``run/tokens`` in manifest order."""
+    tokens = run / "tokens"
+    manifest = json.loads((tokens / "manifest.json").read_text())
     docs = []
     for shard in manifest["shards"]:
         if shard["split"] == split:
-            table = pq.read_table(run / "tokens" / shard["path"], columns=["id", "tokens"])
+            table = pq.read_table(tokens / shard["path"], columns=["id", "tokens"])
             docs += zip(table.column("id").to_pylist(), table.column("tokens").to_pylist(), strict=True)
     return docs
 
@@ -366,3 +367,49 @@ def test_jsonl_of_a_run_without_tokens_is_all_train(run_dir, tmp_path):
         for i in pq.read_table(p).column("id").to_pylist()
     ]
     assert ids == documents and list(manifest["splits"]) == ["train"]
+
+
+@pytest.fixture(scope="module")
+def wide_tokens_dir(run_dir, tmp_path_factory) -> Path:
+    """The run's documents as a tokens directory of a 131,072-token vocabulary (uint32 tokens): each
+    token id shifted up by 70,000, written by our shard writer with its manifest."""
+    from thresher.shards.tokens import TokenShardWriter, write_manifest
+
+    out = tmp_path_factory.mktemp("wide") / "tokens"
+    shift, eot = 70_000, 131_071
+    with TokenShardWriter(
+        out, dtype="uint32", eot_id=eot, validation_fraction=0.2, target_tokens=50_000
+    ) as writer:
+        for split in ("train", "validation"):
+            for doc_id, tokens in token_docs(run_dir, split):
+                writer.add(doc_id, np.asarray(tokens[:-1] + [eot - shift], np.uint32) + shift)
+    tokenizer = {"path": "-", "hash": "-", "vocab_size": 131_072, "eot_id": eot, "dtype": "uint32"}
+    write_manifest(out, tokenizer=tokenizer, config_hash="-", validation_fraction=0.2, shards=writer.shards)
+    return out
+
+
+def test_uint32_tokens(wide_tokens_dir, tmp_path, capsys):
+    """A vocabulary over 65,536: Megatron gets int32 (dtype code 4), MDS ndarray:uint32, llm.c its
+    LLaMA-3 header (20240801, version 7); nanoGPT, which reads uint16 only, is a usage error."""
+    from megatron.core.datasets.indexed_dataset import IndexedDataset
+
+    streaming = import_streaming()
+    expected = {split: token_docs(wide_tokens_dir.parent, split) for split in ("train", "validation")}
+    export("megatron", wide_tokens_dir, tmp_path / "megatron")
+    export("mds", wide_tokens_dir, tmp_path / "mds")
+    export("llmc", wide_tokens_dir, tmp_path / "llmc")
+    for split, docs in expected.items():
+        ds = IndexedDataset(str(tmp_path / "megatron" / split / f"{split}-00000"))
+        assert ds.index.dtype == np.int32 and [ds[i].tolist() for i in range(len(ds))] == [t for _, t in docs]
+        mds = streaming.StreamingDataset(
+            local=str(tmp_path / "mds"), split=split, shuffle=False, batch_size=1
+        )
+        assert [(mds[i]["id"], mds[i]["tokens"].tolist()) for i in range(len(mds))] == docs
+        assert mds[0]["tokens"].dtype == np.uint32
+        del mds
+    magic, version, count = read_llmc_header(tmp_path / "llmc" / "train_000000.bin")
+    assert (magic, version, count) == (20240801, 7, sum(len(t) for _, t in expected["train"]))
+    code, line = error_line(
+        capsys, "shards", "export", "nanogpt", str(wide_tokens_dir), str(tmp_path / "nano")
+    )
+    assert code == 2 and "nanoGPT reads uint16 tokens" in line and not (tmp_path / "nano").exists()
