@@ -26,6 +26,7 @@ import logging
 import shutil
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from thresher.config import PipelineConfig
@@ -184,8 +185,7 @@ class Runner:
                 raise ShardIncomplete(f"input files {missing} were not read to their end")
 
     def _decisions(self, phase: PhasePlan, shard_file: str) -> str:
-        from pathlib import Path
-
+        """The decisions file for a shard of the previous phase (absent when nothing was decided)."""
         return str(self.layout.decisions(phase.dataset_stage.label, Path(shard_file).stem))
 
     def _run_phase_local(self, phase: PhasePlan, items: list[tuple[int, str]], layout: PhaseLayout) -> None:
