@@ -313,7 +313,7 @@ def test_bounds_and_networks_from_the_command_line():
     parser = argparse.ArgumentParser()
     register(parser.add_subparsers())
     defaults = crawl_config({}, flag_overrides(parser.parse_args(["crawl", "-o", "x"])))
-    assert (defaults.max_pages_per_host, defaults.max_queued_requests) == (10_000, 250_000)
+    assert (defaults.max_pages_per_host, defaults.max_queued_requests) == (10_000, 10_000_000)
     assert defaults.robots_retry_delay == 600 and defaults.allow_networks == []
     args = parser.parse_args(
         "crawl -o x --max-pages-per-host 0 --max-queued-requests 5000 --demo "

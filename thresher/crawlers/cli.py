@@ -34,7 +34,7 @@ def register(subparsers) -> None:
     p.add_argument(
         "--max-queued-requests",
         type=int,
-        help="page requests held in memory per partition (default 250000, ~190 MB; 0: no limit)",
+        help="page requests queued per partition, on disk (default 10000000, ~300 MB RAM; 0: no limit)",
     )
     p.add_argument("--partitions", type=int, help="Scrapy processes (Ray tasks when > 1)")
     p.add_argument(

@@ -1,8 +1,8 @@
 """Crawl configuration: one typed dataclass, loadable from YAML or ``--set key=value`` overrides.
 
 Defaults are chosen for the real web: obey robots.txt, one connection per host, AutoThrottle on,
-HTML only, private networks refused, a page cap per host and a bound on the requests queued in
-memory (a link trap cannot grow the frontier without end). Tests and demos loosen them explicitly.
+HTML only, private networks refused, a page cap per host and a bound on the requests queued
+(on disk; a link trap cannot grow the frontier without end). Tests and demos loosen them explicitly.
 """
 
 from __future__ import annotations
@@ -60,11 +60,12 @@ class CrawlConfig:
     deny_extensions: list[str] = field(default_factory=lambda: list(DEFAULT_DENY_EXTENSIONS))
     content_types: list[str] = field(default_factory=lambda: ["text/html", "application/xhtml+xml"])
     """Media types stored; other responses are cut off once their headers arrive."""
-    max_queued_requests: int = 250_000
-    """Page requests a partition holds in memory (queued, downloading or being parsed), ~0.75 KB
-    each, so ~190 MB at the default. Links found while it is full are not queued (counted as
-    ``overflow.frontier_full``); a link met again once the queue has drained is queued then.
-    0: no limit (memory then grows with the crawl's breadth)."""
+    max_queued_requests: int = 10_000_000
+    """Page requests a partition may hold (queued, downloading or being parsed). Queued ones
+    wait on disk in the job's state directory (~130 bytes each) and cost ~20-30 bytes of RAM
+    (seen-set key and queue word), so the default is ~300 MB of RAM and ~1.3 GB of disk at
+    most. Links found while it is full are not queued (counted as ``overflow.frontier_full``);
+    a link met again once the queue has drained is queued then. 0: no limit."""
     sitemaps: bool = True
     """Read sitemaps named in robots.txt (or /sitemap.xml when none is named) for more URLs."""
     max_sitemap_urls: int = 50_000

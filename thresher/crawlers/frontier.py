@@ -4,6 +4,10 @@ A page's outgoing links are journaled (and flushed) before the page's WARC recor
 So for every page found in a WARC file, the URLs it led to are in the journal; on restart,
 ``journal minus archived`` is exactly the work left, without Scrapy's JOBDIR (which is not
 safe against SIGKILL: its queues and seen-file are written on clean shutdown only).
+
+The seen-set is a ``SeenSet`` (~9 bytes per URL) and the queued requests wait on disk in the
+scheduler (``scheduler.FrontierScheduler``), so a partition's RAM grows by ~20 bytes per
+queued URL; neither needs saving, since both are rebuilt from the work list on restart.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from thresher.crawlers.scope import url_key
+from thresher.crawlers.seen import SeenSet
 
 logger = logging.getLogger(__name__)
 
@@ -28,7 +33,7 @@ class Frontier:
     """URLs seen by this partition (as 64-bit keys) plus an append-only journal on disk."""
 
     def __init__(self, journal_path: str | Path | None):
-        self.seen: set[int] = set()
+        self.seen = SeenSet()
         self._journal = open(journal_path, "a", encoding="utf-8") if journal_path else None
 
     def mark_seen(self, url: str) -> None:
@@ -36,22 +41,21 @@ class Frontier:
 
     def claim(self, url: str) -> bool:
         """Mark a URL seen without journaling it (seeds and journaled work replayed on resume)."""
-        key = url_key(url)
-        if key in self.seen:
-            return False
-        self.seen.add(key)
-        return True
+        return self.seen.add(url_key(url))
 
     def is_seen(self, key: int) -> bool:
         return key in self.seen
 
-    def add(self, url: str, depth: int, key: int | None = None) -> bool:
-        """Register a newly discovered URL (``key``: its ``url_key``, if known); False if it
-        was seen before."""
+    def unseen(self, keys: list[int]) -> list[bool]:
+        """``not is_seen`` for each key, in one lookup (a page's links)."""
+        return self.seen.missing(keys)
+
+    def add(self, url: str, depth: int, key: int | None = None, checked: bool = False) -> bool:
+        """Register a newly discovered URL (``key``: its ``url_key``, if known; ``checked``:
+        ``unseen`` just said so); False if it was seen before."""
         key = url_key(url) if key is None else key
-        if key in self.seen:
+        if not (self.seen.add_missing(key) if checked else self.seen.add(key)):
             return False
-        self.seen.add(key)
         if self._journal is not None:
             self._journal.write(f"{depth}\t{url}\n")
         return True

@@ -39,8 +39,8 @@ def scrapy_settings(config: CrawlConfig) -> dict:
         "THRESHER_ALLOW_PRIVATE": config.allow_private,
         "THRESHER_ALLOW_PRIVATE_HOSTS": list(config.allow_private_hosts),
         "THRESHER_ALLOW_NETWORKS": list(config.allow_networks),
-        "DUPEFILTER_CLASS": "scrapy.dupefilters.BaseDupeFilter",  # the spider's Frontier dedups
-        "SCHEDULER_MEMORY_QUEUE": "scrapy.squeues.FifoMemoryQueue",
+        # page requests wait on disk, one queue per host; the spider's Frontier dedups
+        "SCHEDULER": "thresher.crawlers.scheduler.FrontierScheduler",
         "DEPTH_LIMIT": 0,  # depth is a scope rule, checked before a request is made
         "URLLENGTH_LIMIT": MAX_URL_LENGTH,  # also a scope rule (scope.MAX_URL_LENGTH)
         "DOWNLOADER_MIDDLEWARES": {

@@ -134,8 +134,8 @@ class CrawlState:
 
     def overflow(self, url: str) -> str | None:
         """Why a new URL of this partition may not be queued now (``host_cap``: its host's
-        stored plus queued pages reach ``max_pages_per_host``; ``frontier_full``: the queue
-        holds ``max_queued_requests``), or None."""
+        stored plus queued pages reach ``max_pages_per_host``; ``frontier_full``: the
+        frontier, on disk but for ~20 bytes per URL, holds ``max_queued_requests``), or None."""
         netloc = netloc_of(url)
         cap = self.config.max_pages_per_host
         if cap and self.host_pages[netloc] + self.host_queued[netloc] >= cap:
@@ -342,10 +342,20 @@ class ThresherSpider(scrapy.Spider):
             raise CloseSpider("max_pages")
 
     def _follow(self, response, depth: int) -> list[Request]:
-        out = []
+        """Requests for a page's new links: scope first, then one seen-set lookup for all."""
+        state = self.state
+        stats = self.crawler.stats
+        candidates = []
         for url in extract_links(response):
-            request = self._admit(url, depth)
-            if request is not None:
+            why = state.scope.why_not(url, depth)
+            if why is not None:
+                stats.inc_value(f"thresher/skipped/{why}")
+                continue
+            candidates.append((url, url_key(url)))
+        unseen = state.frontier.unseen([key for _, key in candidates])
+        out = []
+        for (url, key), new in zip(candidates, unseen, strict=True):
+            if new and (request := self._admit_unseen(url, depth, key, checked=True)) is not None:
                 out.append(request)
         return out
 
@@ -354,19 +364,25 @@ class ThresherSpider(scrapy.Spider):
         (counted, neither queued nor marked seen, so a later link may still queue it once
         there is room) or another partition's (journaled for the runner's next round)."""
         state = self.state
-        stats = self.crawler.stats
         why = state.scope.why_not(url, depth)
         if why is not None:
-            stats.inc_value(f"thresher/skipped/{why}")
+            self.crawler.stats.inc_value(f"thresher/skipped/{why}")
             return None
         key = url_key(url)
         if state.frontier.is_seen(key):
             return None
+        return self._admit_unseen(url, depth, key)
+
+    def _admit_unseen(self, url: str, depth: int, key: int, checked: bool = False) -> Request | None:
+        """``_admit`` past the scope and seen checks (``checked``: by ``Frontier.unseen``)."""
+        state = self.state
+        stats = self.crawler.stats
         mine = state.mine(url)
         if mine and (over := state.overflow(url)) is not None:
             stats.inc_value(f"thresher/overflow/{over}")
             return None
-        state.frontier.add(url, depth, key)
+        if not state.frontier.add(url, depth, key, checked=checked):
+            return None  # the same URL twice among one page's links
         if not mine:  # journaled; the runner hands it to its partition in the next round
             stats.inc_value("thresher/handed_over")
             return None
