@@ -67,7 +67,11 @@ class CrawlConfig:
     most. Links found while it is full are not queued (counted as ``overflow.frontier_full``);
     a link met again once the queue has drained is queued then. 0: no limit."""
     sitemaps: bool = True
-    """Read sitemaps named in robots.txt (or /sitemap.xml when none is named) for more URLs."""
+    """Read sitemaps named in robots.txt (or /sitemap.xml when none is named) for more URLs, on
+    the seeds' hosts (see ``sitemaps_all_hosts``)."""
+    sitemaps_all_hosts: bool = False
+    """Also read the sitemaps of hosts reached by links: one or two more requests per host, a
+    third of all requests on a broad crawl, for URLs that links mostly lead to anyway."""
     max_sitemap_urls: int = 50_000
     """Per sitemap file; bounds memory on giant sitemaps."""
 
@@ -79,8 +83,11 @@ class CrawlConfig:
     """Seconds before an unreachable robots.txt is fetched again (on the next request for its
     host); the RFC names no interval. Pages refused meanwhile are fetched by a rerun of the job."""
     concurrent_requests: int = 16
-    """In flight at once per partition (process)."""
-    concurrent_per_host: int = 2
+    """Downloads in progress at once per partition (process). Requests waiting for their host's
+    delay do not count (up to 64 times this many wait), so many polite hosts are crawled at
+    once."""
+    concurrent_per_host: int = 1
+    """Connections to one host (host:port) at once."""
     download_delay: float = 0.0
     """Minimum seconds between requests to one host; robots.txt ``Crawl-delay`` raises it per host."""
     autothrottle: bool = True

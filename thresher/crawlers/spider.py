@@ -213,7 +213,8 @@ class ThresherSpider(scrapy.Spider):
             callback=self.parse,
             errback=self.on_error,
             priority=-depth,  # breadth first: a page budget goes to shallow pages
-            meta={"depth": depth, "thresher_kind": PAGE},
+            # the slot (host:port) is known from the start, so the scheduler can pick by host
+            meta={"depth": depth, "thresher_kind": PAGE, "download_slot": netloc_of(url)},
         )
         return self.state.track(request)
 
@@ -267,6 +268,8 @@ class ThresherSpider(scrapy.Spider):
             self._apply_crawl_delay(netloc, float(delay))
         if not self.config.sitemaps:
             return
+        if not self.config.sitemaps_all_hosts and netloc not in self.state.scope.seed_netlocs:
+            return  # a host reached by a link: its pages come from links (saves 1-2 requests)
         rp = getattr(robotparser, "rp", None)
         named = list(getattr(rp, "sitemaps", []) or [])
         base = f"{urlsplit(request.url).scheme}://{urlsplit(request.url).netloc}"
