@@ -28,6 +28,7 @@ import json
 import os
 import resource
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -108,14 +109,19 @@ class TreeSampler(threading.Thread):
             self.stopped.wait(self.interval)
 
 
-def measure(cmd: list[str], env: dict, log_path: Path) -> dict:
+def measure(cmd: list[str], env: dict, log_path: Path, cwd: str | Path = ROOT) -> dict:
     """Run ``cmd``; wall seconds, CPU seconds of its whole tree, peak RSS of the tree."""
     start = time.monotonic()
     with open(log_path, "wb") as log:
-        proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=cwd)
         sampler = TreeSampler(proc.pid)
         sampler.start()
-        _, status, usage = os.wait4(proc.pid, 0)
+        try:
+            _, status, usage = os.wait4(proc.pid, 0)
+        except BaseException:
+            proc.terminate()
+            proc.wait()
+            raise
         proc.returncode = os.waitstatus_to_exitcode(status)
     wall = time.monotonic() - start
     sampler.stopped.set()
@@ -191,7 +197,9 @@ def run_one(kind: str, web, nginx: Nginx, seeds: Path, budget: int, work: Path, 
         partitions = 2 if kind.startswith("t2") else 1
         out.mkdir(parents=True)
         cmd = thresher_cmd(seeds, out / "job", budget, partitions, kind.endswith("r"))
-        r = measure(cmd, env, out / "log.txt")
+        # in the tree's directory too: its partitions start with ``python -m``, which imports
+        # the working directory's thresher/ first
+        r = measure(cmd, env, out / "log.txt", cwd=tree or ROOT)
     time.sleep(0.3)  # nginx writes its log line after the response
     hits = nginx.hits(since)
     per_url = Counter((port, path) for port, _, path in hits)
@@ -300,6 +308,7 @@ def main() -> None:
         tree = str(Path(args.before).resolve())
         kinds = [v for k in kinds for v in ([f"{k}@{tree}", k] if k.startswith("t") else [k])]
     env = child_env()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so nginx is stopped on the way out
     print(f"{os.cpu_count()} CPUs; budget {args.budget} pages; medians of {args.repeats} runs", flush=True)
     for hosts in [int(h) for h in args.hosts.split(",")]:
         pages = args.pages_per_host or max(3, -(-2 * args.budget // hosts))
