@@ -32,22 +32,32 @@ TINY = [
 ]  # fmt: skip
 
 
-def _demo_run(output: Path, stages: int | None) -> Path:
-    from thresher.run import run_pipeline
-
-    cfg = load_config(ROOT / "pipeline" / "configs" / "demo.yaml")
-    cfg.output.path = str(output)
-    cfg.tokenize = None
-    if stages is not None:
-        cfg.stages = cfg.stages[:stages]
-    run_pipeline(cfg, local=True)
-    return output
+EXTRACT_ONLY = """
+name: extracted
+input: {paths: [%s], docs_per_shard: 100}
+stages:
+  - extract: {mode: cascade, languages: [en, de, fr, es, ja, zh, ru, it, pt]}
+"""
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory):
-    base = tmp_path_factory.mktemp("ablate-runs")
-    return [_demo_run(base / "recipe", None), _demo_run(base / "extracted", 1)]
+def recipe_run(tmp_path_factory):
+    """The demo recipe's run of the demo WARC (a finished run directory)."""
+    from thresher.run import run_pipeline
+
+    cfg = load_config(ROOT / "pipeline" / "configs" / "demo.yaml")
+    cfg.output.path = str(tmp_path_factory.mktemp("ablate-runs") / "recipe")
+    cfg.tokenize = None
+    run_pipeline(cfg, local=True)
+    return Path(cfg.output.path)
+
+
+@pytest.fixture(scope="module")
+def extract_config(tmp_path_factory):
+    """The demo's extract stage alone, as a config the ablation runs itself."""
+    path = tmp_path_factory.mktemp("ablate-config") / "extracted.yaml"
+    path.write_text(EXTRACT_ONLY % json.dumps(str(ROOT / "examples" / "demo.warc.gz")), encoding="utf-8")
+    return path
 
 
 @pytest.fixture(scope="module")
@@ -68,10 +78,17 @@ def _args(runs, reference, output, *extra):
 
 
 @pytest.fixture(scope="module")
-def finished(runs, reference, tmp_path_factory):
+def finished(recipe_run, extract_config, reference, tmp_path_factory):
+    """An ablation of a run directory against a config it runs into ``out/runs/extracted``."""
     output = tmp_path_factory.mktemp("ablate") / "out"
-    assert main(_args(runs, reference, output)) == 0
+    assert main(_args([recipe_run, extract_config], reference, output)) == 0
     return output
+
+
+@pytest.fixture(scope="module")
+def runs(recipe_run, finished):
+    """Both candidates as run directories (the second is the run the ablation made from its config)."""
+    return [recipe_run, finished / "runs" / "extracted"]
 
 
 def _losses(output: Path) -> dict[str, tuple]:
@@ -98,6 +115,7 @@ def test_ablate_reports_every_model_and_source(finished):
     recipe, extracted = report["models"]
     assert extracted["tokens_in_run"] > recipe["tokens_in_run"] == budget  # the filtered run is the smaller
     assert extracted["documents_used"] < extracted["documents_in_run"]
+    assert json.loads((finished / "runs" / "extracted" / "stats.json").read_text("utf-8"))  # the config ran
     page = (finished / "report.html").read_text("utf-8")
     assert page.count("data:image/png;base64,") == 3 and 'id="models"' in page and 'id="sources"' in page
 
@@ -135,18 +153,21 @@ def test_same_seed_same_losses_and_sigkill_resumes_exactly(finished, runs, refer
     assert main(_args(runs, reference, output, "--resume")) == 0
     report = json.loads((output / "report.json").read_text("utf-8"))
     assert [m["train"]["sessions"] for m in report["models"]] == [1, 2]
-    # another process, same seed: the same losses, bit for bit; the resumed model as well
+    # another process, same seed, the config's run given as a directory: the same losses, bit
+    # for bit; the resumed model's as well
     assert _losses(output) == _losses(finished)
 
 
 @pytest.mark.slow
-def test_resume_refuses_other_settings_and_occupied_output(finished, runs, reference, capsys):
-    assert main(_args(runs, reference, finished)) == 4  # without --resume an ablation is never overwritten
+def test_resume_refuses_other_settings_and_occupied_output(finished, recipe_run, extract_config, reference, capsys):
+    asked = [recipe_run, extract_config]
+    before = _losses(finished)
+    assert main(_args(asked, reference, finished)) == 4  # without --resume an ablation is never overwritten
     assert "--resume" in capsys.readouterr().err
-    assert main(_args(runs, reference, finished, "--resume", "--seed", "1")) == 5
+    assert main(_args(asked, reference, finished, "--resume", "--seed", "1")) == 5
     assert "other config_hash" in capsys.readouterr().err
-    assert main(_args(runs, reference, finished, "--resume")) == 0  # everything reused
-    assert _losses(finished)
+    assert main(_args(asked, reference, finished, "--resume")) == 0  # the run, tokens and models reused
+    assert _losses(finished) == before
 
 
 def test_unfinished_run_is_an_input_error(tmp_path, capsys):

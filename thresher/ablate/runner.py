@@ -103,9 +103,12 @@ def _check_settings(path: Path, wanted: dict[str, Any]) -> None:
         )
 
 
-def prepare(candidates: list[Candidate], cfg: AblationConfig, work: Path, resume: bool) -> Prepared:
+def prepare(
+    candidates: list[Candidate], cfg: AblationConfig, work: Path, resume: bool, reference_urls: set[str]
+) -> Prepared:
     """Train the shared tokenizer and write every candidate's tokens at the common budget (or
-    reuse them, with ``resume``, when they were made from the same runs and settings)."""
+    reuse them, with ``resume``, when they were made from the same runs and settings). Counts
+    the reference URLs each run holds as documents: a held-out text that is not."""
     marker = work / PREPARED
     fingerprints = {c.name: c.fingerprint() for c in candidates}
     wanted = {"config_hash": cfg.training_hash(), "fingerprints": fingerprints}
@@ -141,11 +144,11 @@ def prepare(candidates: list[Candidate], cfg: AblationConfig, work: Path, resume
         write_tokens(tokens_dir, ids, arrays, tokenizer, tokenizer_dir, cfg.training_hash())
         info[c.name] = {
             "run_dir": str(c.run_dir),
-            "tokens_dir": str(tokens_dir),
+            "tokens_dir": str(tokens_dir.relative_to(work)),  # relative: the ablation may be moved
             "documents_in_run": len(docs[c.name].ids),
             "tokens_in_run": totals[c.name],
             "documents_used": len(ids),
-            "urls": sorted({u for u in docs[c.name].urls if u}),
+            "reference_urls_in_training": len(reference_urls.intersection(u for u in docs[c.name].urls if u)),
         }
         logger.info("ablate: %s: %d of %d documents, %d tokens", c.name, len(ids), len(docs[c.name].ids), budget)
     write_json_atomic(
@@ -202,19 +205,18 @@ def run_ablation(
     candidates = resolve_candidates(specs, output / "runs", local=local, resume=resume)
     ref: ReferenceSet = read_reference(reference, group_by)
     work = output / "work"
-    prep = prepare(candidates, cfg, work, resume)
+    prep = prepare(candidates, cfg, work, resume, ref.urls())
     sources = eval_sources(ref, DocumentEncoder(prep.tokenizer), cfg.model.seq_len)
-    reference_urls = ref.urls()
     models = []
     for c in candidates:
         facts = prep.candidates[c.name]
         callback = (lambda step, name=c.name: on_checkpoint(name, step)) if on_checkpoint else None
         model, result = train_model(
-            Path(facts["tokens_dir"]), prep.tokenizer.vocab_size, cfg, work / "models" / c.name, on_checkpoint=callback
+            work / facts["tokens_dir"], prep.tokenizer.vocab_size, cfg, work / "models" / c.name, on_checkpoint=callback
         )
         with reproducible(cfg):
             per_source = evaluate(model, sources, cfg.device)
-        overlap = len(reference_urls.intersection(facts["urls"]))
+        overlap = facts["reference_urls_in_training"]
         if overlap:
             logger.warning("ablate: %d reference URLs are documents of %s: not held out", overlap, c.name)
         models.append(
