@@ -5,7 +5,8 @@
 
 Shows the loader the way a trainer uses it: rank/world from torchrun's environment, batches of
 (input_ids, targets), padding ignored by cross_entropy's default ignore_index (-100), and the
-loader's position saved next to the model so a restart continues with the next batch.
+loader's position saved next to the model so a restart continues with the next batch. The model is
+``thresher ablate``'s small GPT (thresher/ablate/model.py).
 Runs on the GPU when there is one.
 """
 
@@ -16,31 +17,11 @@ import os
 import time
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
 
+from thresher.ablate.config import ModelConfig
+from thresher.ablate.model import GPT
 from thresher.shards.torch import TokenDataset, TokenLoader
-
-
-class TinyGPT(nn.Module):
-    def __init__(self, vocab: int, seq_len: int, dim: int = 64, layers: int = 2, heads: int = 4):
-        super().__init__()
-        self.embed = nn.Embedding(vocab, dim)
-        nn.init.normal_(self.embed.weight, std=0.02)  # tied with the output head: keep logits small
-        self.pos = nn.Parameter(torch.zeros(seq_len, dim))
-        block = nn.TransformerEncoderLayer(
-            dim, heads, 2 * dim, dropout=0.0, batch_first=True, norm_first=True
-        )
-        self.blocks = nn.TransformerEncoder(block, layers, enable_nested_tensor=False)
-        self.norm = nn.LayerNorm(dim)
-        self.register_buffer(
-            "causal", nn.Transformer.generate_square_subsequent_mask(seq_len), persistent=False
-        )
-
-    def forward(self, idx: torch.Tensor) -> torch.Tensor:
-        h = self.embed(idx) + self.pos[: idx.shape[1]]
-        h = self.blocks(h, mask=self.causal[: idx.shape[1], : idx.shape[1]], is_causal=True)
-        return self.norm(h) @ self.embed.weight.T  # tied output head
 
 
 def main() -> None:
@@ -62,7 +43,7 @@ def main() -> None:
         args.tokens_dir, args.seq_len, batch_size=args.batch_size, rank=rank, world_size=world
     )
     loader = TokenLoader(data, num_workers=args.workers, pin_memory=device == "cuda")
-    model = TinyGPT(data.vocab_size, args.seq_len).to(device)
+    model = GPT(data.vocab_size, ModelConfig(dim=64, layers=2, heads=4, seq_len=args.seq_len)).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
     if args.checkpoint and os.path.exists(args.checkpoint):
         saved = torch.load(args.checkpoint)
