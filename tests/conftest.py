@@ -52,3 +52,7 @@ def core_workers():
     not forked: by the time they start, this process runs Ray's and JAX's threads."""
     with ProcessPoolExecutor(CORES, mp_context=multiprocessing.get_context("spawn")) as pool:
         yield pool
+
+
+# A real S3 API server (moto) for the object-storage tests; see tests/s3.py.
+from tests.s3 import s3_bucket, s3_env, s3_server  # noqa: E402, F401

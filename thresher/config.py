@@ -27,6 +27,7 @@ from thresher.dataconfig import ConfigError, apply_overrides, from_dict, option,
 from thresher.dataconfig import (
     check_config as check_config,  # re-exported: thresher dedup imports it from here
 )
+from thresher.io import StorageConfig
 from thresher.shards.exports import ExportConfig
 from thresher.tokenize.step import TokenizeConfig
 
@@ -86,6 +87,8 @@ class PipelineConfig:
     """When set, the run ends by tokenizing its documents into ``OUTPUT/tokens``."""
     export: ExportConfig | None = None
     """When set, the run ends by exporting its tokens or documents into ``OUTPUT/exports/FORMAT``."""
+    storage: StorageConfig = field(default_factory=StorageConfig)
+    """Retries, backoff and concurrency of reads and writes on object storage (``s3://``, ``gs://``)."""
     base_dir: str = "."
     """Directory relative paths in the config are resolved against (the config file's, by default)."""
 
@@ -95,6 +98,7 @@ class PipelineConfig:
             "input": dataclasses.asdict(self.input),
             "output": dataclasses.asdict(self.output),
             "ray": dataclasses.asdict(self.ray),
+            "storage": dataclasses.asdict(self.storage),
             "tokenize": dataclasses.asdict(self.tokenize) if self.tokenize else None,
             **({"export": dataclasses.asdict(self.export)} if self.export else {}),
             "stages": [
