@@ -26,7 +26,10 @@ from typing import Any
 
 import numpy as np
 
+from thresher.io import StorageConfig
+from thresher.shards.cache import DEFAULT_CACHE_BYTES
 from thresher.shards.stream import (
+    DEFAULT_PREFETCH_FILES,
     DEFAULT_READ_THREADS,
     DEFAULT_SHUFFLE_BUFFER_TOKENS,
     ConsumerEpoch,
@@ -58,6 +61,10 @@ class TokenBatches:
         process_count: int | None = None,
         prefetch: int = 2,
         read_threads: int = DEFAULT_READ_THREADS,
+        prefetch_files: int = DEFAULT_PREFETCH_FILES,
+        cache_dir: str | os.PathLike | None = None,
+        cache_bytes: int = DEFAULT_CACHE_BYTES,
+        storage: StorageConfig | None = None,
         dtype: Any = np.int32,
     ) -> None:
         if process_index is None or process_count is None:
@@ -73,7 +80,8 @@ class TokenBatches:
         self.cfg = PackingConfig(
             seq_len, global_batch_size // process_count, seed, split, shuffle, tail, shuffle_buffer_tokens
         )
-        self.corpus = TokenCorpus(path, split)
+        self.corpus = TokenCorpus(path, split, cache_dir=cache_dir, cache_bytes=cache_bytes, storage=storage)
+        self.prefetch_files = prefetch_files
         self.process_index, self.process_count = process_index, process_count
         self.prefetch = prefetch
         self.read_threads = read_threads
@@ -111,6 +119,7 @@ class TokenBatches:
             self.process_index,
             self.process_count,
             read_threads=self.read_threads,
+            prefetch_files=self.prefetch_files,
         )
         yield from epoch.pairs(self.position.batches, dtype=self.dtype)
 

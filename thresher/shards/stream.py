@@ -45,7 +45,9 @@ from typing import Any
 import numpy as np
 import pyarrow.parquet as pq
 
-from thresher.shards.tokens import SPLITS, ShardError, ShardInfo, load_manifest
+from thresher.io import StorageConfig, Store
+from thresher.shards.cache import DEFAULT_CACHE_BYTES, ShardCache
+from thresher.shards.tokens import MANIFEST_NAME, SPLITS, ShardError, ShardInfo, load_manifest
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +58,7 @@ GATHER_BLOCK_TOKENS = 1 << 20  # bounds the int64 index arrays of the document s
 OPEN_FILES = 16
 DEFAULT_READ_THREADS = 2
 DEFAULT_READ_AHEAD = 8  # row groups decoded ahead of the packer (~2 MiB each at the default size)
+DEFAULT_PREFETCH_FILES = 4  # shards downloaded ahead from an object store
 
 
 @dataclass(frozen=True)
@@ -92,30 +95,56 @@ class PackingConfig:
 class TokenCorpus:
     """The shards of one split as a list of row-group units; reads them with errors naming files.
 
-    Construction opens no Parquet file (the manifest has every count) but checks that each shard
-    exists with the size the manifest recorded, so a missing or truncated file fails at once.
-    Picklable: DataLoader workers get a copy without open file handles."""
+    ``path`` is a local tokens directory or a URI (``s3://``, ``gs://``, any fsspec URI). Shards on
+    an object store are read from a bounded local cache (:class:`~thresher.shards.cache.ShardCache`,
+    ``cache_dir`` and ``cache_bytes``): each is downloaded whole, checked against the manifest's
+    sha256 and read from disk after that; the plan, the batches and the resume state are the same
+    as from a local copy of the same shards.
 
-    def __init__(self, path: str | os.PathLike, split: str = "train") -> None:
-        self.root = Path(path)
-        manifest = load_manifest(self.root)
+    Construction opens no Parquet file (the manifest has every count) but checks that each shard
+    exists with the size the manifest recorded (one listing on an object store), so a missing or
+    truncated file fails at once. Picklable: DataLoader workers get a copy without open file handles."""
+
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        split: str = "train",
+        *,
+        cache_dir: str | os.PathLike | None = None,
+        cache_bytes: int = DEFAULT_CACHE_BYTES,
+        storage: StorageConfig | None = None,
+    ) -> None:
+        self.store = Store.from_uri(path, storage)
+        self.root = self.store.local_path() or self.store.uri
+        manifest = load_manifest(self.store)
         self.split = split
         self.eot_id = int(manifest["tokenizer"]["eot_id"])
         self.vocab_size = int(manifest["tokenizer"]["vocab_size"])
         self.shards = [ShardInfo.from_dict(s) for s in manifest["shards"] if s["split"] == split]
         if not self.shards:
-            raise ValueError(f"no {split} shards listed in {self.root / 'manifest.json'}")
+            raise ValueError(f"no {split} shards listed in {self.store.uri_of(MANIFEST_NAME)}")
         self.dtype = np.dtype(manifest["tokenizer"]["dtype"])
+        sizes = self.store.sizes()
         for s in self.shards:
-            p = self.root / s.path
-            try:
-                size = p.stat().st_size
-            except FileNotFoundError:
-                raise ShardError(f"token shard listed in the manifest is missing: {p}") from None
+            size = sizes.get(s.path)
+            if size is None:
+                raise ShardError(f"token shard listed in the manifest is missing: {self.store.uri_of(s.path)}")
             if size != s.bytes:
                 raise ShardError(
-                    f"token shard {p} is {size} bytes, the manifest says {s.bytes}: "
+                    f"token shard {self.store.uri_of(s.path)} is {size} bytes, the manifest says {s.bytes}: "
                     "the file was changed or truncated after the manifest was written"
+                )
+        self.cache: ShardCache | None = None
+        if not self.store.is_local:
+            self.cache = ShardCache(self.store, cache_dir, cache_bytes)
+            split_bytes = sum(s.bytes for s in self.shards)
+            if split_bytes > cache_bytes:
+                logger.warning(
+                    "the %s split is %d bytes, the shard cache holds %d: shards may be downloaded "
+                    "more than once per epoch (raise cache_bytes)",
+                    split,
+                    split_bytes,
+                    cache_bytes,
                 )
         shard_ix, rg_ix, tokens = [], [], []
         for i, s in enumerate(self.shards):
@@ -130,6 +159,14 @@ class TokenCorpus:
         ident = [(s.path, s.sha256) for s in self.shards]
         self.fingerprint = hashlib.sha256(json.dumps(ident).encode()).hexdigest()[:16]
         self._local = threading.local()
+
+    def local_file(self, shard: int) -> Path:
+        """Where shard ``shard`` is read from: the file itself, or its copy in the cache
+        (downloaded now if needed, so calling this ahead of time prefetches it)."""
+        info = self.shards[shard]
+        if self.cache is None:
+            return Path(self.root) / info.path
+        return self.cache.path(info.path, info.bytes, info.sha256)
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
@@ -147,10 +184,15 @@ class TokenCorpus:
             files = self._local.files = OrderedDict()
         pf = files.get(shard)
         if pf is None:
-            pf = pq.ParquetFile(self.root / self.shards[shard].path, page_checksum_verification=True)
+            if self.cache is None:
+                source = self.local_file(shard)
+            else:  # opened at once: a copy another reader evicts stays readable to this one
+                info = self.shards[shard]
+                source = self.cache.open(info.path, info.bytes, info.sha256)
+            pf = pq.ParquetFile(source, page_checksum_verification=True)
             files[shard] = pf
             if len(files) > OPEN_FILES:
-                files.popitem(last=False)[1].close()
+                files.popitem(last=False)[1].close(force=True)
         else:
             files.move_to_end(shard)
         return pf
@@ -158,7 +200,7 @@ class TokenCorpus:
     def read_unit(self, unit: int) -> tuple[np.ndarray, np.ndarray]:
         """A row group's tokens, flat, and its document offsets (``len(docs) + 1`` entries)."""
         shard, rg = int(self.unit_shard[unit]), int(self.unit_row_group[unit])
-        path = self.root / self.shards[shard].path
+        path = self.store.uri_of(self.shards[shard].path)
         try:
             column = self._file(shard).read_row_group(rg, columns=["tokens"]).column(0).combine_chunks()
         except Exception as exc:
@@ -202,10 +244,11 @@ class ConsumerEpoch:
         *,
         read_threads: int = DEFAULT_READ_THREADS,
         read_ahead: int = DEFAULT_READ_AHEAD,
+        prefetch_files: int = DEFAULT_PREFETCH_FILES,
     ):
-        if read_threads < 1 or read_ahead < 1:
-            raise ValueError("read_threads and read_ahead must be positive")
-        self.read_threads, self.read_ahead = read_threads, read_ahead
+        if read_threads < 1 or read_ahead < 1 or prefetch_files < 1:
+            raise ValueError("read_threads, read_ahead and prefetch_files must be positive")
+        self.read_threads, self.read_ahead, self.prefetch_files = read_threads, read_ahead, prefetch_files
         if not 0 <= consumer < n_consumers:
             raise ValueError(f"consumer {consumer} outside [0, {n_consumers})")
         self.corpus, self.cfg, self.epoch, self.consumer = corpus, cfg, epoch, consumer
@@ -274,16 +317,32 @@ class ConsumerEpoch:
         """The consumer's packed token stream from ``offset`` on, as consecutive arrays.
 
         Row groups are decoded by ``read_threads`` threads (Arrow releases the GIL) up to
-        ``read_ahead`` units ahead, so decoding overlaps packing and the trainer's step."""
+        ``read_ahead`` units ahead, so decoding overlaps packing and the trainer's step. From an
+        object store, ``prefetch_files`` more threads download the shards into the cache in the
+        order this consumer first needs them, up to ``prefetch_files`` shards ahead of the one
+        being read, so a download overlaps the reading of the shards before it."""
         ends = np.cumsum(self.chunk_tokens)
         chunk = int(np.searchsorted(ends, offset, "right"))
         skip = offset - (int(ends[chunk - 1]) if chunk else 0)
-        todo = iter([unit for index in range(chunk, len(self.chunks)) for unit, _, _ in self.chunks[index]])
+        units = [unit for index in range(chunk, len(self.chunks)) for unit, _, _ in self.chunks[index]]
+        todo = iter(units)
         pool = ThreadPoolExecutor(self.read_threads, thread_name_prefix="thresher-shard-read")
         futures: deque[Future] = deque()
+        files: ThreadPoolExecutor | None = None
+        if self.corpus.cache is not None:
+            file_order = list(dict.fromkeys(int(self.corpus.unit_shard[u]) for u in units))
+            first_use = {shard: i for i, shard in enumerate(file_order)}
+            files = ThreadPoolExecutor(self.prefetch_files, thread_name_prefix="thresher-shard-fetch")
+        fetched = 0
 
         def fill() -> None:
+            nonlocal fetched
             while len(futures) < self.read_ahead and (unit := next(todo, None)) is not None:
+                if files is not None:
+                    upto = min(first_use[int(self.corpus.unit_shard[unit])] + self.prefetch_files, len(file_order))
+                    while fetched < upto:  # errors are left to read_unit, which names the shard
+                        files.submit(self.corpus.local_file, file_order[fetched])
+                        fetched += 1
                 futures.append(pool.submit(self.corpus.read_unit, unit))
 
         try:
@@ -302,6 +361,8 @@ class ConsumerEpoch:
         finally:
             if not sys.is_finalizing():  # a generator collected at interpreter exit: threads are gone
                 pool.shutdown(wait=True, cancel_futures=True)
+                if files is not None:
+                    files.shutdown(wait=True, cancel_futures=True)
 
     def _filled(self, start: int) -> Iterator[tuple[np.ndarray, int]]:
         """Contiguous ``batch_tokens`` buffers (token dtype) from batch ``start`` on, and how many

@@ -35,7 +35,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from thresher.io import atomic_path, write_json_atomic
+from thresher.io import Store, atomic_path, write_json_atomic
 from thresher.tokenize.bpe import token_dtype
 
 logger = logging.getLogger(__name__)
@@ -474,11 +474,13 @@ def _verified(root: Path, info: ShardInfo) -> ShardInfo:
     return actual
 
 
-def load_manifest(tokens_dir: str | os.PathLike) -> dict[str, Any]:
-    """The manifest of a tokens directory, with errors that name the file."""
-    path = Path(tokens_dir) / MANIFEST_NAME
+def load_manifest(tokens_dir: str | os.PathLike | Store) -> dict[str, Any]:
+    """The manifest of a tokens directory (a local path, a URI or a :class:`~thresher.io.Store`),
+    with errors that name the file."""
+    store = Store.from_uri(tokens_dir)
+    path = store.uri_of(MANIFEST_NAME)
     try:
-        manifest = json.loads(path.read_text())
+        manifest = json.loads(store.read_bytes(MANIFEST_NAME))
     except FileNotFoundError:
         raise FileNotFoundError(f"no token manifest at {path}: run the pipeline's shard step first") from None
     except json.JSONDecodeError as exc:
@@ -490,17 +492,20 @@ def load_manifest(tokens_dir: str | os.PathLike) -> dict[str, Any]:
     return manifest
 
 
-def verify_tokens_dir(tokens_dir: str | os.PathLike) -> list[str]:
-    """Every disagreement between the manifest and the files on disk, as messages naming files."""
-    root = Path(tokens_dir)
+def verify_tokens_dir(tokens_dir: str | os.PathLike | Store) -> list[str]:
+    """Every disagreement between the manifest and the files (on disk or in an object store), as
+    messages naming files."""
+    store = Store.from_uri(tokens_dir)
+    manifest = load_manifest(store)
+    sizes = store.sizes()
     problems = []
-    for d in load_manifest(root)["shards"]:
+    for d in manifest["shards"]:
         s = ShardInfo.from_dict(d)
-        path = root / s.path
-        if not path.exists():
+        path = store.uri_of(s.path)
+        if s.path not in sizes:
             problems.append(f"missing: {path}")
-        elif path.stat().st_size != s.bytes:
-            problems.append(f"size {path.stat().st_size} != manifest {s.bytes}: {path}")
-        elif _file_sha256(path) != s.sha256:
+        elif sizes[s.path] != s.bytes:
+            problems.append(f"size {sizes[s.path]} != manifest {s.bytes}: {path}")
+        elif store.digest(s.path) != s.sha256:
             problems.append(f"sha256 differs from manifest: {path}")
     return problems

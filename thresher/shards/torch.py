@@ -33,7 +33,10 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
+from thresher.io import StorageConfig
+from thresher.shards.cache import DEFAULT_CACHE_BYTES
 from thresher.shards.stream import (
+    DEFAULT_PREFETCH_FILES,
     DEFAULT_READ_THREADS,
     DEFAULT_SHUFFLE_BUFFER_TOKENS,
     ConsumerEpoch,
@@ -68,13 +71,18 @@ class TokenDataset(IterableDataset):
         tail: str = "pad",
         shuffle_buffer_tokens: int = DEFAULT_SHUFFLE_BUFFER_TOKENS,
         read_threads: int = DEFAULT_READ_THREADS,
+        prefetch_files: int = DEFAULT_PREFETCH_FILES,
+        cache_dir: str | os.PathLike | None = None,
+        cache_bytes: int = DEFAULT_CACHE_BYTES,
+        storage: StorageConfig | None = None,
     ) -> None:
         super().__init__()
         self.read_threads = read_threads  # decoding threads per process; changes speed, not batches
         if not 0 <= rank < world_size:
             raise ValueError(f"rank {rank} outside world_size {world_size}")
         self.cfg = PackingConfig(seq_len, batch_size, seed, split, shuffle, tail, shuffle_buffer_tokens)
-        self.corpus = TokenCorpus(path, split)
+        self.corpus = TokenCorpus(path, split, cache_dir=cache_dir, cache_bytes=cache_bytes, storage=storage)
+        self.prefetch_files = prefetch_files
         self.rank, self.world_size = rank, world_size
         self.position = Position()
         self._num_workers = 0  # the worker count under which ``position`` was counted
@@ -125,6 +133,7 @@ class TokenDataset(IterableDataset):
             self.rank * workers + worker,
             self.world_size * workers,
             read_threads=self.read_threads,
+            prefetch_files=self.prefetch_files,
         )
         for inputs, targets in epoch.pairs(start):
             yield torch.from_numpy(inputs), torch.from_numpy(targets)
