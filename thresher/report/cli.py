@@ -19,7 +19,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         print(f"thresher: {exc}", file=sys.stderr)
         return 2
     print(path)
-    if args.open and not webbrowser.open(path.resolve().as_uri()):
+    if args.open and not isinstance(path, str) and not webbrowser.open(path.resolve().as_uri()):
         logger.warning("no browser to open %s", path)
     return 0
 
@@ -30,6 +30,8 @@ def register(sub) -> None:
         help="write OUTPUT/report.html: funnel, drops per rule, languages, score histograms, throughput",
         description="Write the HTML report of a finished run from its stats.json and Parquet outputs.",
     )
-    p.add_argument("output", metavar="OUTPUT", help="the output directory of a run (holds stats.json)")
+    p.add_argument(
+        "output", metavar="OUTPUT", help="the output directory of a run (holds stats.json), or its URI (s3://...)"
+    )
     p.add_argument("--open", action="store_true", help="open the report in a web browser")
     p.set_defaults(func=cmd_report)

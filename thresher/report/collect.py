@@ -11,6 +11,8 @@ import json
 import logging
 import math
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,7 +22,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from thresher.run.layout import RunLayout
+from thresher.io import Store
+from thresher.run.layout import DOCUMENTS, DROPPED, PARQUET, STATS, TOKENS
+from thresher.shards.tokens import MANIFEST_NAME
 
 logger = logging.getLogger(__name__)
 
@@ -71,7 +75,8 @@ class TokenShard:
 
 @dataclass
 class RunFacts:
-    output: Path
+    output: Path | str
+    """The run's output: a local directory or a URI (``s3://BUCKET/RUN``)."""
     name: str
     inputs: list[str]
     shards: int
@@ -132,22 +137,39 @@ class StrideSample:
 # --------------------------------------------------------------------------- readers
 
 
-def parquet_files(directory: Path) -> list[Path]:
-    """Complete Parquet files (temporary files of unfinished writes start with a dot)."""
-    return sorted(p for p in directory.glob("*.parquet") if not p.name.startswith("."))
+def parquet_files(store: Store, directory: str) -> list[str]:
+    """Complete Parquet files below ``directory`` of the run's store, as paths relative to it
+    (temporary files of unfinished writes start with a dot); [] when there is no directory."""
+    try:
+        names = store.ls(directory)
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    return [store.join(directory, n) for n in names if n.endswith(PARQUET) and not n.startswith(".")]
 
 
-def _iter_batches(path: Path, wanted: tuple[str, ...], facts: RunFacts):
+@contextmanager
+def _parquet(store: Store, rel: str) -> Iterator[pq.ParquetFile]:
+    """A Parquet file of the run: opened by path on a local disk, by ranged reads on an object
+    store (only the footer and the wanted columns travel)."""
+    local = store.local_path(rel)
+    if local is not None:
+        yield pq.ParquetFile(local)
+        return
+    with store.open_input(rel) as f:
+        yield pq.ParquetFile(f)
+
+
+def _iter_batches(store: Store, rel: str, wanted: tuple[str, ...], facts: RunFacts):
     """Batches of the wanted columns that the file has; an unreadable file becomes a problem note."""
     try:
-        f = pq.ParquetFile(path)
-        columns = [c for c in wanted if c in f.schema_arrow.names]
-        if not columns:
-            return
-        yield from f.iter_batches(batch_size=BATCH_ROWS, columns=columns)
+        with _parquet(store, rel) as f:
+            columns = [c for c in wanted if c in f.schema_arrow.names]
+            if not columns:
+                return
+            yield from f.iter_batches(batch_size=BATCH_ROWS, columns=columns)
     except (OSError, pa.ArrowException) as exc:
-        facts.problems.append(f"could not read {path.name}: {exc}")
-        logger.warning("report: could not read %s: %s", path, exc)
+        facts.problems.append(f"could not read {rel.rsplit('/', 1)[-1]}: {exc}")
+        logger.warning("report: could not read %s: %s", store.uri_of(rel), exc)
 
 
 def _finite(values: list[Any]) -> np.ndarray:
@@ -157,12 +179,13 @@ def _finite(values: list[Any]) -> np.ndarray:
 
 def read_kept(facts: RunFacts) -> None:
     """Language counts over every kept document; scores over an even sample of them."""
-    directory = RunLayout(facts.output).documents_dir
-    files = parquet_files(directory) if directory.is_dir() else []
+    store = Store.from_uri(facts.output)
+    files = parquet_files(store, DOCUMENTS)
     total = 0
     for path in files:
         try:
-            total += pq.ParquetFile(path).metadata.num_rows
+            with _parquet(store, path) as f:
+                total += f.metadata.num_rows
         except (OSError, pa.ArrowException):
             pass  # reported when its batches are read
     row_stride = max(1, math.ceil(total / MAX_SCORE_ROWS))
@@ -170,7 +193,7 @@ def read_kept(facts: RunFacts) -> None:
     parsed: dict[str, list[float]] = {}
     position = 0
     for path in files:
-        for batch in _iter_batches(path, ("language", "language_score", "scores"), facts):
+        for batch in _iter_batches(store, path, ("language", "language_score", "scores"), facts):
             n = batch.num_rows
             facts.kept_rows += n
             names = batch.schema.names
@@ -208,12 +231,12 @@ def read_kept(facts: RunFacts) -> None:
 
 def read_dropped(facts: RunFacts) -> None:
     """Each drop rule's measured values (the ``value`` column), sampled per rule."""
-    directory = RunLayout(facts.output).dropped_dir
-    files = parquet_files(directory) if directory.is_dir() else []
-    facts.has_dropped = directory.is_dir()
+    store = Store.from_uri(facts.output)
+    files = parquet_files(store, DROPPED)
+    facts.has_dropped = bool(files) or store.isdir(DROPPED)
     samples: dict[tuple[str, str], StrideSample] = {}
     for path in files:
-        for batch in _iter_batches(path, ("stage", "reason", "value"), facts):
+        for batch in _iter_batches(store, path, ("stage", "reason", "value"), facts):
             facts.dropped_rows += batch.num_rows
             names = batch.schema.names
             if "value" not in names or "reason" not in names:
@@ -246,11 +269,13 @@ def _first(entry: dict[str, Any], keys: tuple[str, ...]) -> Any:
 
 def read_tokens(facts: RunFacts) -> None:
     """Tokens per shard from ``tokens/manifest.json``, whatever the exact key names."""
-    path = RunLayout(facts.output).tokens_manifest
-    if not path.exists():
-        return
+    store = Store.from_uri(facts.output)
+    rel = store.join(TOKENS, MANIFEST_NAME)
+    path = store.uri_of(rel)
     try:
-        manifest = json.loads(path.read_text())
+        manifest = json.loads(store.read_bytes(rel))
+    except FileNotFoundError:
+        return
     except (OSError, ValueError) as exc:
         facts.problems.append(f"could not read tokens/manifest.json: {exc}")
         logger.warning("report: could not read %s: %s", path, exc)
@@ -293,10 +318,11 @@ def _stage_figures(label: str, d: dict[str, Any]) -> StageFigures:
     )
 
 
-def load_stats(output: Path) -> dict[str, Any]:
-    path = RunLayout(output).stats
+def load_stats(output: Path | str) -> dict[str, Any]:
+    store = Store.from_uri(output)
+    path = store.uri_of(STATS)
     try:
-        stats = json.loads(path.read_text())
+        stats = json.loads(store.read_bytes(STATS))
     except FileNotFoundError:
         raise ReportError(f"{path} not found: is {output} the output directory of a finished run?") from None
     except (OSError, ValueError) as exc:
@@ -307,14 +333,16 @@ def load_stats(output: Path) -> dict[str, Any]:
 
 
 def collect(output: str | Path) -> RunFacts:
-    output = Path(output)
+    """The facts of a finished run, from a local directory or a URI."""
+    store = Store.from_uri(output)
+    output = store.local_path() or store.uri
     stats = load_stats(output)
     stage_stats = stats.get("stages") or {}
     order = [label for label in stats.get("order") or [] if label in stage_stats]
     order += [label for label in stage_stats if label not in order]
     facts = RunFacts(
         output=output,
-        name=str(stats.get("name") or output.name),
+        name=str(stats.get("name") or store.uri.rstrip("/").rsplit("/", 1)[-1]),
         inputs=[str(p) for p in stats.get("inputs") or []],
         shards=int(stats.get("shards") or 0),
         documents=int(stats.get("documents") or 0),

@@ -20,10 +20,10 @@ from pathlib import Path
 
 import numpy as np
 
-from thresher.io import write_text_atomic
+from thresher.io import Store, write_text_atomic
 from thresher.report import plots
 from thresher.report.collect import MAX_SCORE_ROWS, RunFacts, collect
-from thresher.run.layout import RunLayout
+from thresher.run.layout import REPORT, RunLayout
 
 logger = logging.getLogger(__name__)
 
@@ -387,15 +387,19 @@ def render_html(facts: RunFacts) -> str:
     )
 
 
-def write_report(output_dir: str | os.PathLike) -> Path:
-    """Write ``OUTPUT/report.html`` for a finished run and return its path.
+def write_report(output_dir: str | os.PathLike) -> Path | str:
+    """Write ``OUTPUT/report.html`` for a finished run (a local directory or a URI) and return its
+    path (its URI on an object store).
 
     Raises :class:`~thresher.report.collect.ReportError` when the directory has no readable
     ``stats.json``; anything else that is missing or broken is noted in the page instead."""
-    output = Path(output_dir)
-    facts = collect(output)
+    store = Store.from_uri(output_dir)
+    facts = collect(store.local_path() or store.uri)
     page = render_html(facts)
-    target = RunLayout(output).report
-    write_text_atomic(target, page)
+    if store.is_local:
+        target = RunLayout(store.local_path()).report
+        write_text_atomic(target, page)
+    else:  # an object store: one PUT of the whole page
+        target = store.write_text(REPORT, page)
     logger.info("report: %s", target)
     return target

@@ -56,7 +56,7 @@ def register_tokenizer(subparsers) -> None:
     train.add_argument(
         "--vocab-size", type=int, required=True, help="all ids: 256 bytes + merges + special tokens"
     )
-    train.add_argument("--output", required=True, metavar="DIR")
+    train.add_argument("--output", required=True, metavar="DIR", help="a directory or a URI (s3://BUCKET/PATH)")
     train.add_argument("--text-column", default="text")
     train.add_argument(
         "--special",
@@ -130,6 +130,9 @@ def cmd_train(args: argparse.Namespace) -> int:
             "tokenizer training reads Parquet or JSONL documents; not usable: %s", ", ".join(unusable[:5])
         )
         return 2
+    from thresher.io import Store
+
+    Store.from_uri(args.output).probe()  # a bucket that is missing or not writable fails before training
     if not args.no_ray:
         from thresher.raycontext import init_ray
 

@@ -23,7 +23,7 @@ import json
 import os
 from pathlib import Path
 
-from thresher.io import write_bytes_atomic
+from thresher.io import Store
 from thresher.tokenize.bpe import DEFAULT_CACHE_SIZE, BPETokenizer
 from thresher.tokenize.hf import special_tokens_map, to_hf_json, tokenizer_config
 
@@ -46,20 +46,16 @@ def fingerprint(tok: BPETokenizer) -> str:
     return h.hexdigest()
 
 
-def save_tokenizer(tok: BPETokenizer, directory: str | os.PathLike) -> Path:
+def save_tokenizer(tok: BPETokenizer, directory: str | os.PathLike) -> Path | str:
     """Write ``tokenizer.tiktoken``, the HF files (``tokenizer.json``, ``tokenizer_config.json``,
     ``special_tokens_map.json``) and ``thresher.json`` into ``directory``."""
-    out = Path(directory)
-    out.mkdir(parents=True, exist_ok=True)
+    out = Store.from_uri(directory)  # a local directory or a URI (s3://...): each file published atomically
+    out.makedirs()
     ranks = sorted(tok.mergeable_ranks().items(), key=lambda kv: kv[1])
-    write_bytes_atomic(out / RANKS_FILE, b"".join(b"%s %d\n" % (base64.b64encode(t), r) for t, r in ranks))
-    write_bytes_atomic(out / HF_FILE, json.dumps(to_hf_json(tok), ensure_ascii=False).encode("utf-8"))
-    write_bytes_atomic(
-        out / HF_CONFIG_FILE, json.dumps(tokenizer_config(tok), indent=2, ensure_ascii=False).encode("utf-8")
-    )
-    write_bytes_atomic(
-        out / HF_SPECIAL_TOKENS_FILE, json.dumps(special_tokens_map(tok), indent=2).encode("utf-8")
-    )
+    out.write_bytes(RANKS_FILE, b"".join(b"%s %d\n" % (base64.b64encode(t), r) for t, r in ranks))
+    out.write_bytes(HF_FILE, json.dumps(to_hf_json(tok), ensure_ascii=False).encode("utf-8"))
+    out.write_bytes(HF_CONFIG_FILE, json.dumps(tokenizer_config(tok), indent=2, ensure_ascii=False).encode("utf-8"))
+    out.write_bytes(HF_SPECIAL_TOKENS_FILE, json.dumps(special_tokens_map(tok), indent=2).encode("utf-8"))
     config = {
         "format": FORMAT,
         "version": FORMAT_VERSION,
@@ -71,32 +67,33 @@ def save_tokenizer(tok: BPETokenizer, directory: str | os.PathLike) -> Path:
         "dtype": tok.dtype.name,
         "sha256": fingerprint(tok),
     }
-    write_bytes_atomic(out / CONFIG_FILE, json.dumps(config, indent=2, ensure_ascii=False).encode("utf-8"))
-    return out
+    out.write_bytes(CONFIG_FILE, json.dumps(config, indent=2, ensure_ascii=False).encode("utf-8"))
+    return out.local_path() or out.uri
 
 
 def load_tokenizer(directory: str | os.PathLike, cache_size: int = DEFAULT_CACHE_SIZE) -> BPETokenizer:
     """The tokenizer saved in ``directory``; ``ValueError`` when its files disagree with the hash
     recorded in ``thresher.json``, ``FileNotFoundError`` when it is not a tokenizer directory."""
-    src = Path(directory)
-    config_path = src / CONFIG_FILE
-    if not config_path.exists():
-        raise FileNotFoundError(f"{src}: not a tokenizer directory (no {CONFIG_FILE})")
-    config = json.loads(config_path.read_text(encoding="utf-8"))
+    src = Store.from_uri(directory)  # a local directory or a URI
+    config_path = src.uri_of(CONFIG_FILE)
+    try:
+        config = json.loads(src.read_bytes(CONFIG_FILE).decode("utf-8"))
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{src.uri}: not a tokenizer directory (no {CONFIG_FILE})") from None
     if config.get("format") != FORMAT or config.get("version", 0) > FORMAT_VERSION:
         raise ValueError(
             f"{config_path}: format {config.get('format')!r} v{config.get('version')} is not readable here"
         )
     ranks: dict[bytes, int] = {}
-    for n, line in enumerate((src / RANKS_FILE).read_bytes().splitlines(), 1):
+    for n, line in enumerate(src.read_bytes(RANKS_FILE).splitlines(), 1):
         if not line:
             continue
         try:
             token, rank = line.split()
             ranks[base64.b64decode(token, validate=True)] = int(rank)
         except ValueError as exc:
-            raise ValueError(f"{src / RANKS_FILE}:{n}: malformed line ({exc})") from None
+            raise ValueError(f"{src.uri_of(RANKS_FILE)}:{n}: malformed line ({exc})") from None
     tok = BPETokenizer(ranks, config["pattern"], config["special_tokens"], cache_size=cache_size)
     if config.get("sha256") and fingerprint(tok) != config["sha256"]:
-        raise ValueError(f"{src}: content does not match the hash recorded in {CONFIG_FILE}")
+        raise ValueError(f"{src.uri}: content does not match the hash recorded in {CONFIG_FILE}")
     return tok
