@@ -147,7 +147,8 @@ class CrawlConfig:
 
     # ---- execution
     partitions: int = 1
-    """Seeds are split by host into this many Scrapy processes (Ray tasks when > 1)."""
+    """Crawl processes, run at once, each owning a share of the hosts (by hash of host:port) and
+    handing links to the others' hosts to their owner; Ray tasks when a cluster is named."""
     log_level: str = "INFO"
     log_interval: float = 30.0
     """Seconds between progress lines from each partition."""

@@ -193,7 +193,8 @@ class RawCaptureMiddleware:
         if why is None and not state.frontier.add(target, depth):
             why = "seen"
         if why is None and not state.mine(target):
-            why = "other_partition"  # journaled above; fetched by its own partition next round
+            why = "other_partition"  # journaled above and handed to its partition, which fetches it
+            state.hand_over(target, depth)
         state.frontier.flush()  # the target is durable before the redirect counts as archived
         if state.config.store_redirects:
             state.archive(raw.exchange, status=response.status)

@@ -4,15 +4,18 @@ The job directory holds everything::
 
     DIR/warc/*.warc.gz          finished WARC files (``*.warc.gz.open`` while being written)
     DIR/state/journal-*.tsv     URLs discovered, one journal per partition per run
-    DIR/state/*-pNNN.*          partition specs, work lists and stats of the latest round
+    DIR/state/*-pNNN.*          partition specs, work lists and stats of the latest run
+    DIR/state/budget-*, handoff-*, live-*   what the partitions of a run share (partition.py)
     DIR/crawl-stats.json        summary of the latest run
 
 A restart with the same DIR first salvages ``.open`` files, then treats every URL with a
 response record in a WARC file as done, and re-queues the journaled URLs that are not.
 
-Hosts are assigned to partitions by a stable hash of host:port. A link to a host of another
-partition is journaled by the partition that found it and handed over in a further round,
-so no URL is fetched by two processes.
+Hosts are assigned to partitions by a stable hash of host:port. All partitions run at once,
+each a process with its own Twisted reactor (a Ray task when ``partitions > 1``), and each
+fetches only its own hosts. A link to a host of another partition is journaled by the
+partition that found it and handed to the owner while both run (partition.py), so it is
+fetched in the same run and by one process only; the page budget is shared the same way.
 """
 
 from __future__ import annotations
@@ -34,9 +37,6 @@ from thresher.crawlers.spider import PartitionSpec
 from thresher.crawlers.warc import iter_stored_responses, salvage_open_files
 
 logger = logging.getLogger(__name__)
-
-MAX_ROUNDS = 20
-
 
 @dataclass
 class JobState:
@@ -80,28 +80,17 @@ def _journal_entries(paths) -> dict[int, tuple[int, str]]:
     return entries
 
 
-def _handoffs(journals: list[Path]) -> dict[int, tuple[int, str]]:
-    """URLs journaled this run by a partition they do not belong to (not fetched there)."""
-    out: dict[int, tuple[int, str]] = {}
-    for path in journals:
-        writer = int(path.stem.rsplit("-p", 1)[1])
-        partitions = int(path.stem.split("-of")[1].split("-")[0])
-        for depth, url in read_journal(path):
-            if partition_of(netloc_of(url), partitions) != writer:
-                out.setdefault(url_key(url), (depth, url))
-    return out
-
-
-def plan_round(
+def plan_run(
     config: CrawlConfig,
     out_dir: Path,
     run_id: str,
-    round_no: int,
     work: dict[int, tuple[int, str]],
     seeds: set[int],
     job: JobState,
 ) -> list[Path]:
-    """Write one spec per partition with work to do; returns their paths."""
+    """Write one spec per partition, every partition (one without seeds of its own gets its
+    work handed over by the others while they run); returns their paths. The page budget left
+    is shared by all of them (partition.SharedBudget), not split in advance."""
     _, state_dir = _job_dirs(out_dir)
     n = config.partitions
     shares: list[list[tuple[str, int, str]]] = [[] for _ in range(n)]
@@ -109,15 +98,12 @@ def plan_round(
         kind = "seed" if key in seeds else "pending"
         shares[partition_of(netloc_of(url), n)].append((kind, depth, url))
     remaining = max(config.max_pages - job.pages, 0) if config.max_pages else 0
-    busy = [i for i in range(n) if shares[i]]
+    if config.max_pages and remaining == 0:
+        return []
+    budget_path = state_dir / f"budget-{run_id}.bin"
     specs = []
-    for rank, part in enumerate(busy):
-        budget = 0
-        if config.max_pages:
-            budget = remaining // len(busy) + (1 if rank < remaining % len(busy) else 0)
-            if budget == 0:
-                continue
-        tag = f"{run_id}-r{round_no:02d}-of{n}-p{part:03d}"
+    for part in range(n):
+        tag = f"{run_id}-of{n}-p{part:03d}"
         work_file = state_dir / f"work-{tag}.tsv"
         with open(work_file, "w", encoding="utf-8") as fh:
             for url in {netloc_of(u): u for u in config.seeds}.values():
@@ -135,8 +121,10 @@ def plan_round(
             work_file=str(work_file),
             journal_path=str(state_dir / f"journal-{tag}.tsv"),
             stats_path=str(state_dir / f"stats-{tag}.json"),
-            max_pages=budget,
+            max_pages=remaining,
             host_pages={h: c for h, c in job.host_pages.items() if partition_of(h, n) == part},
+            run_tag=run_id,
+            budget_path=str(budget_path),
         )
         path = state_dir / f"spec-{tag}.json"
         path.write_text(json.dumps(asdict(spec), indent=1), encoding="utf-8")
@@ -144,8 +132,16 @@ def plan_round(
     return specs
 
 
+_PARTITION_MAIN = (
+    "import sys; del sys.path[0]; "  # the working directory: a thresher/ there is not ours
+    "from thresher.crawlers.run_partition import main; sys.exit(main(sys.argv[1:]))"
+)
+
+
 def partition_command(spec_path: str | Path) -> list[str]:
-    return [sys.executable, "-m", "thresher.crawlers.run_partition", str(spec_path)]
+    """The partition's process: ``python -m`` would put the working directory first on its
+    path, so a crawl started inside another checkout ran that checkout's crawler."""
+    return [sys.executable, "-c", _PARTITION_MAIN, str(spec_path)]
 
 
 def _child_env() -> dict[str, str]:
@@ -157,26 +153,86 @@ def _child_env() -> dict[str, str]:
     return env
 
 
-def run_partition_process(spec_path: str | Path) -> dict:
-    """Run one partition to completion in a child process; returns its stats."""
-    proc = subprocess.run(partition_command(spec_path), env=_child_env(), check=False)
+ENDED_WELL = ("finished", "max_pages")
+"""Finish reasons after which the other partitions need no stop signal."""
+
+
+def _load_stats(spec_path: str | Path, returncode: int) -> dict:
     spec = PartitionSpec.load(spec_path)
     stats_path = Path(spec.stats_path)
     if not stats_path.exists():
-        logger.error("partition %d exited with %d and wrote no stats", spec.partition, proc.returncode)
-        return {"partition": spec.partition, "failed": True, "returncode": proc.returncode}
+        logger.error("partition %d exited with %d and wrote no stats", spec.partition, returncode)
+        return {"partition": spec.partition, "failed": True, "returncode": returncode}
     stats = json.loads(stats_path.read_text(encoding="utf-8"))
-    stats["returncode"] = proc.returncode
+    stats["returncode"] = returncode
     return stats
 
 
-def _run_specs(specs: list[Path], use_ray: bool) -> list[dict]:
-    if not use_ray:
-        return [run_partition_process(p) for p in specs]
+def run_partition_process(spec_path: str | Path) -> dict:
+    """Run one partition to completion in a child process; returns its stats."""
+    proc = subprocess.run(partition_command(spec_path), env=_child_env(), check=False)
+    return _load_stats(spec_path, proc.returncode)
+
+
+def _ended_badly(stats: dict) -> bool:
+    return bool(stats.get("failed")) or stats.get("finish_reason") not in ENDED_WELL
+
+
+def _run_specs(specs: list[Path], use_ray: bool, stop_file: Path) -> list[dict]:
+    """Run every partition at once (they hand links to each other while they run); when one
+    ends badly, ``stop_file`` tells the others to close rather than wait for it."""
+    if not specs:
+        return []
+    if use_ray:
+        return _run_on_ray(specs, stop_file)
+    procs = {subprocess.Popen(partition_command(p), env=_child_env()): p for p in specs}
+    results = []
+    try:
+        while procs:
+            for proc in [p for p in procs if p.poll() is not None]:
+                stats = _load_stats(procs.pop(proc), proc.returncode)
+                if _ended_badly(stats) and procs:
+                    stop_file.touch()
+                results.append(stats)
+            time.sleep(0.05)
+    finally:
+        for proc in procs:  # interrupted: the children get Ctrl-C too; wait for their stats
+            proc.wait()
+    return sorted(results, key=lambda r: r["partition"])
+
+
+def _run_on_ray(specs: list[Path], stop_file: Path) -> list[dict]:
     import ray
 
-    task = ray.remote(num_cpus=1, max_retries=0)(run_partition_process)
-    return ray.get([task.remote(str(p)) for p in specs])
+    # num_cpus=0: all partitions must run at once (each waits for the others' hand-overs),
+    # whatever the CPUs; SPREAD puts them on different nodes of a cluster.
+    task = ray.remote(num_cpus=0, max_retries=0, scheduling_strategy="SPREAD")(run_partition_process)
+    pending = [task.remote(str(p)) for p in specs]
+    results = []
+    while pending:
+        done, pending = ray.wait(pending, num_returns=1)
+        for stats in ray.get(done):
+            if _ended_badly(stats) and pending:
+                stop_file.touch()
+            results.append(stats)
+    return sorted(results, key=lambda r: r["partition"])
+
+
+def _new_run_id(state_dir: Path) -> str:
+    """A timestamp no earlier run of the job used (two runs may start in the same second)."""
+    run_id = base = time.strftime("%Y%m%dT%H%M%S")
+    n = 1
+    while any(state_dir.glob(f"*-{run_id}-*")) or any(state_dir.glob(f"*-{run_id}.*")):
+        n += 1
+        run_id = f"{base}.{n}"
+    return run_id
+
+
+def _remove_shared_files(state_dir: Path, run_id: str) -> None:
+    """What the partitions shared while running (partition.py); the journals keep the links."""
+    for pattern in (f"budget-{run_id}.bin", f"handoff-{run_id}-*", f"live-{run_id}-*", f"stop-{run_id}"):
+        for path in state_dir.glob(pattern):
+            path.unlink(missing_ok=True)
 
 
 def crawl(config: CrawlConfig, out_dir: str | Path, use_ray: bool | None = None) -> dict:
@@ -202,26 +258,19 @@ def crawl(config: CrawlConfig, out_dir: str | Path, use_ray: bool | None = None)
             job.warc_files,
             len(work),
         )
-    run_id = time.strftime("%Y%m%dT%H%M%S")
-    dispatched: set[int] = set()
+    run_id = _new_run_id(state_dir)
     partitions: list[dict] = []
-    round_no = 0
-    while work and round_no < MAX_ROUNDS:
-        specs = plan_round(config, out_dir, run_id, round_no, work, set(seeds), job)
-        if not specs:
-            break
-        dispatched.update(work)
-        logger.info("round %d: %d partitions, %d URLs queued", round_no, len(specs), len(work))
-        partitions += _run_specs(specs, use_ray)
+    specs = plan_run(config, out_dir, run_id, work, set(seeds), job) if work else []
+    if specs:
+        logger.info("%d partitions, %d URLs queued", len(specs), len(work))
+        partitions = _run_specs(specs, use_ray, state_dir / f"stop-{run_id}")
+        _remove_shared_files(state_dir, run_id)
         job = JobState.scan(warc_dir)
-        handoff = _handoffs(sorted(state_dir.glob(f"journal-{run_id}-r{round_no:02d}-*.tsv")))
-        work = {k: v for k, v in handoff.items() if k not in job.done and k not in dispatched}
-        round_no += 1
     elapsed = time.monotonic() - started
     summary = summarise(partitions, elapsed)
     summary.update(
         output_dir=str(out_dir),
-        rounds=round_no,
+        rounds=1 if specs else 0,
         partitions_configured=config.partitions,
         ray=use_ray,
         salvaged_warc_files=salvaged,
@@ -244,6 +293,8 @@ def summarise(partitions: list[dict], elapsed: float) -> dict:
         "robots_unavailable": 0,
         "blocked_address": 0,
         "retries": 0,
+        "handed_over": 0,
+        "handoffs_received": 0,
     }
     merged: dict[str, Counter] = {
         k: Counter()

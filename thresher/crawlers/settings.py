@@ -54,6 +54,7 @@ def scrapy_settings(config: CrawlConfig) -> dict:
             "thresher.crawlers.netsafety.AddressGuardMiddleware": 40,
             "scrapy.downloadermiddlewares.robotstxt.RobotsTxtMiddleware": None,
             "thresher.crawlers.robots.RobotsPolicyMiddleware": 100,
+            "thresher.crawlers.partition.BudgetMiddleware": 120,  # reserves a page of the budget
             f"{_MW}.TdmRepMiddleware": 110,
             "scrapy.downloadermiddlewares.retry.RetryMiddleware": None,
             f"{_MW}.BackoffRetryMiddleware": 555,

@@ -35,6 +35,7 @@ from thresher.crawlers.config import CrawlConfig
 from thresher.crawlers.frontier import Frontier, partition_of
 from thresher.crawlers.middlewares import PAGE, RedirectRefused
 from thresher.crawlers.netsafety import BlockedAddress
+from thresher.crawlers.partition import BudgetTaken, Coordinator, Mailboxes, SharedBudget
 from thresher.crawlers.robots import RobotsUnavailable
 from thresher.crawlers.scope import Scope, netloc_of, url_key
 from thresher.crawlers.warc import Exchange, RollingWarcWriter
@@ -62,6 +63,10 @@ class PartitionSpec:
     """This partition's share of the job's remaining page budget (0: unlimited)."""
     host_pages: dict[str, int] = field(default_factory=dict)
     """Pages per host already archived by earlier runs (for ``max_pages_per_host``)."""
+    run_tag: str = ""
+    """Names this run's shared files (partition.py): budget, hand-overs, states."""
+    budget_path: str = ""
+    """The page budget ``max_pages`` shared by all partitions of the run (partition.py)."""
 
     @classmethod
     def load(cls, path: str | Path) -> PartitionSpec:
@@ -87,6 +92,12 @@ class CrawlState:
         self.crawler = crawler
         self.scope = Scope(config, [])
         self.frontier = Frontier(spec.journal_path)
+        self.budget = SharedBudget(spec.budget_path or None, spec.max_pages)
+        self.mail = (
+            Mailboxes(Path(spec.journal_path).parent, spec.run_tag, spec.partition, spec.partitions)
+            if spec.partitions > 1 and spec.journal_path
+            else None
+        )
         self.crawl_delays: dict[str, float] = {}
         self.host_pages: Counter = Counter(spec.host_pages)
         self.sitemaps_per_host: Counter = Counter()
@@ -118,7 +129,8 @@ class CrawlState:
     def stats(self):
         return self.crawler.stats
 
-    def archive(self, exchange: Exchange, status: int) -> None:
+    def archive(self, exchange: Exchange, status: int) -> bool:
+        """Write the record; True if it counts as a page (of the budget, of its host)."""
         self.writer.write(exchange)
         self.stats.inc_value("thresher/warc_records")
         if 200 <= status < 300:
@@ -126,8 +138,9 @@ class CrawlState:
             self.payload_bytes += len(exchange.payload)
             self.host_pages[netloc_of(exchange.url)] += 1
             self.stats.inc_value("thresher/pages")
-        else:
-            self.stats.inc_value("thresher/redirects_archived")
+            return True
+        self.stats.inc_value("thresher/redirects_archived")
+        return False
 
     def mine(self, url: str) -> bool:
         return partition_of(netloc_of(url), self.spec.partitions) == self.spec.partition
@@ -162,7 +175,18 @@ class CrawlState:
         self.queued_peak = max(self.queued_peak, self.queued)
         return request
 
+    def settle(self, request: Request, archived: bool) -> None:
+        """Commit the request's page of the budget (archived) or give it back (not)."""
+        if request.meta.pop("thresher_budget", False):
+            (self.budget.commit if archived else self.budget.release)()
+
+    def hand_over(self, url: str, depth: int) -> None:
+        """Send a link to the partition owning its host, which fetches it in this run."""
+        if self.mail is not None:
+            self.mail.send(partition_of(netloc_of(url), self.spec.partitions), url, depth)
+
     def finished(self, request: Request) -> None:
+        self.settle(request, archived=False)  # not archived by now: the budget gets it back
         netloc = request.meta.pop("thresher_queued", None)  # once per request, retries included
         if netloc is None:
             return
@@ -179,7 +203,8 @@ class CrawlState:
         return bool(cap) and self.host_pages[netloc] >= cap
 
     def budget_spent(self) -> bool:
-        return bool(self.spec.max_pages) and self.pages >= self.spec.max_pages
+        """The run's page budget is archived, by this partition and the others."""
+        return self.budget.spent()
 
     def wants(self, response) -> bool:
         kind = media_type(response.headers)
@@ -200,6 +225,7 @@ class ThresherSpider(scrapy.Spider):
     def from_crawler(cls, crawler, *args, **kwargs):
         spider = super().from_crawler(crawler, *args, **kwargs)
         spider.state = CrawlState(spider.config, spider.spec, crawler)
+        spider.coordinator = Coordinator.attach(spider, crawler)
         crawler.signals.connect(spider.on_robots_parsed, signal=signals.robots_parsed)
         crawler.signals.connect(spider.on_headers_received, signal=signals.headers_received)
         crawler.signals.connect(spider.on_closed, signal=signals.spider_closed)
@@ -300,6 +326,9 @@ class ThresherSpider(scrapy.Spider):
             raise StopDownload(fail=False)
 
     def on_closed(self, spider, reason):
+        if self.state.mail is not None:
+            self.state.mail.close()
+        self.state.budget.close()
         self.state.writer.close()
         self.state.frontier.close()
         write_partition_stats(self, reason)
@@ -339,7 +368,7 @@ class ThresherSpider(scrapy.Spider):
         if noindex:
             stats.inc_value("thresher/skipped/noindex")
         else:
-            state.archive(raw.exchange, status=response.status)
+            state.settle(response.request, state.archive(raw.exchange, status=response.status))
         yield from requests
         if state.budget_spent():
             raise CloseSpider("max_pages")
@@ -386,7 +415,8 @@ class ThresherSpider(scrapy.Spider):
             return None
         if not state.frontier.add(url, depth, key, checked=checked):
             return None  # the same URL twice among one page's links
-        if not mine:  # journaled; the runner hands it to its partition in the next round
+        if not mine:  # journaled, and handed to its partition, which fetches it in this run
+            state.hand_over(url, depth)
             stats.inc_value("thresher/handed_over")
             return None
         return self.page_request(url, depth)
@@ -481,7 +511,7 @@ def robots_directives(response) -> tuple[bool, bool]:
 
 def failure_reason(exc: BaseException) -> str | None:
     """A short counter name for a failed request; None for those counted where they happen."""
-    if isinstance(exc, (BlockedAddress, RedirectRefused, RobotsUnavailable)):
+    if isinstance(exc, (BlockedAddress, BudgetTaken, RedirectRefused, RobotsUnavailable)):
         return None
     if isinstance(exc, HttpError):
         return "http"
@@ -533,6 +563,8 @@ def write_partition_stats(spider: ThresherSpider, reason: str) -> None:
         "redirect_refused": _counters(scrapy_stats, "thresher/redirect_refused/"),
         "sitemap": _counters(scrapy_stats, "thresher/sitemap/"),
         "overflow": _counters(scrapy_stats, "thresher/overflow/"),
+        "handed_over": scrapy_stats.get("thresher/handed_over", 0),
+        "handoffs_received": scrapy_stats.get("thresher/handoffs_received", 0),
         "queued_peak": state.queued_peak,
         "scheduler_peak": state.scheduler_peak,
         "queued_at_close": state.queued,
