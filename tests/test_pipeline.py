@@ -11,8 +11,8 @@ import pytest
 
 from tests.conftest import shared_path
 from thresher.config import parse_config
-from thresher.run import run_pipeline
 from thresher.readers.warc import read_warc
+from thresher.run import run_pipeline
 
 pytestmark = pytest.mark.usefixtures("ray_session")
 

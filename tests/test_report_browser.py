@@ -16,9 +16,9 @@ from warcio.archiveiterator import ArchiveIterator
 from tests.conftest import ROOT, shared_path
 from tests.test_report_render import check_page_matches_stats, read_page
 from thresher.config import parse_config
-from thresher.run import run_pipeline
 from thresher.report import write_report
 from thresher.report.plots import DROPPED, KEPT
+from thresher.run import run_pipeline
 
 pytestmark = pytest.mark.slow
 

@@ -24,9 +24,9 @@ import pytest
 
 from tests.conftest import shared_path
 from thresher.config import parse_config
-from thresher.run import run_pipeline
 from thresher.report import ReportError, write_report
 from thresher.report.collect import StrideSample, collect
+from thresher.run import run_pipeline
 
 # Stages a report must cover; registered here too while the registry lacks them.
 EXTRA_STAGES = {
