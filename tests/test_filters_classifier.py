@@ -67,4 +67,4 @@ def test_train_cli_and_filter_on_held_out_pages(snippets, tmp_path):
 
 def test_train_cli_rejects_missing_source(tmp_path):
     assert main(["quality", "train", "--positive", str(tmp_path / "nope"), "--negative",
-                 str(tmp_path / "nope2"), "--output", str(tmp_path / "m.bin")]) == 2
+                 str(tmp_path / "nope2"), "--output", str(tmp_path / "m.bin")]) == 3

@@ -346,9 +346,11 @@ def test_cli_writes_the_report(empty_run, capsys):
     assert args.func(args) == 0
     assert capsys.readouterr().out.strip() == str(run_copy / "report.html")
     assert (run_copy / "report.html").stat().st_size > 5_000
-    args = parser.parse_args(["report", str(run_copy / "nope")])
-    assert args.func(args) == 2
-    assert "stats.json not found" in capsys.readouterr().err
+    from thresher.cli import main
+
+    assert main(["report", str(run_copy / "nope")]) == 3
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("thresher: input error: ") and "stats.json not found" in err[0]
 
 
 def test_sampling_is_bounded_and_even(tmp_path, monkeypatch):

@@ -86,7 +86,8 @@ def test_thresher_tokenize_command(tmp_path, capsys):
     again = run_output(tmp_path / "again", texts[:20])
     assert main(["tokenize", str(again), "--local", "--tokenizer", str(output / "tokenizer")]) == 0
     assert load_manifest(again / "tokens")["tokenizer"]["hash"] == manifest["tokenizer"]["hash"]
-    assert main(["tokenize", str(tmp_path / "not-a-run"), "--local"]) == 2
+    assert main(["tokenize", str(tmp_path / "not-a-run"), "--local"]) == 3
+    assert "thresher: input error: " in capsys.readouterr().err
 
 
 def module_imports(package: str) -> dict[str, set[str]]:

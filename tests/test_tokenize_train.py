@@ -171,7 +171,7 @@ def test_cli_train_and_encode(tmp_path, capsys):
     assert main(["tokenizer", "encode", "--tokenizer", str(out_dir), f"The city{ENDOFTEXT}"]) == 0
     printed = capsys.readouterr().out.split()
     assert [int(x) for x in printed] == tok.encode(f"The city{ENDOFTEXT}") and int(printed[-1]) == tok.eot_id
-    assert main(["tokenizer", "encode", "--tokenizer", str(tmp_path / "missing"), "x"]) == 2
+    assert main(["tokenizer", "encode", "--tokenizer", str(tmp_path / "missing"), "x"]) == 3
     assert (
         main(
             [
@@ -186,7 +186,7 @@ def test_cli_train_and_encode(tmp_path, capsys):
                 "--no-ray",
             ]
         )
-        == 2
+        == 3
     )
 
 

@@ -6,6 +6,8 @@ import argparse
 import json
 import logging
 
+from thresher.errors import InputProblem
+
 logger = logging.getLogger(__name__)
 
 
@@ -48,8 +50,7 @@ def _train(args: argparse.Namespace) -> int:
         positives = [t for src in args.positive for t in read_texts(src, args.text_field)]
         negatives = [t for src in args.negative for t in read_texts(src, args.text_field)]
     except (FileNotFoundError, KeyError, ValueError) as exc:
-        logger.error("cannot read the training sources: %s", exc)
-        return 2
+        raise InputProblem(f"cannot read the training sources: {exc}") from exc
     params = TrainParams(
         word_ngrams=args.word_ngrams, epoch=args.epoch, lr=args.lr, dim=args.dim,
         valid_fraction=args.valid_fraction, max_per_class=args.max_per_class, seed=args.seed,
@@ -57,9 +58,8 @@ def _train(args: argparse.Namespace) -> int:
     )
     try:
         report = train_classifier(positives, negatives, args.output, params)
-    except ValueError as exc:
-        logger.error("%s", exc)
-        return 2
+    except ValueError as exc:  # too few texts in a class
+        raise InputProblem(str(exc)) from exc
     logger.info("model written to %s: %s", args.output, json.dumps(report.to_dict()))
     return 0
 

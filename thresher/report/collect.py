@@ -22,6 +22,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from thresher.errors import InputProblem
 from thresher.io import Store
 from thresher.run.layout import DOCUMENTS, DROPPED, PARQUET, STATS, TOKENS
 from thresher.shards.tokens import MANIFEST_NAME
@@ -36,7 +37,7 @@ BATCH_ROWS = 65_536
 NO_LANGUAGE = "(none)"
 
 
-class ReportError(RuntimeError):
+class ReportError(InputProblem):
     """The directory is not the output of a run (no readable ``stats.json``)."""
 
 

@@ -8,6 +8,7 @@ import json
 import logging
 import sys
 
+from thresher.errors import InputProblem
 from thresher.tokenize.pretokenize import CL100K_PATTERN, ENDOFTEXT
 
 logger = logging.getLogger(__name__)
@@ -93,8 +94,7 @@ def cmd_tokenize(args: argparse.Namespace) -> int:
     layout = RunLayout.at(args.output)
     output, stats_file = layout.root, layout.stats
     if not layout.documents_dir.is_dir():
-        print(f"thresher: {output} holds no documents/ (not the output of a run)", file=sys.stderr)
-        return 2
+        raise InputProblem(f"{output} holds no documents/ (not the output of a run)")
     config = TokenizeConfig(
         tokenizer=args.tokenizer,
         train=TrainConfig(vocab_size=args.vocab_size),
@@ -111,25 +111,20 @@ def cmd_tokenize(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from thresher.readers.inputs import InputError, expand_inputs
+    from thresher.readers.inputs import expand_inputs
     from thresher.tokenize.files import save_tokenizer
     from thresher.tokenize.train import train_from_files
 
-    try:
-        paths = expand_inputs(args.input)
-    except InputError as exc:
-        logger.error("%s", exc)
-        return 2
+    paths = expand_inputs(args.input)  # InputError: one line, exit 3
     unusable = [
         p
         for p in paths
         if not p.lower().endswith((".parquet", ".jsonl", ".jsonl.gz", ".ndjson", ".ndjson.gz"))
     ]
     if unusable:
-        logger.error(
-            "tokenizer training reads Parquet or JSONL documents; not usable: %s", ", ".join(unusable[:5])
+        raise InputProblem(
+            "tokenizer training reads Parquet or JSONL documents; not usable: " + ", ".join(unusable[:5])
         )
-        return 2
     from thresher.io import Store
 
     Store.from_uri(args.output).probe()  # a bucket that is missing or not writable fails before training
@@ -147,9 +142,8 @@ def cmd_train(args: argparse.Namespace) -> int:
             min_frequency=args.min_frequency,
             use_ray=not args.no_ray,
         )
-    except ValueError as exc:
-        logger.error("%s", exc)
-        return 1
+    except ValueError as exc:  # nothing to train on
+        raise InputProblem(str(exc)) from exc
     save_tokenizer(tok, args.output)
     logger.info(
         "wrote %s: %d ids (%d ordinary, specials %s), trained on %d documents",
@@ -168,8 +162,7 @@ def cmd_encode(args: argparse.Namespace) -> int:
     try:
         tok = load_tokenizer(args.tokenizer)
     except (FileNotFoundError, ValueError) as exc:
-        logger.error("%s", exc)
-        return 2
+        raise InputProblem(f"{args.tokenizer}: not a tokenizer directory ({exc})") from exc
     text = args.text if args.text is not None else sys.stdin.read()
     ids = tok.encode_ordinary(text) if args.ordinary else tok.encode(text)
     print(" ".join(map(str, ids)))
