@@ -87,6 +87,7 @@ lint: $(VENV)/.installed-dev  ## ruff
 bench: $(VENV)/.installed-dev  ## run the benchmarks against the peers (installs datatrove & co; minutes)
 	$(PIP) install --quiet -e ".[bench]"
 	$(PY) bench/e2e.py
+	$(PY) bench/recipe.py
 	$(PY) bench/extract.py --quick
 	$(PY) bench/filters.py
 	$(PY) bench/dedup.py
