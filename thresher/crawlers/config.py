@@ -84,8 +84,8 @@ class CrawlConfig:
     host); the RFC names no interval. Pages refused meanwhile are fetched by a rerun of the job."""
     concurrent_requests: int = 16
     """Downloads in progress at once per partition (process). Requests waiting for their host's
-    delay do not count (up to 64 times this many wait), so many polite hosts are crawled at
-    once."""
+    delay do not count (two per host with a download slot may wait, up to 4,096), so many
+    polite hosts are crawled at once."""
     concurrent_per_host: int = 1
     """Connections to one host (host:port) at once."""
     download_delay: float = 0.0

@@ -8,25 +8,27 @@ the cap then fills with requests that wait for their host while every other host
 however many hosts there are (measured: 6.2 pages/s at 1,000 hosts, 32 at 100).
 
 Here ``CONCURRENT_REQUESTS`` bounds the downloads in progress (connections in use), and the
-requests waiting for their host's turn are bounded separately, at ``WAITING_PER_TRANSFER``
-times that, so the crawl is limited by politeness per host (hosts × 1/delay) or by CPU, not by
-a global cap. Per-host politeness is unchanged: a slot still starts at most its concurrency in
-downloads at once, each after its delay.
+requests waiting for their host's turn are bounded separately: twice as many as there are
+hosts with a download slot (one waiting per host keeps every host busy, and a request for a
+new host must find room while the others wait), at least ``CONCURRENT_REQUESTS`` and at most
+``MAX_WAITING``. So the crawl is limited by politeness per
+host (hosts × 1/delay) or by CPU, not by a global cap, and a crawl of few hosts does not pile
+requests up in their slots. Per-host politeness is unchanged: a slot still starts at most its
+concurrency in downloads at once, each after its delay.
 """
 
 from __future__ import annotations
 
 from scrapy.core.downloader import Downloader
 
-WAITING_PER_TRANSFER = 64
-"""Requests allowed to wait for their host's delay, per allowed transfer (16 → 1,024)."""
+MAX_WAITING = 4096
+"""Requests waiting for their host (in memory, ~1 KB each) at most, however many hosts."""
 
 
 class PoliteDownloader(Downloader):
     def __init__(self, crawler):
         super().__init__(crawler)
         self.transfers = 0
-        self.max_waiting = max(self.total_concurrency, 1) * WAITING_PER_TRANSFER
 
     async def _download(self, slot, request):
         self.transfers += 1
@@ -41,3 +43,7 @@ class PoliteDownloader(Downloader):
         if 0 < self.total_concurrency <= self.transfers:
             return True
         return len(self.active) - self.transfers >= self.max_waiting
+
+    @property
+    def max_waiting(self) -> int:
+        return min(max(self.total_concurrency, 2 * len(self.slots)), MAX_WAITING)
