@@ -35,6 +35,11 @@ def init_ray(
     kwargs: dict = {"address": address, "ignore_reinit_error": True, "log_to_driver": not quiet}
     if address == "local":
         kwargs.update(num_cpus=num_cpus, object_store_memory=object_store_memory, include_dashboard=False)
+        # Ray starts its workers at nice 15 (its ``worker_niceness``) so that they never slow its
+        # own daemons; on a machine shared with anything else, that starves the run: on 2 cores
+        # with other work running, the embedded Ray did less than one --local process (issue #22).
+        # The run's workers are this user's foreground work, at the driver's priority.
+        kwargs["_system_config"] = {"worker_niceness": 0}
         kwargs["runtime_env"] = {"worker_process_setup_hook": _import_thresher_from(_package_parent())}
     elif not address.startswith("ray://") and not _job_sets_setup_hook():
         # A cluster's workers run the code installed on (or shipped to, ``--working-dir``) their

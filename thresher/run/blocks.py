@@ -165,8 +165,8 @@ def read_phase_batch(batch: pa.Table, label: str) -> Iterator[pa.Table]:
 
 
 class StageRunner:
-    """Applies one configured stage to in-flight tables. Ray tasks keep one per worker process
-    (:func:`run_stage`), so a model loads once per worker; local runs use it directly."""
+    """One configured stage, built once. Ray tasks keep one per worker process
+    (:func:`run_stages`), so a model loads once per worker; local runs use it directly."""
 
     def __init__(self, label: str, name: str, config: Any) -> None:
         quiet_noisy_loggers()
@@ -175,15 +175,29 @@ class StageRunner:
         self.stage.preflight()
         self.stage.stats.name = label
 
-    def __call__(self, table: pa.Table) -> pa.Table:
-        docs = table_to_documents(table)
+    def apply(self, docs: list[Document]) -> StageStats:
+        """Run the stage over ``docs`` in place; the counters of this batch alone."""
         self.stage.stats = StageStats(self.label)
         self.stage.apply(docs)
-        out = documents_to_table(docs).drop_columns(["shard"])
-        for name in table.column_names:
-            if name in CARRY_COLUMNS or name.startswith(STATS_PREFIX):
-                out = out.append_column(name, table.column(name))
-        return with_stats_column(out, self.label, self.stage.stats)
+        return self.stage.stats
+
+
+def run_chain(table: pa.Table, runners: list[StageRunner]) -> pa.Table:
+    """Every per-document stage of a phase over one block, in order, with one conversion from
+    Arrow to documents and one back, not one pair per stage.
+    Each stage still appends its own stats cell, so the counters are per stage label as if each
+    stage had run as its own task."""
+    if not runners:
+        return table
+    docs = table_to_documents(table)
+    stats = [runner.apply(docs) for runner in runners]
+    out = documents_to_table(docs).drop_columns(["shard"])
+    for name in table.column_names:
+        if name in CARRY_COLUMNS or name.startswith(STATS_PREFIX):
+            out = out.append_column(name, table.column(name))
+    for runner, counted in zip(runners, stats, strict=True):
+        out = with_stats_column(out, runner.label, counted)
+    return out
 
 
 def config_key(name: str, config: Any) -> str:
@@ -200,13 +214,20 @@ is not enough: a reused Ray (a notebook, a test session) runs the next run's sta
 workers, and the same label may then come with another configuration."""
 
 
-def run_stage(table: pa.Table, label: str, name: str, config: Any) -> pa.Table:
-    """Ray task body: stages are built once per worker process and reused across blocks (and
-    runs, while the configuration is the same); one built for another configuration is closed."""
+def cached_runner(label: str, name: str, config: Any) -> StageRunner:
+    """The stage this worker process built for ``label`` with this configuration (built now if
+    none, or if the one cached was built for another configuration, which is then closed)."""
     key = config_key(name, config)
     cached = _STAGE_CACHE.get(label)
     if cached is None or cached[0] != key:
         if cached is not None:
             cached[1].stage.close()
         cached = _STAGE_CACHE[label] = (key, StageRunner(label, name, config))
-    return cached[1](table)
+    return cached[1]
+
+
+def run_stages(table: pa.Table, stages: list[tuple[str, str, Any]]) -> pa.Table:
+    """Ray task body: a phase's per-document stages, given as (label, name, config), over one
+    block (:func:`run_chain`). Stages are built once per worker process and reused across blocks
+    (and runs, while the configuration is the same)."""
+    return run_chain(table, [cached_runner(label, name, config) for label, name, config in stages])

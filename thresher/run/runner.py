@@ -198,9 +198,7 @@ class Runner:
                 else:
                     tables = iter([blocks.read_phase_shard(path, phase.dataset_stage.label, self._decisions(phase, path))])
                 for table in tables:
-                    for runner in runners:
-                        table = runner(table)
-                    write_parts(table, layout)
+                    write_parts(blocks.run_chain(table, runners), layout)
         finally:
             for runner in runners:
                 runner.stage.close()
@@ -226,10 +224,10 @@ class Runner:
         ds = ray.data.from_items(rows, override_num_blocks=len(rows))
         ds = ds.map_batches(reader, fn_kwargs=kwargs, batch_size=1, batch_format="pyarrow", num_cpus=0.5)
         ds = ds.repartition(target_num_rows_per_block=self.config.ray.block_docs)
-        for s in phase.stages:
+        if phase.stages:  # one task per block for all of them: one Arrow ↔ Document conversion
             ds = ds.map_batches(
-                blocks.run_stage,
-                fn_args=(s.label, s.name, s.config),
+                blocks.run_stages,
+                fn_args=([(s.label, s.name, s.config) for s in phase.stages],),
                 batch_size=None,
                 batch_format="pyarrow",
                 concurrency=self.config.ray.concurrency,
