@@ -80,7 +80,7 @@ def _output_problem(exc: OSError, output: str):
 
     from thresher.errors import OutputProblem
 
-    if not exc.filename:
+    if not exc.filename or "://" in str(output):
         return None
     root, path = Path(output).absolute(), Path(exc.filename).absolute()
     if path == root:
@@ -122,8 +122,8 @@ def print_summary(result) -> None:
         print(f"{tok['tokens']} tokens in {tok['shards']} token shard(s), vocabulary {tok['vocab_size']}")
     for what, path in (("documents", layout.documents_dir), ("dropped", layout.dropped_dir), ("stats", layout.stats),
                        ("tokens", layout.tokens_dir), ("report.html", layout.report)):
-        if path.exists():
-            print(f"{what + ':':<10} {path}")
+        if layout.exists(path):
+            print(f"{what + ':':<10} {layout.uri_of(path)}")
 
 
 def cmd_models_fetch(args: argparse.Namespace) -> int:

@@ -181,7 +181,10 @@ def parse_config(data: dict[str, Any], base_dir: str | Path = ".") -> PipelineCo
 
 def check_output_path(path: str | Path) -> None:
     """An output directory that cannot exist (the path, or a directory above it, is a file) is a
-    config error before any work, not a ``NotADirectoryError`` once the first shard is written."""
+    config error before any work, not a ``NotADirectoryError`` once the first shard is written.
+    A URI (``s3://bucket/prefix``) is checked by the run's storage probe instead."""
+    if "://" in str(path) and not str(path).startswith("file://"):
+        return
     target = Path(path).absolute()
     if target.exists() and not target.is_dir():
         raise ConfigError(f"output.path: {target} is a file, not a directory")

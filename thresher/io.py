@@ -558,6 +558,26 @@ class Store:
         pq.write_table(table, sink, compression=compression or "none", **parquet_kwargs)
         return self.write_bytes(rel, sink.getvalue().to_pybytes())
 
+    def create_new(self, rel: str, data: bytes = b"") -> bool:
+        """Create ``rel`` only if nothing is there: True for the one caller that created it. An
+        exclusive create on a local disk, a conditional PUT (``If-None-Match: *``) on S3. A PUT
+        retried after a lost response may find its own object and answer False: a caller must
+        treat False as "someone may hold it" and have a way to finish without it."""
+        if self.is_local:
+            path = Path(self._full(rel))
+            path.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                with path.open("xb") as f:
+                    f.write(data)
+            except FileExistsError:
+                return False
+            return True
+        try:
+            self._retry("create", rel, lambda: self.fs.pipe_file(self._full(rel), bytes(data), mode="create"))
+        except FileExistsError:
+            return False
+        return True
+
     def upload(self, src: str | os.PathLike, rel: str) -> str:
         """Publish a local file as ``rel`` (one PUT or one completed multipart upload)."""
         if self.is_local:

@@ -19,17 +19,15 @@ import json
 import logging
 import time
 from collections.abc import Iterator
-from pathlib import Path
+from pathlib import PurePath
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from thresher.document import Document, Drop, documents_to_table, table_to_documents
-from thresher.io import write_json_atomic
 from thresher.readers import read_documents
 from thresher.registry import stage_class
-from thresher.run.layout import PhaseLayout, shard_name
+from thresher.run.layout import PhaseLayout, RunLayout, shard_name
 from thresher.run.plan import READ_STAGE
 from thresher.stage import Stage, StageStats
 
@@ -107,23 +105,23 @@ def read_shards(
         chunk += 1
     if phase is not None:
         shards = [shard_name(file_index, c) for c in range(chunk)]
-        write_json_atomic(phase.file_record(file_index), {"path": path, "shards": shards}, ensure_ascii=False)
+        phase.run.write_json(phase.file_record(file_index), {"path": path, "shards": shards}, ensure_ascii=False)
 
 
 class DecisionError(RuntimeError):
     """A dataset stage's decisions do not match the shard they are for (a bug, never bad input)."""
 
 
-def read_phase_shard(shard_file: str, label: str, decisions_file: str | None) -> pa.Table:
-    """A shard written by the previous phase, with the dataset stage's decisions applied. A
-    decision names its document by position in the shard, never by id: ids are data, and two
-    documents may come with the same one."""
-    shard = Path(shard_file).stem
-    docs = table_to_documents(pq.read_table(shard_file))
+def read_phase_shard(shard_file: str, label: str, decisions_file: str | None, run: RunLayout) -> pa.Table:
+    """A shard written by the previous phase, with the dataset stage's decisions applied (both
+    paths of the run's layout ``run``). A decision names its document by position in the shard,
+    never by id: ids are data, and two documents may come with the same one."""
+    shard = PurePath(shard_file).stem
+    docs = table_to_documents(run.read_table(shard_file))
     stats = StageStats(label)
     decided: dict[int, dict] = {}
-    if decisions_file and Path(decisions_file).exists():
-        rows = pq.read_table(decisions_file).to_pylist()
+    if decisions_file and run.exists(decisions_file):
+        rows = run.read_table(decisions_file).to_pylist()
         # Renames first: the stage decided on the renamed documents.
         for row in sorted(rows, key=lambda r: r["kind"] != RENAME):
             doc = docs[row["pos"]] if 0 <= row["pos"] < len(docs) else None
@@ -155,10 +153,10 @@ def read_files_batch(
         yield from read_shards(path, index, fmt, docs_per_shard, max_bytes, phase)
 
 
-def read_phase_batch(batch: pa.Table, label: str) -> Iterator[pa.Table]:
+def read_phase_batch(batch: pa.Table, label: str, run: RunLayout) -> Iterator[pa.Table]:
     """Ray body of a later phase's reader: a batch of (path, decisions) rows → shards."""
     for path, decisions in zip(batch.column("path").to_pylist(), batch.column("decisions").to_pylist(), strict=True):
-        yield read_phase_shard(path, label, decisions)
+        yield read_phase_shard(path, label, decisions, run)
 
 
 # --------------------------------------------------------------------------- stages

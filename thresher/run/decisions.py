@@ -11,17 +11,16 @@ from __future__ import annotations
 import functools
 import logging
 import shutil
+import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
-from thresher.io import write_json_atomic, write_parquet_atomic
 from thresher.run.blocks import RENAME
 from thresher.run.layout import RunLayout
 from thresher.stage import DECISION_SCHEMA, DatasetStage
@@ -32,23 +31,30 @@ STAGE_INPUT_COLUMNS = ("id", "text", "url", "scores")
 
 
 def run_dataset_stage(
-    stage: DatasetStage, label: str, files: list[Path], layout: RunLayout, *, local: bool, init_ray: Callable[[], None]
+    stage: DatasetStage, label: str, files: list[PurePath], layout: RunLayout, *, local: bool, init_ray: Callable[[], None]
 ) -> dict[str, Any]:
-    """Run ``stage`` over the documents ``files``; writes its decisions and returns its figures."""
-    shutil.rmtree(layout.decisions_dir(label), ignore_errors=True)
-    layout.decisions_dir(label).mkdir(parents=True, exist_ok=True)
+    """Run ``stage`` over the documents ``files`` (paths of ``layout``); writes its decisions and
+    returns its figures."""
+    layout.rm(layout.decisions_dir(label), recursive=True)
+    layout.makedirs(layout.decisions_dir(label))
     names = [str(f) for f in files]
     offsets = [0]
     for f in names:
-        offsets.append(offsets[-1] + pq.ParquetFile(f).metadata.num_rows)
-    stage_work = layout.stage_work(label)
-    stage_work.mkdir(parents=True, exist_ok=True)
+        offsets.append(offsets[-1] + layout.parquet_rows(f))
+    if layout.is_local:
+        stage_work = Path(layout.stage_work(label))
+        stage_work.mkdir(parents=True, exist_ok=True)
+    else:  # scratch space of the driver's stage object only: never shared between nodes
+        stage_work = Path(tempfile.mkdtemp(prefix=f"thresher-{label}-"))
     start = time.perf_counter()
     if local:
-        places = [read_stage_input(f, o, columns=("id",)) for f, o in zip(names, offsets, strict=False)]
+        places = [read_stage_input(f, o, columns=("id",), layout=layout) for f, o in zip(names, offsets, strict=False)]
         all_ids = {i for t in places for i in t.column("id").to_pylist()}
         renames = unique_id_renames(_duplicate_id_rows(places), lambda ids: set(ids) & all_ids)
-        tables = [rename_ids(read_stage_input(f, o), _rename_map(renames)) for f, o in zip(names, offsets, strict=False)]
+        tables = [
+            rename_ids(read_stage_input(f, o, layout=layout), _rename_map(renames))
+            for f, o in zip(names, offsets, strict=False)
+        ]
         rows = [r for t in stage.run_batches(tables) for r in t.to_pylist()]
     elif names:
         import ray
@@ -56,45 +62,52 @@ def run_dataset_stage(
         init_ray()
         items = [{"path": f, "offset": o} for f, o in zip(names, offsets, strict=False)]
         places = ray.data.from_items(items, override_num_blocks=len(items)).map_batches(
-            _read_stage_input_batch, fn_kwargs={"columns": ("id",)}, batch_size=1, batch_format="pyarrow"
+            _read_stage_input_batch, fn_kwargs={"columns": ("id",), "layout": layout}, batch_size=1,
+            batch_format="pyarrow",
         ).materialize()
         renames = unique_id_renames(_duplicate_id_rows_ray(places), functools.partial(_existing_ids_ray, places))
         ds = ray.data.from_items(items, override_num_blocks=len(items)).map_batches(
-            _read_stage_input_batch, batch_size=1, batch_format="pyarrow"
+            _read_stage_input_batch, fn_kwargs={"layout": layout}, batch_size=1, batch_format="pyarrow"
         )
         if renames:
             ds = ds.map_batches(rename_ids, fn_args=(_rename_map(renames),), batch_format="pyarrow")
         rows = stage.run_ray(ds, str(stage_work)).take_all()
     else:
         renames, rows = [], []
+    if not layout.is_local:
+        shutil.rmtree(stage_work, ignore_errors=True)
     by_shard: dict[str, list[dict]] = {}
     for row in renames + rows:
         by_shard.setdefault(row["shard"], []).append(row)
     for shard, shard_rows in by_shard.items():
-        write_parquet_atomic(pa.Table.from_pylist(shard_rows, schema=DECISION_SCHEMA), layout.decisions(label, shard))
+        layout.write_parquet(layout.decisions(label, shard), pa.Table.from_pylist(shard_rows, schema=DECISION_SCHEMA))
     extra = stage.extra_stats()
     if renames:
         extra["renamed_duplicate_ids"] = len(renames)
         logger.warning("%s: %d documents had an id an earlier document has; renamed ID#N", label, len(renames))
     extra["seconds"] = round(time.perf_counter() - start, 3)
-    write_json_atomic(layout.stage_extra(label), extra, ensure_ascii=False)
+    layout.write_json(layout.stage_extra(label), extra, ensure_ascii=False)
     return extra
 
 
-def read_stage_input(path: str, offset: int, columns: tuple[str, ...] = STAGE_INPUT_COLUMNS) -> pa.Table:
-    """A previous phase's documents shard as a dataset stage's input: ``columns`` and each
-    document's place: ``shard``, ``pos`` (position in the shard) and ``row`` (``offset`` + pos,
-    its ordinal in the stage's whole input)."""
-    table = pq.read_table(path, columns=list(columns))
+def read_stage_input(
+    path: str, offset: int, columns: tuple[str, ...] = STAGE_INPUT_COLUMNS, *, layout: RunLayout
+) -> pa.Table:
+    """A previous phase's documents shard (a path of ``layout``) as a dataset stage's input:
+    ``columns`` and each document's place: ``shard``, ``pos`` (position in the shard) and ``row``
+    (``offset`` + pos, its ordinal in the stage's whole input)."""
+    table = layout.read_table(path, columns=list(columns))
     n = table.num_rows
-    table = table.append_column("shard", pa.array([Path(path).stem] * n, pa.string()))
+    table = table.append_column("shard", pa.array([PurePath(path).stem] * n, pa.string()))
     table = table.append_column("pos", pa.array(range(n), pa.int64()))
     return table.append_column("row", pa.array(range(offset, offset + n), pa.int64()))
 
 
-def _read_stage_input_batch(batch: pa.Table, columns: tuple[str, ...] = STAGE_INPUT_COLUMNS) -> pa.Table:
+def _read_stage_input_batch(
+    batch: pa.Table, columns: tuple[str, ...] = STAGE_INPUT_COLUMNS, *, layout: RunLayout
+) -> pa.Table:
     tables = [
-        read_stage_input(p, o, columns)
+        read_stage_input(p, o, columns, layout=layout)
         for p, o in zip(batch.column("path").to_pylist(), batch.column("offset").to_pylist(), strict=True)
     ]
     return pa.concat_tables(tables)

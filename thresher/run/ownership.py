@@ -8,16 +8,19 @@ the run's own subdirectories (``documents/mine.parquet``) makes it refuse, even 
 ``--overwrite``, since the file would otherwise end up inside the dataset. An output that holds
 entries of a run (finished or not) is refused unless the run is told ``--overwrite`` (remove
 what a run wrote, start again) or ``--resume``. The checks run before any work starts.
+
+The same rules hold on an object store (``--output s3://bucket/prefix``), checked with listings
+of the store (:func:`survey_store`): there a "directory" is the keys below a prefix, and links do
+not exist.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePath
 
 from thresher.io import TEMP_NAME as _TMP  # our atomic writes' temporaries (a killed writer leaves them)
 from thresher.run import layout as names
@@ -122,33 +125,68 @@ def survey(output: Path, layout: OutputLayout) -> OutputState:
     return OutputState(ours, foreign)
 
 
-def _listing(paths: list[Path], output: Path, most: int = 3) -> str:
-    names = [str(p.relative_to(output)) for p in paths[:most]]
+def survey_store(run: RunLayout, layout: OutputLayout) -> OutputState:
+    """:func:`survey` on the run's store (an object store): the same rules, from listings."""
+    ours: list[PurePath] = []
+    foreign: list[PurePath] = []
+    top = set(run.names(run.root))
+    for name in (*layout.files, *layout.trees):
+        if name in top:
+            ours.append(run.root / name)
+    for name, pattern in layout.patterns().items():
+        if name not in top:
+            continue
+        if not run.store.isdir(name):
+            foreign.append(run.root / name)
+            continue
+        base = name + "/"
+        for key in run.store.find(name):
+            rest = key[len(base) :]
+            own = "/" not in rest and bool(pattern.match(rest) or _TMP.match(rest))
+            (ours if own else foreign).append(run.root / key)
+    return OutputState(ours, foreign)  # type: ignore[arg-type]
+
+
+def _listing(paths: list[PurePath], output: PurePath, most: int = 3) -> str:
+    names = [p.as_posix().removeprefix("./") if not p.is_absolute() else str(p.relative_to(output)) for p in paths[:most]]
     more = f" and {len(paths) - most} more" if len(paths) > most else ""
     return ", ".join(names) + more
 
 
-def refuse_unless_free(output: Path, layout: OutputLayout, overwrite: bool, what: str) -> OutputState:
+def refuse_unless_free(output: Path | RunLayout, layout: OutputLayout, overwrite: bool, what: str) -> OutputState:
     """Raise :class:`OutputExistsError` when ``output`` holds foreign files in the layout's
-    directories (always), or entries of the layout without ``overwrite``. Returns the survey."""
-    state = survey(output, layout)
+    directories (always), or entries of the layout without ``overwrite``. Returns the survey.
+    ``output`` is a local directory or a run's layout (any store)."""
+    if isinstance(output, RunLayout):
+        if output.is_local:
+            return refuse_unless_free(Path(output.root), layout, overwrite, what)
+        state, shown, finished = survey_store(output, layout), output.uri, output.exists(output.stats)
+        output = output.root  # type: ignore[assignment]
+    else:
+        state, shown, finished = survey(output, layout), output, (output / names.STATS).exists()
     if state.foreign:
         raise OutputExistsError(
-            f"{output} holds files {what} did not write: {_listing(state.foreign, output)}; "
+            f"{shown} holds files {what} did not write: {_listing(state.foreign, output)}; "
             "move them away or give another --output"
         )
     if state.ours and not overwrite:
-        kind = "a finished run" if (output / names.STATS).exists() else "an unfinished run"
+        kind = "a finished run" if finished else "an unfinished run"
         raise OutputExistsError(
-            f"{output} already holds {kind} ({_listing(state.ours, output)}); give --overwrite to "
+            f"{shown} already holds {kind} ({_listing(state.ours, output)}); give --overwrite to "
             "replace it, --resume to continue it, or another --output"
         )
     return state
 
 
-def clear(output: Path, layout: OutputLayout) -> None:
+def clear(output: Path | RunLayout, layout: OutputLayout) -> None:
     """Remove what a writer of ``layout`` wrote in ``output`` (files matching its names), and its
-    directories when nothing else is left in them."""
+    directories when nothing else is left in them. ``output``: a local directory or a run's layout."""
+    if isinstance(output, RunLayout):
+        if not output.is_local:
+            for path in survey_store(output, layout).ours:
+                output.rm(path, recursive=True)
+            return
+        output = Path(output.root)
     state = survey(output, layout)
     for path in state.ours:
         if path.is_dir() and not path.is_symlink():
@@ -169,15 +207,29 @@ def claim_output(layout: RunLayout, files: list[str], fingerprint: dict, *, resu
     resumes the run there (``resume`` and the same ``fingerprint``: inputs and config). Refuses
     an input inside the run's own entries, foreign files among them, and a run's files unless
     ``overwrite`` (or a matching ``resume``). Nothing is removed here: see :func:`clear`."""
-    check_inputs_outside(files, layout.root, RUN_LAYOUT, IN_PLACE_HINT)
-    if resume and layout.run_record.exists():
-        if json.loads(layout.run_record.read_text()) == fingerprint:
-            refuse_unless_free(layout.root, RUN_LAYOUT, True, "a run")  # foreign files only
+    if layout.is_local:
+        check_inputs_outside(files, Path(layout.root), RUN_LAYOUT, IN_PLACE_HINT)
+    else:
+        check_inputs_outside_store(files, layout, RUN_LAYOUT, IN_PLACE_HINT)
+    if resume and layout.exists(layout.run_record):
+        if layout.read_json(layout.run_record) == fingerprint:
+            refuse_unless_free(layout, RUN_LAYOUT, True, "a run")  # foreign files only
             return True
         if not overwrite:
             raise ResumeError(
-                f"--resume: {layout.root} was written by a run with other inputs or another config; "
+                f"--resume: {layout.uri} was written by a run with other inputs or another config; "
                 "give --overwrite instead to start over, or another --output"
             )
-    refuse_unless_free(layout.root, RUN_LAYOUT, overwrite, "a run")
+    refuse_unless_free(layout, RUN_LAYOUT, overwrite, "a run")
     return False
+
+
+def check_inputs_outside_store(inputs: list[str], run: RunLayout, layout: OutputLayout, hint: str) -> None:
+    """:func:`check_inputs_outside` for an output on an object store: an input URI below one of
+    the run's entries (same scheme, bucket and key prefix) is refused."""
+    base = run.uri.rstrip("/")
+    for spec in inputs:
+        for name in layout.names():
+            entry = f"{base}/{name}"
+            if spec == entry or spec.startswith(entry + "/"):
+                raise InputInsideOutputError(f"input {spec} is inside {entry}, which this run writes; {hint}")

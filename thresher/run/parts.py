@@ -6,24 +6,30 @@ completes a shard sees it from the names alone and compacts the shard: concatena
 checks that every position arrived exactly once, writes the documents and dropped files and
 then the shard's completion record (its counters), which is what ``--resume`` and the run's
 statistics read. Exactly one worker compacts a shard: it claims it by creating the shard's
-claim file, which fails for everyone else.
+claim file, which fails for everyone else (an exclusive create on a local disk, a conditional PUT,
+``If-None-Match: *``, on S3: :meth:`thresher.io.Store.create_new`).
+
+Nothing here renames: every file is published whole by the layout's store (temporary + rename on
+a local disk, one PUT on an object store), and a shard exists for a reader only through its
+completion record, written last. Documents or parts a killed attempt left without a record are
+never read as data: the shard is redone under the same names (``--resume``) and its leftovers
+removed. A claim whose answer was lost (a PUT retried after it had succeeded reads as taken) or
+whose claimant died leaves the shard to :func:`finish_phase`, which compacts every whole shard
+that has no record once no worker runs.
 """
 
 from __future__ import annotations
 
 import logging
-import shutil
-from pathlib import Path
+from pathlib import PurePath
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from thresher.document import dropped_table, kept_table, table_to_documents
-from thresher.io import write_json_atomic, write_parquet_atomic
 from thresher.run.blocks import stats_of
-from thresher.run.layout import PARQUET, PhaseLayout, part_rows
+from thresher.run.layout import PARQUET, PhaseLayout, RunLayout, part_rows
 
 logger = logging.getLogger(__name__)
 
@@ -44,33 +50,25 @@ def write_parts(table: pa.Table, phase: PhaseLayout) -> pa.Table:
         part = table.filter(pc.equal(table.column("shard"), shard))
         first = pc.min(part.column("pos")).as_py()
         total = part.column("shard_rows")[0].as_py()
-        write_parquet_atomic(part, phase.part(shard, first, part.num_rows, total))
+        phase.run.write_parquet(phase.part(shard, first, part.num_rows, total), part)
         compacted = try_compact(shard, phase)
         out_rows.append({"shard": shard, "rows": part.num_rows, "compacted": compacted})
     return pa.Table.from_pylist(out_rows, schema=PARTS_SCHEMA)
 
 
-def _complete(parts_dir: Path) -> bool:
-    try:
-        names = [p.name for p in parts_dir.iterdir() if p.suffix == PARQUET]
-    except FileNotFoundError:
-        return False
-    counts = [part_rows(n) for n in names]
+def _part_names(run: RunLayout, parts_dir: PurePath) -> list[str]:
+    return [n for n in run.names(parts_dir) if n.endswith(PARQUET) and not n.startswith(".")]
+
+
+def _complete(run: RunLayout, parts_dir: PurePath) -> bool:
+    counts = [part_rows(n) for n in _part_names(run, parts_dir)]
     return bool(counts) and sum(r for r, _ in counts) >= counts[0][1]
-
-
-def _claim(claim: Path) -> bool:
-    """True for the one caller that creates ``claim`` (an exclusive create: atomic on POSIX)."""
-    try:
-        claim.open("x").close()
-    except FileExistsError:  # another worker got there first
-        return False
-    return True
 
 
 def try_compact(shard: str, phase: PhaseLayout) -> bool:
     """Compact ``shard`` if all its rows have arrived and no other worker has claimed it."""
-    if not _complete(phase.shard_parts(shard)) or not _claim(phase.claim(shard)):
+    run = phase.run
+    if not _complete(run, phase.shard_parts(shard)) or not run.store.create_new(run.key(phase.claim(shard))):
         return False
     compact_shard(shard, phase)
     return True
@@ -79,46 +77,57 @@ def try_compact(shard: str, phase: PhaseLayout) -> bool:
 def compact_shard(shard: str, phase: PhaseLayout) -> dict[str, Any]:
     """Assemble a shard from its parts, check every position arrived exactly once, write the
     documents and dropped files, then the completion record with the shard's stage counters."""
+    run = phase.run
     parts_dir = phase.shard_parts(shard)
-    files = sorted(parts_dir.glob("*" + PARQUET))
-    table = pa.concat_tables([pq.read_table(f) for f in files], promote_options="permissive").sort_by("pos")
+    files = [parts_dir / n for n in sorted(_part_names(run, parts_dir))]
+    table = pa.concat_tables([run.read_table(f) for f in files], promote_options="permissive").sort_by("pos")
     positions = table.column("pos").to_pylist()
     expected = table.column("shard_rows")[0].as_py() if table.num_rows else 0
     if positions != list(range(expected)):
         raise ShardIncomplete(f"shard {shard}: expected positions 0..{expected - 1} exactly once, got {positions[:20]}…")
     stats = {label: s.to_dict() for label, s in stats_of(table).items()}
     docs = table_to_documents(table)
-    write_rows(kept_table(docs), phase.documents(shard), phase.compression)
+    write_rows(run, kept_table(docs), phase.documents(shard), phase.compression)
     dropped = phase.dropped(shard)
     if dropped is not None:
-        write_rows(dropped_table(docs), dropped, phase.compression)
+        write_rows(run, dropped_table(docs), dropped, phase.compression)
     summary = {"shard": shard, "rows": len(docs), "kept": sum(1 for d in docs if d.drop is None), "stats": stats}
-    write_json_atomic(phase.shard_record(shard), summary, ensure_ascii=False)
-    shutil.rmtree(parts_dir, ignore_errors=True)
+    run.write_json(phase.shard_record(shard), summary, ensure_ascii=False)
+    run.rm(parts_dir, recursive=True)
     return summary
 
 
-def write_rows(table: pa.Table, path: Path, compression: str = "zstd") -> None:
+def write_rows(run: RunLayout, table: pa.Table, path: PurePath, compression: str = "zstd") -> None:
     """An output data file, or none when there are no rows: a zero-row Parquet file is valid,
     but ``datasets.load_dataset("parquet", ...)`` fails on one (``BatchSize must be greater
     than 0``), and the shard's completion record counts its rows anyway. A file left at that
     path by an earlier try is removed, so a redone shard never keeps stale rows."""
     if table.num_rows:
-        write_parquet_atomic(table, path, compression=compression)
+        run.write_parquet(path, table, compression=compression)
     else:
-        path.unlink(missing_ok=True)
+        run.rm(path)
 
 
 def finish_phase(phase: PhaseLayout) -> None:
     """After every block of the phase is written (no worker runs any more): compact the shards
     whose claimant died before finishing, drop the parts a retried block wrote after its shard
     was compacted, and fail on a shard that is still missing rows."""
-    for parts_dir in sorted(p for p in phase.parts.iterdir() if p.is_dir()):
-        shard = parts_dir.name
-        if phase.shard_record(shard).exists():  # compacted; these parts are a retry's copies
-            shutil.rmtree(parts_dir, ignore_errors=True)
-        elif _complete(parts_dir):
+    run = phase.run
+    shards = sorted({n for n in run.names(phase.parts) if not n.endswith(".claim") and not n.startswith(".")} | set(_shards_with_parts(phase)))
+    for shard in shards:
+        parts_dir = phase.shard_parts(shard)
+        if run.exists(phase.shard_record(shard)):  # compacted; these parts are a retry's copies
+            run.rm(parts_dir, recursive=True)
+        elif _complete(run, parts_dir):
             logger.warning("shard %s: compacting after its worker stopped", shard)
             compact_shard(shard, phase)
         else:
             raise ShardIncomplete(f"shard {shard}: some of its rows never arrived")
+
+
+def _shards_with_parts(phase: PhaseLayout) -> list[str]:
+    """Shards that have part files (a listing of the parts tree: on an object store a "directory"
+    exists only through the keys below it)."""
+    base = phase.run.key(phase.parts)
+    found = phase.run.store.find(base)
+    return sorted({k[len(base) :].strip("/").split("/", 1)[0] for k in found if k.endswith(PARQUET)})

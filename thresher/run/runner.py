@@ -23,14 +23,14 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
 import time
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import PurePath
 from typing import Any
 
 from thresher.config import PipelineConfig
-from thresher.io import write_json_atomic
+from thresher.errors import UsageError
+from thresher.io import PROBE_PREFIX
 from thresher.readers import expand_inputs
 from thresher.registry import stage_class
 from thresher.run import blocks
@@ -65,25 +65,32 @@ class Runner:
     overwrite: bool = False
 
     def __post_init__(self) -> None:
-        self.layout = RunLayout.at(self.config.output.path)
-        self.output = self.layout.root
+        self.layout = RunLayout.at(self.config.output.path, self.config.storage)
+        # what the run's result and stats.json call the output: a local path or a URI (no secrets)
+        self.output = self.layout.root if self.layout.is_local else self.layout.uri
 
     def run(self) -> RunResult:
         cfg = self.config
         start = time.perf_counter()
         files = expand_inputs(cfg.input.paths, cfg.base_dir)
         logger.info("%d input file(s); output in %s", len(files), self.output)
+        if not self.layout.is_local:
+            # A missing bucket, missing or refused credentials, a denied write: one line now.
+            self.layout.store.probe()
+            if cfg.export is not None and cfg.export.formats:
+                raise UsageError(f"export: exports to object storage ({self.layout.uri}) are not supported yet")
         resuming = claim_output(self.layout, files, self._fingerprint(files), resume=self.resume, overwrite=self.overwrite)
         phases = plan_run(cfg.stages)
         self.preflight(phases, resuming)
+        self._remove_probe_leftovers()
         if not resuming:
-            clear(self.output, RUN_LAYOUT)  # only what a run wrote: claim_output refused anything else
-            write_json_atomic(self.layout.run_record, self._fingerprint(files), ensure_ascii=False)
+            clear(self.layout, RUN_LAYOUT)  # only what a run wrote: claim_output refused anything else
+            self.layout.write_json(self.layout.run_record, self._fingerprint(files), ensure_ascii=False)
         result = RunResult(self.output, order=stage_order(phases))
         for phase in phases:
             self._phase(phase, files, result)
         check_accounting(result.order, result.stages)
-        shutil.rmtree(self.layout.work, ignore_errors=True)
+        self.layout.rm(self.layout.work, recursive=True)
         context = RunContext(cfg, self.layout, files, result, self.local, start, self._init_ray)
         run_steps(context, resume=self.resume)
         return result
@@ -94,7 +101,14 @@ class Runner:
         return json.loads(json.dumps({"inputs": files, "config": self.config.to_dict()}))
 
     def _phase_done(self, phase: PhasePlan) -> bool:
-        return self.resume and self.layout.phase_done(phase.index).exists()
+        return self.resume and self.layout.exists(self.layout.phase_done(phase.index))
+
+    def _remove_probe_leftovers(self) -> None:
+        """Probe objects (:meth:`thresher.io.Store.probe`) a killed run left at the output's root."""
+        if not self.layout.is_local:
+            for name in self.layout.names(self.layout.root):
+                if name.startswith(PROBE_PREFIX):
+                    self.layout.rm(self.layout.root / name)
 
     def preflight(self, phases: list[PhasePlan], resuming: bool) -> None:
         """Build every stage once on the driver and run its read-only checks, so a stage that
@@ -134,10 +148,11 @@ class Runner:
                     stage, ds.label, source, self.layout, local=self.local, init_ray=self._init_ray
                 )
             self._run_phase(phase, files, layout, result)
-            write_json_atomic(self.layout.phase_done(phase.index), {"phase": phase.index})
+            self.layout.write_json(self.layout.phase_done(phase.index), {"phase": phase.index})
         elif ds is not None:
-            result.extra[ds.label] = json.loads(self.layout.stage_extra(ds.label).read_text())
-        records = [json.loads(p.read_text()) for p in sorted(layout.shard_records.glob("*.json"))]
+            result.extra[ds.label] = self.layout.read_json(self.layout.stage_extra(ds.label))
+        # a shard exists only through its completion record, written last
+        records = [self.layout.read_json(p) for p in self.layout.files(layout.shard_records, ".json")]
         result.add_shard_records(records)
         if ds is not None:
             check_decisions_applied(ds.label, result.stages[ds.label], result.extra[ds.label])
@@ -148,17 +163,24 @@ class Runner:
     def _pending_files(self, files: list[str], layout: PhaseLayout) -> list[tuple[int, str]]:
         """Input files (with their index in the full list) that still need processing; clears the
         partial state of those."""
+        run = self.layout
         pending = []
+        parts = run.names(layout.parts)  # one listing each, not one per file
+        records = set(run.names(layout.shard_records))
         for index, path in enumerate(files):
             record = layout.file_record(index)
-            if self.resume and record.exists():
-                shards = json.loads(record.read_text())["shards"]
-                if all(layout.shard_record(s).exists() for s in shards):
+            if self.resume and run.exists(record):
+                shards = run.read_json(record)["shards"]
+                if all(f"{s}.json" in records for s in shards):
                     continue
             prefix = file_prefix(index)
-            for stale in list(layout.parts.glob(prefix + "*")) + list(layout.shard_records.glob(prefix + "*.json")):
-                shutil.rmtree(stale) if stale.is_dir() else stale.unlink()
-            record.unlink(missing_ok=True)
+            for name in parts:  # parts and claims of a killed attempt
+                if name.startswith(prefix):
+                    run.rm(layout.parts / name, recursive=True)
+            for name in records:
+                if name.startswith(prefix) and name.endswith(".json"):
+                    run.rm(layout.shard_records / name)
+            run.rm(record)
             pending.append((index, path))
         return pending
 
@@ -180,13 +202,13 @@ class Runner:
             self._run_phase_ray(phase, items, layout)
         finish_phase(layout)
         if phase.index == 0:
-            missing = [i for i, _ in items if not layout.file_record(i).exists()]
+            missing = [i for i, _ in items if not self.layout.exists(layout.file_record(i))]
             if missing:
                 raise ShardIncomplete(f"input files {missing} were not read to their end")
 
     def _decisions(self, phase: PhasePlan, shard_file: str) -> str:
         """The decisions file for a shard of the previous phase (absent when nothing was decided)."""
-        return str(self.layout.decisions(phase.dataset_stage.label, Path(shard_file).stem))
+        return str(self.layout.decisions(phase.dataset_stage.label, PurePath(shard_file).stem))
 
     def _run_phase_local(self, phase: PhasePlan, items: list[tuple[int, str]], layout: PhaseLayout) -> None:
         cfg = self.config.input
@@ -196,7 +218,9 @@ class Runner:
                 if phase.index == 0:
                     tables = blocks.read_shards(path, index, cfg.format, cfg.docs_per_shard, cfg.max_bytes_per_shard, layout)
                 else:
-                    tables = iter([blocks.read_phase_shard(path, phase.dataset_stage.label, self._decisions(phase, path))])
+                    tables = iter([
+                        blocks.read_phase_shard(path, phase.dataset_stage.label, self._decisions(phase, path), self.layout)
+                    ])
                 for table in tables:
                     write_parts(blocks.run_chain(table, runners), layout)
         finally:
@@ -220,7 +244,7 @@ class Runner:
             }
         else:
             rows = [{"path": p, "decisions": self._decisions(phase, p)} for _, p in items]
-            reader, kwargs = blocks.read_phase_batch, {"label": phase.dataset_stage.label}
+            reader, kwargs = blocks.read_phase_batch, {"label": phase.dataset_stage.label, "run": self.layout}
         ds = ray.data.from_items(rows, override_num_blocks=len(rows))
         ds = ds.map_batches(reader, fn_kwargs=kwargs, batch_size=1, batch_format="pyarrow", num_cpus=0.5)
         ds = ds.repartition(target_num_rows_per_block=self.config.ray.block_docs)

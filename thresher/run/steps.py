@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from thresher.config import PipelineConfig
-from thresher.io import write_json_atomic
+from thresher.errors import UsageError
 from thresher.run.layout import RunLayout
 from thresher.run.result import RunResult
 
@@ -64,7 +64,7 @@ class TokenizeStep(RunStep):
         if not context.local:
             context.init_ray()
         cfg = context.config
-        return run_tokenize(cfg.tokenize, context.layout.root, cfg.to_dict(), local=context.local)
+        return run_tokenize(cfg.tokenize, context.layout, cfg.to_dict(), local=context.local)
 
 
 class ExportStep(RunStep):
@@ -82,6 +82,8 @@ class ExportStep(RunStep):
         from thresher.shards.exports import export
 
         cfg = context.config.export
+        if not context.layout.is_local:
+            raise UsageError(f"export: writing exports to {context.layout.uri} (object storage) is not supported yet")
         figures = {}
         for fmt in cfg.formats:
             dst = context.layout.export_dir(fmt)
@@ -102,7 +104,7 @@ class StatsStep(RunStep):
         result = context.result
         result.seconds = time.perf_counter() - context.started
         stats = result.stats_json(context.config.name, context.inputs, context.config.to_dict())
-        write_json_atomic(context.layout.stats, stats, ensure_ascii=False)
+        context.layout.write_json(context.layout.stats, stats, ensure_ascii=False)
         return None
 
 
@@ -115,7 +117,7 @@ class ReportStep(RunStep):
         try:
             from thresher.report import write_report
 
-            write_report(context.layout.root)
+            write_report(context.layout.store.uri)
         except Exception as exc:
             logger.warning("run report not written: %r", exc)
         return None
@@ -125,17 +127,15 @@ STEPS: tuple[RunStep, ...] = (TokenizeStep(), ExportStep(), StatsStep(), ReportS
 
 
 def run_steps(context: RunContext, resume: bool, steps: tuple[RunStep, ...] = STEPS) -> None:
-    import json
-
     for step in steps:
         if not step.wanted(context):
             continue
         marker = context.layout.step_done(step.name)
-        if step.resumable and resume and marker.exists():
-            figures = json.loads(marker.read_text())
+        if step.resumable and resume and context.layout.exists(marker):
+            figures = context.layout.read_json(marker)
         else:
             figures = step.run(context)
             if step.resumable:
-                write_json_atomic(marker, figures, ensure_ascii=False)
+                context.layout.write_json(marker, figures, ensure_ascii=False)
         if figures is not None:
             context.result.extra[step.name] = figures

@@ -14,6 +14,8 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import shutil
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -80,17 +82,40 @@ def _encode_shard(
     tokens_dir: str,
     validation_fraction: float,
     target: int,
+    layout: Any = None,
 ) -> list[dict]:
-    """Encode one documents shard into token shards named after it; returns their ShardInfo dicts."""
-    encoder = _encoder(tokenizer_dir, tokenizer_hash)
+    """Encode one documents shard into token shards named after it; returns their ShardInfo dicts.
+    With a ``layout`` on an object store, ``path`` is one of its documents and the token shards
+    are written to a local temporary directory of this worker, uploaded, and removed."""
+    if layout is not None and not layout.is_local:
+        import shutil
+        import tempfile
+
+        local = tempfile.mkdtemp(prefix="thresher-tokens-")
+        try:
+            table = layout.read_table(path, columns=["id", "text"])
+            infos = _encode_table(table, Path(path).stem, tokenizer_dir, tokenizer_hash, local, validation_fraction, target)
+            for info in infos:
+                layout.store.upload(Path(local) / info["path"], layout.key(layout.tokens_dir / info["path"]))
+            return infos
+        finally:
+            shutil.rmtree(local, ignore_errors=True)
     table = pq.read_table(path, columns=["id", "text"])
+    return _encode_table(table, Path(path).stem, tokenizer_dir, tokenizer_hash, tokens_dir, validation_fraction, target)
+
+
+def _encode_table(
+    table: Any, prefix: str, tokenizer_dir: str, tokenizer_hash: str, tokens_dir: str, validation_fraction: float,
+    target: int,
+) -> list[dict]:
+    encoder = _encoder(tokenizer_dir, tokenizer_hash)
     writer = TokenShardWriter(
         tokens_dir,
         dtype=encoder.dtype,
         eot_id=encoder.eot_id,
         validation_fraction=validation_fraction,
         target_tokens=target,
-        prefix=Path(path).stem,
+        prefix=prefix,
     )
     ids, texts = table.column("id").to_pylist(), table.column("text").to_pylist()
     for start in range(0, len(ids), 256):
@@ -99,20 +124,23 @@ def _encode_shard(
 
 
 def run_tokenize(
-    config: TokenizeConfig, output: Path, pipeline_config: dict, *, local: bool
+    config: TokenizeConfig, output: Any, pipeline_config: dict, *, local: bool
 ) -> dict[str, Any]:
-    """Train or load the tokenizer, encode ``output/documents`` into ``output/tokens``; returns figures."""
+    """Train or load the tokenizer, encode ``output/documents`` into ``output/tokens``; returns
+    figures. ``output``: a local directory or a run's :class:`~thresher.run.layout.RunLayout`
+    (any store: on an object store the documents are read from it and the tokens uploaded)."""
     from thresher.run.layout import RunLayout
 
-    layout = RunLayout.at(output)
-    docs = [str(p) for p in layout.document_files()]
+    layout = output if isinstance(output, RunLayout) else RunLayout.at(output)
+    remote = not layout.is_local
+    docs = [layout.uri_of(p) if remote else str(p) for p in layout.document_files()]
     figures: dict[str, Any] = {}
     start = time.perf_counter()
     if config.tokenizer:
         tok_dir = Path(config.tokenizer).absolute()
         tokenizer = load_tokenizer(tok_dir)
     else:
-        tok_dir = layout.tokenizer_dir
+        tok_dir = layout.uri_of(layout.tokenizer_dir) if remote else layout.tokenizer_dir
         tokenizer, counted = train_from_files(
             docs, config.train.vocab_size, min_frequency=config.train.min_frequency, use_ray=not local
         )
@@ -120,8 +148,10 @@ def run_tokenize(
         figures["train_seconds"] = round(time.perf_counter() - start, 3)
         figures["train_documents"] = counted.documents
     tokenizer_hash = fingerprint(tokenizer)
-    tokens_dir = layout.tokens_dir
+    tokens_dir = Path(tempfile.mkdtemp(prefix="thresher-manifest-")) if remote else layout.tokens_dir
     tokens_dir.mkdir(parents=True, exist_ok=True)
+    if remote:
+        docs = [str(p) for p in layout.document_files()]  # keys of the layout, read by the workers
     args = (
         str(tok_dir),
         tokenizer_hash,
@@ -130,6 +160,8 @@ def run_tokenize(
         config.target_tokens_per_shard,
     )
     encode_start = time.perf_counter()
+    if remote:
+        args = (*args, layout)
     if local:
         infos = [info for path in docs for info in _encode_shard(path, *args)]
     else:
@@ -151,7 +183,11 @@ def run_tokenize(
         config_hash=config_hash,
         validation_fraction=config.validation_fraction,
         shards=infos,
+        verify=not remote,  # on an object store the files are not here; their sha256 is the writers'
     )
+    if remote:
+        layout.store.upload(tokens_dir / "manifest.json", layout.key(layout.tokens_manifest))
+        shutil.rmtree(tokens_dir, ignore_errors=True)
     tokens = sum(s.get("tokens", 0) for s in infos)
     figures.update(
         tokenizer=str(tok_dir),
@@ -161,7 +197,7 @@ def run_tokenize(
         tokens=tokens,
         encode_seconds=round(time.perf_counter() - encode_start, 3),
         seconds=round(time.perf_counter() - start, 3),
-        manifest=str(layout.tokens_manifest),
+        manifest=layout.uri_of(layout.tokens_manifest) if remote else str(layout.tokens_manifest),
     )
     logger.info("tokenized %d documents into %d tokens (%d shards)", figures["documents"], tokens, len(infos))
     return figures

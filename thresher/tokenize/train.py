@@ -19,6 +19,7 @@ import time
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from thresher.tokenize.bpe import BPETokenizer
 from thresher.tokenize.merges import learn_merges
@@ -116,6 +117,13 @@ def train_from_files(
 # -- reading documents -------------------------------------------------------------------------
 
 
+def _parquet_texts(file: Any, path: str, text_column: str, stats: CountStats) -> Iterator[str]:
+    if text_column not in file.schema_arrow.names:
+        raise ValueError(f"{path}: no column {text_column!r} (has {file.schema_arrow.names})")
+    for batch in file.iter_batches(columns=[text_column], batch_size=4096):
+        yield from _usable(batch.column(0).to_pylist(), stats)
+
+
 def iter_texts(path: str, text_column: str, stats: CountStats) -> Iterator[str]:
     """The texts in a Parquet or JSONL(.gz) file. Rows without a non-empty string in
     ``text_column`` and unparsable JSON lines are skipped and counted in ``stats``."""
@@ -123,11 +131,13 @@ def iter_texts(path: str, text_column: str, stats: CountStats) -> Iterator[str]:
     if name.endswith(".parquet"):
         import pyarrow.parquet as pq
 
-        file = pq.ParquetFile(path)
-        if text_column not in file.schema_arrow.names:
-            raise ValueError(f"{path}: no column {text_column!r} (has {file.schema_arrow.names})")
-        for batch in file.iter_batches(columns=[text_column], batch_size=4096):
-            yield from _usable(batch.column(0).to_pylist(), stats)
+        if "://" in path and not path.startswith("file://"):  # an object store (a run's output): fsspec
+            import fsspec
+
+            with fsspec.open(path, "rb") as f:
+                yield from _parquet_texts(pq.ParquetFile(f), path, text_column, stats)
+        else:
+            yield from _parquet_texts(pq.ParquetFile(path), path, text_column, stats)
     elif name.endswith((".jsonl", ".ndjson", ".jsonl.gz", ".ndjson.gz", ".json", ".json.gz")):
         raw = gzip.open(path, "rb") if name.endswith(".gz") else open(path, "rb")
         with io.TextIOWrapper(raw, encoding="utf-8", errors="replace") as lines:
