@@ -30,6 +30,7 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from thresher.crawlers import recrawl
 from thresher.crawlers.config import CrawlConfig
 from thresher.crawlers.frontier import partition_of, read_journal
 from thresher.crawlers.scope import netloc_of, url_key
@@ -48,14 +49,17 @@ class JobState:
     warc_files: int = 0
 
     @classmethod
-    def scan(cls, warc_dir: Path) -> JobState:
+    def scan(cls, warc_dir: Path, since: str | None = None) -> JobState:
+        """``since``: a recrawl pass's start; only captures dated from then on count."""
         state = cls()
         for path in sorted(warc_dir.glob("*.warc.gz")):
             state.warc_files += 1
             try:
                 for rec in iter_stored_responses(path):
+                    if since is not None and rec.date < since:
+                        continue
                     state.done[url_key(rec.url)] = rec.url
-                    if 200 <= rec.status < 300:
+                    if rec.is_page:
                         state.host_pages[netloc_of(rec.url)] += 1
                         state.pages += 1
             except Exception as exc:  # a damaged file: its readable part still counts
@@ -245,7 +249,8 @@ def crawl(config: CrawlConfig, out_dir: str | Path, use_ray: bool | None = None)
     use_ray = config.partitions > 1 if use_ray is None else use_ray
     started = time.monotonic()
     salvaged = salvage_open_files(warc_dir)
-    job = JobState.scan(warc_dir)
+    since = recrawl.begin_pass(out_dir) if config.recrawl else None
+    job = JobState.scan(warc_dir, since)
     pages_before = job.pages
     seeds = {url_key(u): (0, u) for u in config.seeds}
     work = _journal_entries(sorted(state_dir.glob("journal-*.tsv")))
@@ -265,9 +270,12 @@ def crawl(config: CrawlConfig, out_dir: str | Path, use_ray: bool | None = None)
         logger.info("%d partitions, %d URLs queued", len(specs), len(work))
         partitions = _run_specs(specs, use_ray, state_dir / f"stop-{run_id}")
         _remove_shared_files(state_dir, run_id)
-        job = JobState.scan(warc_dir)
+        job = JobState.scan(warc_dir, since)
+    complete = all(p.get("finish_reason") == "finished" for p in partitions)
     elapsed = time.monotonic() - started
     summary = summarise(partitions, elapsed)
+    if since is not None and complete and not summary["failed_partitions"]:
+        recrawl.end_pass(out_dir)
     summary.update(
         output_dir=str(out_dir),
         rounds=1 if specs else 0,
@@ -308,6 +316,10 @@ def summarise(partitions: list[dict], elapsed: float) -> dict:
             "retry_reasons",
             "robots_txt",
             "blocked_address_kinds",
+            "optout",
+            "optout_flagged",
+            "tdmrep",
+            "recrawl",
         )
     }
     failed = 0
@@ -344,6 +356,10 @@ def format_summary(s: dict) -> str:
     ]
     if s["overflow"]:
         lines.append(f"  links not queued (frontier bounds): {s['overflow']}")
+    if s["optout"] or s["optout_flagged"]:
+        lines.append(f"  opted out of AI training: not archived {s['optout']}, archived flagged {s['optout_flagged']}")
+    if s["recrawl"]:
+        lines.append(f"  recrawl: {s['recrawl']}")
     if s["errors"]:
         lines.append(f"  errors: {s['errors']}")
     if s["skipped"]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import resource
 import time
 from collections import Counter
@@ -33,8 +32,9 @@ from w3lib.url import safe_url_string
 
 from thresher.crawlers.config import CrawlConfig
 from thresher.crawlers.frontier import Frontier, partition_of
-from thresher.crawlers.middlewares import PAGE, RedirectRefused
+from thresher.crawlers.middlewares import PAGE, OptedOut, RedirectRefused
 from thresher.crawlers.netsafety import BlockedAddress
+from thresher.crawlers.optout import SignalReader
 from thresher.crawlers.partition import BudgetTaken, Coordinator, Mailboxes, SharedBudget
 from thresher.crawlers.robots import RobotsUnavailable
 from thresher.crawlers.scope import Scope, netloc_of, url_key
@@ -91,6 +91,7 @@ class CrawlState:
         self.spec = spec
         self.crawler = crawler
         self.scope = Scope(config, [])
+        self.optout = SignalReader(config.robots_token, config.ai_tokens, config.optout_signals)
         self.frontier = Frontier(spec.journal_path)
         self.budget = SharedBudget(spec.budget_path or None, spec.max_pages)
         self.mail = (
@@ -131,9 +132,12 @@ class CrawlState:
 
     def archive(self, exchange: Exchange, status: int) -> bool:
         """Write the record; True if it counts as a page (of the budget, of its host)."""
-        self.writer.write(exchange)
+        kind = self.writer.write(exchange)
         self.stats.inc_value("thresher/warc_records")
-        if 200 <= status < 300:
+        if exchange.prior is not None:  # a recrawl: 304, the same payload, or a changed page
+            change = "changed" if kind == "response" else "not_modified" if status == 304 else "same_digest"
+            self.stats.inc_value(f"thresher/recrawl/{change}")
+        if 200 <= status < 300 or kind == "revisit":
             self.pages += 1
             self.payload_bytes += len(exchange.payload)
             self.host_pages[netloc_of(exchange.url)] += 1
@@ -205,6 +209,27 @@ class CrawlState:
     def budget_spent(self) -> bool:
         """The run's page budget is archived, by this partition and the others."""
         return self.budget.spent()
+
+    def consents(self, response, exchange: Exchange) -> tuple[bool, bool]:
+        """(archive it, follow its links): the page's opt-out signals (optout.py) with those
+        found before the request (robots_ai, tdmrep_json), each page counted under its first
+        one, as ``optout`` (not archived) or ``optout_flagged`` (archived on request)."""
+        html = response.body if isinstance(response, TextResponse) else None
+        found = self.optout.read(
+            [v.decode("latin-1") for v in response.headers.getlist(b"X-Robots-Tag")],
+            (response.headers.get(b"tdm-reservation") or b"").decode("latin-1"),
+            html,
+        )
+        early = tuple(response.meta.get("thresher_optout", ()))
+        reasons = early + tuple(r for r in found.reasons if r not in early)
+        if not reasons:
+            return True, not found.nofollow
+        if not self.config.archive_opted_out:
+            self.stats.inc_value(f"thresher/optout/{reasons[0]}")
+            return False, not found.nofollow
+        self.stats.inc_value(f"thresher/optout_flagged/{reasons[0]}")
+        exchange.optout = reasons
+        return True, not found.nofollow
 
     def wants(self, response) -> bool:
         kind = media_type(response.headers)
@@ -346,6 +371,10 @@ class ThresherSpider(scrapy.Spider):
         stats = self.crawler.stats
         raw = response.meta.get("thresher_raw")
         depth = response.meta.get("depth", 0)
+        if response.status == 304 and raw is not None and raw.exchange.prior is not None:
+            if state.consents(response, raw.exchange)[0]:  # unchanged: a revisit record
+                state.settle(response.request, state.archive(raw.exchange, status=response.status))
+            return
         if "download_stopped" in response.flags or not state.wants(response):
             stats.inc_value("thresher/skipped/content_type")
             return
@@ -360,14 +389,12 @@ class ThresherSpider(scrapy.Spider):
         if state.budget_spent():
             stats.inc_value("thresher/skipped/max_pages")
             return
-        noindex, nofollow = robots_directives(response)
+        keep, follow = state.consents(response, raw.exchange)
         requests = []
-        if not nofollow and depth < self.config.max_depth and isinstance(response, TextResponse):
+        if follow and depth < self.config.max_depth and isinstance(response, TextResponse):
             requests = self._follow(response, depth + 1)
         state.frontier.flush()  # links are durable before the page counts as archived
-        if noindex:
-            stats.inc_value("thresher/skipped/noindex")
-        else:
+        if keep:
             state.settle(response.request, state.archive(raw.exchange, status=response.status))
         yield from requests
         if state.budget_spent():
@@ -497,21 +524,9 @@ def extract_links(response) -> list[str]:
     return out
 
 
-def robots_directives(response) -> tuple[bool, bool]:
-    """(noindex, nofollow) from X-Robots-Tag and <meta name="robots">: the site's consent."""
-    values = [v.decode("latin-1") for v in response.headers.getlist(b"X-Robots-Tag")]
-    if isinstance(response, TextResponse):
-        try:
-            values += response.xpath("//meta[translate(@name,'ROBTS','robts')='robots']/@content").getall()
-        except Exception:  # unparsable markup: no directives
-            pass
-    tokens = set(re.split(r"[\s,]+", ",".join(values).lower()))
-    return bool(tokens & {"noindex", "none"}), bool(tokens & {"nofollow", "none"})
-
-
 def failure_reason(exc: BaseException) -> str | None:
     """A short counter name for a failed request; None for those counted where they happen."""
-    if isinstance(exc, (BlockedAddress, BudgetTaken, RedirectRefused, RobotsUnavailable)):
+    if isinstance(exc, (BlockedAddress, BudgetTaken, RedirectRefused, RobotsUnavailable, OptedOut)):
         return None
     if isinstance(exc, HttpError):
         return "http"
@@ -563,6 +578,10 @@ def write_partition_stats(spider: ThresherSpider, reason: str) -> None:
         "redirect_refused": _counters(scrapy_stats, "thresher/redirect_refused/"),
         "sitemap": _counters(scrapy_stats, "thresher/sitemap/"),
         "overflow": _counters(scrapy_stats, "thresher/overflow/"),
+        "optout": _counters(scrapy_stats, "thresher/optout/"),
+        "optout_flagged": _counters(scrapy_stats, "thresher/optout_flagged/"),
+        "tdmrep": _counters(scrapy_stats, "thresher/tdmrep/"),
+        "recrawl": _counters(scrapy_stats, "thresher/recrawl/"),
         "handed_over": scrapy_stats.get("thresher/handed_over", 0),
         "handoffs_received": scrapy_stats.get("thresher/handoffs_received", 0),
         "queued_peak": state.queued_peak,
