@@ -166,7 +166,7 @@ def test_killed_driver_resumes_on_s3_to_identical_output(s3_server, s3_bucket, s
     dataset as an uninterrupted run, no parts, claims or probe objects left."""
     out = f"{s3_bucket}/killed"
     store = Store.from_uri(out)
-    cli = [sys.executable, "-m", "thresher", "run", str(DEMO_CONFIG), "--local", "--output", out,
+    cli = [sys.executable, "-m", "thresher.cli", "run", str(DEMO_CONFIG), "--local", "--output", out,
            "--set", f"input.paths=[{small_warc}]", *[a for s in SMALL for a in ("--set", s)]]
     env = dict(os.environ, RAY_AUTH_MODE="disabled", RAY_USAGE_STATS_ENABLED="0")
     proc = subprocess.Popen(cli, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -180,6 +180,12 @@ def test_killed_driver_resumes_on_s3_to_identical_output(s3_server, s3_bucket, s
     proc.wait()
     assert not store.exists("stats.json")
     store.write_bytes(".thresher-probe-1-dead", b"a probe a killed run left")
+    # what a killed attempt may leave of a shard it never committed: half a documents file, its
+    # dropped rows, a part; none of it may end up in the dataset
+    real = next(k for k in Store.from_uri(local_run.uri).find("documents"))
+    half = local_run.read_bytes(real)[:200]
+    for key in ("documents/00000-00042.parquet", "dropped/00000-00042.parquet", "_work/parts0/00000-00042/0000000-3of9.parquet"):
+        store.write_bytes(key, half)
     done = subprocess.run([*cli, "--resume"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert not [k for k in store.find() if k.startswith("_work/") or ".thresher-probe-" in k]

@@ -252,6 +252,9 @@ def _s3_filesystem(config: StorageConfig) -> Any:
         raise MissingDependency("s3fs is needed for s3:// URIs (pip install s3fs)") from exc
     fs = s3fs.S3FileSystem(
         skip_instance_cache=True,  # our own instance: its retry setting below is not shared
+        # No listings cache: a run lists a prefix, then others write below it (another process, a
+        # Ray worker) and a cached listing would answer "not there" for objects that now exist.
+        use_listings_cache=False,
         max_concurrency=config.max_concurrency,
         config_kwargs={
             "retries": {"mode": "standard", "max_attempts": config.retries + 1},

@@ -123,6 +123,24 @@ def finish_phase(phase: PhaseLayout) -> None:
             compact_shard(shard, phase)
         else:
             raise ShardIncomplete(f"shard {shard}: some of its rows never arrived")
+    _remove_uncommitted(phase)
+
+
+def _remove_uncommitted(phase: PhaseLayout) -> None:
+    """Documents and dropped files of the phase whose shard has no completion record: what a
+    killed attempt wrote of a shard it never committed (never read as data, never kept)."""
+    run = phase.run
+    committed = {n.removesuffix(".json") for n in run.names(phase.shard_records) if n.endswith(".json")}
+    stale = [p for p in phase.document_files() if p.name.split(".", 1)[0] not in committed]
+    if phase.write_dropped:
+        suffix = PARQUET if phase.index == 0 else f".phase{phase.index}{PARQUET}"
+        for name in run.names(run.dropped_dir):
+            shard, _, rest = name.partition(".")
+            if "." + rest == suffix and shard not in committed:
+                stale.append(run.dropped_dir / name)
+    for path in stale:
+        logger.warning("%s: left by an attempt that never committed its shard; removed", run.uri_of(path))
+        run.rm(path)
 
 
 def _shards_with_parts(phase: PhaseLayout) -> list[str]:
