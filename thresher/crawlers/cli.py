@@ -8,7 +8,7 @@ import os
 import re
 from pathlib import Path
 
-from thresher.config import ConfigError
+from thresher.errors import InputProblem, UsageError
 
 logger = logging.getLogger(__name__)
 
@@ -123,37 +123,32 @@ def run_crawl(args) -> int:
     from thresher.crawlers.runner import crawl, format_summary
 
     overrides = flag_overrides(args)
-    try:
-        config = load_crawl_config(args.config, overrides)
-        seeds = list(config.seeds) + list(args.urls)
-        if args.seeds:
-            if not Path(args.seeds).exists():
-                raise ConfigError(f"--seeds: file not found: {args.seeds}")
-            seeds += read_seed_file(args.seeds)
-        if config.recrawl and not seeds:
-            from thresher.crawlers.recrawl import previous_seeds
+    # A ConfigError (or the errors below) is one `thresher: ...` line with its exit code (thresher/cli.py).
+    config = load_crawl_config(args.config, overrides)
+    seeds = list(config.seeds) + list(args.urls)
+    if args.seeds:
+        if not Path(args.seeds).exists():
+            raise InputProblem(f"--seeds: file not found: {args.seeds}")
+        seeds += read_seed_file(args.seeds)
+    if config.recrawl and not seeds:
+        from thresher.crawlers.recrawl import previous_seeds
 
-            seeds = previous_seeds(args.output)
-        config.seeds = list(dict.fromkeys(seeds))
-        config.validate("crawl")
-    except ConfigError as exc:
-        logger.error("%s", exc)
-        return 2
+        seeds = previous_seeds(args.output)
+    config.seeds = list(dict.fromkeys(seeds))
+    config.validate("crawl")
     site = None
     if args.demo:
         from thresher.crawlers.localsite import LocalSite
 
         if not DEMO_SITE.is_dir():
-            logger.error("demo site not found at %s (it ships with the source tree)", DEMO_SITE)
-            return 2
+            raise InputProblem(f"demo site not found at {DEMO_SITE} (it ships with the source tree)")
         site = LocalSite(DEMO_SITE).start()
         config.seeds.insert(0, site.url("/"))
         if not any(o.startswith("autothrottle=") for o in overrides):
             config.autothrottle = False  # our own server: no need to probe for a polite rate
         logger.info("serving the demo site (%s) at %s", DEMO_SITE, site.url("/"))
     if not config.seeds:
-        logger.error("no seeds: give URLs, --seeds FILE, or --demo")
-        return 2
+        raise UsageError("no seeds: give URLs, --seeds FILE, or --demo")
     # Partitions on one machine are plain processes: a local Ray cost 10 CPU-s, 13 s and 1.1 GB
     # for nothing. Ray spreads them over a cluster's nodes when one is named.
     use_ray = config.partitions > 1 and bool(args.ray_address or os.environ.get("RAY_ADDRESS"))
