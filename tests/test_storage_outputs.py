@@ -125,5 +125,5 @@ def test_report_reads_and_writes_s3(s3_server, s3_bucket, finished_run, capsys):
 
 
 def test_report_of_a_uri_without_a_run(s3_bucket, capsys):
-    assert main(["report", f"{s3_bucket}/nothing"]) == 2
+    assert main(["report", f"{s3_bucket}/nothing"]) == 3  # an input error: not a run
     assert "stats.json not found" in capsys.readouterr().err
