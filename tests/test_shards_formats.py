@@ -17,9 +17,9 @@ import pytest
 
 from tests.demo_data import demo_warc_subset
 from thresher.cli import main
+from thresher.io import sha256_file
 from thresher.shards.exports import FORMATS, export
 from thresher.shards.exports.flatbin import read_llmc_header
-from thresher.shards.exports.publish import file_sha256
 from thresher.tokenize import load_tokenizer
 
 PAGES = 40
@@ -91,7 +91,7 @@ def test_a_run_is_overwritten_with_its_hf_tokenizer_files(run_config, run_dir, t
         == json.loads((run_dir / "tokens" / "manifest.json").read_text())["totals"]
     )
     exported = json.loads((run / "exports" / "megatron" / "manifest.json").read_text())["files"][0]
-    assert file_sha256(run / "exports" / "megatron" / exported["path"]) == exported["sha256"]
+    assert sha256_file(run / "exports" / "megatron" / exported["path"]) == exported["sha256"]
 
 
 def test_the_config_export_section_writes_the_same_exports_at_the_end_of_the_run(run_dir, tmp_path):
@@ -249,7 +249,7 @@ def test_manifest_counts_and_checksums(run_dir, tmp_path, fmt):
     on_disk = {str(p.relative_to(tmp_path / "a")) for p in (tmp_path / "a").rglob("*") if p.is_file()}
     assert on_disk == listed | {"manifest.json"}
     for f in manifest["files"]:
-        assert file_sha256(tmp_path / "a" / f["path"]) == f["sha256"]
+        assert sha256_file(tmp_path / "a" / f["path"]) == f["sha256"]
     for split in ("train", "validation"):
         assert manifest["splits"][split]["documents"] == run_totals[split]["rows"]
         if fmt != "jsonl":

@@ -8,7 +8,6 @@ one file and check its sha256.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import shutil
@@ -18,7 +17,7 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-from thresher.io import atomic_path
+from thresher.io import atomic_path, sha256_file
 
 logger = logging.getLogger(__name__)
 
@@ -35,12 +34,6 @@ class ModelNotFound(FileNotFoundError):
     pass
 
 
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def lid_model_path() -> Path:

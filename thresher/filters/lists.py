@@ -21,8 +21,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from thresher.io import atomic_path
-from thresher.models import CACHE_MODELS, sha256_file
+from thresher.io import atomic_path, sha256_file
+from thresher.models import CACHE_MODELS
 
 logger = logging.getLogger(__name__)
 

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import hashlib
 import json
 import logging
 import os
@@ -32,26 +31,19 @@ from typing import Any
 
 import pyarrow.parquet as pq
 
-from thresher.io import write_json_atomic
+from thresher.io import sha256_file, write_json_atomic
 
 logger = logging.getLogger(__name__)
 
 FORMAT = "thresher.run-manifest"
 FORMAT_VERSION = 1
 MANIFEST_NAME = "manifest.json"
-HASH_CHUNK = 4 << 20
 
 
 class ManifestError(RuntimeError):
     """The output directory is not a complete, self-consistent run."""
 
 
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(HASH_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def file_entry(root: Path, path: Path) -> dict[str, Any]:

@@ -17,7 +17,6 @@ A split larger than the cache is read correctly but may be downloaded more than 
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import tempfile
@@ -25,7 +24,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from thresher.io import TEMP_NAME, Store, atomic_path
+from thresher.io import TEMP_NAME, Store, atomic_path, sha256_file
 
 logger = logging.getLogger(__name__)
 
@@ -84,7 +83,7 @@ class ShardCache:
             self.directory.mkdir(parents=True, exist_ok=True)
             with atomic_path(dest) as tmp:
                 self.store.download(rel, tmp)
-                got_size, got_sha = tmp.stat().st_size, _sha256(tmp)
+                got_size, got_sha = tmp.stat().st_size, sha256_file(tmp)
                 if (got_size, got_sha) != (size, sha256):
                     raise ShardCacheError(
                         f"token shard {self.store.uri_of(rel)} is {got_size} bytes with sha256 {got_sha[:12]}…, "
@@ -141,9 +140,3 @@ class ShardCache:
             logger.debug("shard cache: evicted %s (%d bytes)", p.name, size)
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(1 << 22):
-            h.update(block)
-    return h.hexdigest()

@@ -35,7 +35,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from thresher.io import Store, atomic_path, write_json_atomic
+from thresher.io import Store, atomic_path, sha256_file, write_json_atomic
 from thresher.tokenize.bpe import token_dtype
 
 logger = logging.getLogger(__name__)
@@ -127,12 +127,6 @@ def _ids_digest(ids: Sequence[str]) -> str:
     return h.hexdigest()
 
 
-def _file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(1 << 22):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _to_list_array(token_arrays: Any, dtype: str) -> pa.ListArray:
@@ -283,7 +277,7 @@ def _info_from_file(path: Path, meta: dict[str, Any]) -> ShardInfo:
         rows=meta["rows"],
         tokens=meta["tokens"],
         bytes=path.stat().st_size,
-        sha256=_file_sha256(path),
+        sha256=sha256_file(path),
         dtype=meta["dtype"],
         row_group_tokens=list(meta["row_group_tokens"]),
         ids_sha256=meta["ids_sha256"],

@@ -15,7 +15,6 @@ refused, so an export never deletes a user's files.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import shutil
@@ -26,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from thresher.errors import OutputProblem
-from thresher.io import _publish, _temp_name
+from thresher.io import _publish, _temp_name, sha256_file
 
 logger = logging.getLogger(__name__)
 
@@ -48,12 +47,6 @@ class ExportedFile:
     sha256: str = ""
 
 
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(1 << 22):
-            h.update(block)
-    return h.hexdigest()
 
 
 def is_export(path: Path) -> bool:
@@ -108,7 +101,7 @@ def write_manifest(
     for f in files:
         path = out / f.path
         f.bytes = path.stat().st_size
-        f.sha256 = file_sha256(path)
+        f.sha256 = sha256_file(path)
     splits: dict[str, Any] = {}
     for f in files:
         s = splits.setdefault(f.split, {"files": 0, "documents": 0, "tokens": 0, "bytes": 0})
