@@ -34,6 +34,7 @@ from scrapy.exceptions import DontCloseSpider, IgnoreRequest
 from scrapy.utils.defer import deferred_from_coro
 
 from thresher.crawlers.middlewares import PAGE
+from thresher.io import write_json_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -254,9 +255,7 @@ class Coordinator:
 
     def _publish(self, idle: bool, mail: Mailboxes) -> None:
         path = live_path(self.state_dir, self.tag, self.spider.spec.partition)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"idle": idle, "sent": mail.sent, "received": mail.received}))
-        os.replace(tmp, path)
+        write_json_atomic(path, {"idle": idle, "sent": mail.sent, "received": mail.received})
 
     def _all_done(self) -> bool:
         looks = []
