@@ -81,8 +81,9 @@ test: $(VENV)/.installed-dev $(AIRFLOW_VENV)/.installed chromium  ## install eve
 test-fast: $(VENV)/.installed-dev $(AIRFLOW_VENV)/.installed chromium  ## the fast tests only (skips those marked slow)
 	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
 
-lint: $(VENV)/.installed-dev  ## ruff
+lint: $(VENV)/.installed-dev  ## ruff check and ruff format --check
 	$(VENV)/bin/ruff check thresher pipeline dags tests bench examples
+	$(VENV)/bin/ruff format --check thresher pipeline dags tests bench examples
 
 bench: $(VENV)/.installed-dev  ## run the benchmarks against the peers (installs datatrove & co; minutes)
 	$(PIP) install --quiet -e ".[bench]"

@@ -62,7 +62,9 @@ def trafilatura_warc(shared: Path, work: Path) -> Path:
         return done[0]
     tra = shared / "extraction-trafilatura-eval"
     evaldata = json.loads((tra / "evaldata.json").read_text(encoding="utf-8"))
-    writer = RollingWarcWriter(dest, "trafilatura-eval", 0, 1 << 40, {"software": "thresher bench/ablation.py"})
+    writer = RollingWarcWriter(
+        dest, "trafilatura-eval", 0, 1 << 40, {"software": "thresher bench/ablation.py"}
+    )
     for key, item in sorted(evaldata.items()):
         name = key.split("::")[-1]  # most keys are URLs; a few are "hard::site.tld-name.html"
         host = name.split("-")[0]
@@ -78,7 +80,9 @@ def trafilatura_warc(shared: Path, work: Path) -> Path:
 
 def reference_file(shared: Path, work: Path) -> Path:
     """The Zyte benchmark's gold article bodies as JSONL (id, text, url)."""
-    truth = json.loads((shared / "extraction-scrapinghub-aeb" / "ground-truth.json").read_text(encoding="utf-8"))
+    truth = json.loads(
+        (shared / "extraction-scrapinghub-aeb" / "ground-truth.json").read_text(encoding="utf-8")
+    )
     dest = work / "reference" / "zyte-aeb-gold.jsonl"
     dest.parent.mkdir(parents=True, exist_ok=True)
     with open(dest, "w", encoding="utf-8") as f:
@@ -132,11 +136,15 @@ def build_runs(shared: Path, work: Path, local: bool) -> tuple[Path, Path, str]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--shared", default=str(ROOT.parent / "shared" / "data"))
     parser.add_argument("--work", default="/tmp/thresher-ablation")
     parser.add_argument("--name", default="ablation", help="the ablation goes to WORK/NAME-seedSEED")
-    parser.add_argument("--ray-runs", action="store_true", help="build the two runs on Ray (default: in-process)")
+    parser.add_argument(
+        "--ray-runs", action="store_true", help="build the two runs on Ray (default: in-process)"
+    )
     known, rest = parser.parse_known_args()  # the rest: thresher ablate's options (--steps, --dim, ...)
     rest = [*BENCH_DEFAULTS, *rest]  # given options come later and win
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -154,7 +162,9 @@ def main() -> int:
     )
     args.output = str(work / f"{known.name}-seed{args.seed}")  # one ablation per seed: seeds show the spread
     try:
-        report = run_ablation(args.runs, args.reference, args.output, config_from_args(args), resume=args.resume)
+        report = run_ablation(
+            args.runs, args.reference, args.output, config_from_args(args), resume=args.resume
+        )
     except ThresherError as exc:
         print(f"bench/ablation.py: {exc.prefix}{exc}", file=sys.stderr)
         return 2
@@ -179,7 +189,9 @@ def main() -> int:
         )
     by_name = {m["name"]: m["eval"]["all"]["loss"] for m in report["models"]}
     diff = by_name["fineweb"] - by_name["extracted"]
-    print(f"fineweb - extracted: {diff:+.4f} nats/token ({'fineweb better' if diff < 0 else 'fineweb worse'})")
+    print(
+        f"fineweb - extracted: {diff:+.4f} nats/token ({'fineweb better' if diff < 0 else 'fineweb worse'})"
+    )
     print(f"report: {Path(args.output) / 'report.html'}")
     return 0
 

@@ -49,7 +49,9 @@ def build_large_warc(path: Path) -> int:
         writer = WARCWriter(fh, gzip=True, warc_version="1.1")
         for url, body in pages:
             http = StatusAndHeaders("200 OK", [("Content-Type", "text/html")], protocol="HTTP/1.1")
-            writer.write_record(writer.create_warc_record(url, "response", payload=io.BytesIO(body), http_headers=http))
+            writer.write_record(
+                writer.create_warc_record(url, "response", payload=io.BytesIO(body), http_headers=http)
+            )
     return len(pages)
 
 
@@ -143,8 +145,10 @@ def main() -> None:
         rows.append((name, pages, read_dt, t_dt, kept_dt, t_tr, kept_tr, t_cas, kept_cas, t_ray, kept_ray))
     print(f"\nWARC → documents, English ≥ 0.65, pages/s per core (machine: {cores} cores)\n")
     print("datatrove's rate is over the pages its WarcReader read; ratios are pages/s against it\n")
-    print(f"{'input':<12}{'pages':>7}{'dt read':>8}{'datatrove':>11}{'thresher':>10}{'ratio':>7}{'cascade':>9}{'ratio':>7}"
-          f"{'ray/core':>10}  kept (dt/tr/cascade)")
+    print(
+        f"{'input':<12}{'pages':>7}{'dt read':>8}{'datatrove':>11}{'thresher':>10}{'ratio':>7}{'cascade':>9}{'ratio':>7}"
+        f"{'ray/core':>10}  kept (dt/tr/cascade)"
+    )
     for name, pages, read_dt, t_dt, k_dt, t_tr, k_tr, t_cas, k_cas, t_ray, _ in rows:
         ray_col = f"{pages / t_ray / cores:>10.1f}" if t_ray else f"{'-':>10}"
         dt_rate = read_dt / t_dt

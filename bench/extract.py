@@ -34,20 +34,50 @@ from thresher.extract import ExtractConfig, ExtractStage  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "data"
 CACHE = ROOT / "bench" / ".cache" / "debian-docs"
-DEBIAN_PACKAGES = ["debian-handbook", "installation-guide-amd64", "maint-guide-de", "maint-guide-fr",
-                   "maint-guide-es", "maint-guide-ru", "maint-guide-ja"]
+DEBIAN_PACKAGES = [
+    "debian-handbook",
+    "installation-guide-amd64",
+    "maint-guide-de",
+    "maint-guide-fr",
+    "maint-guide-es",
+    "maint-guide-ru",
+    "maint-guide-ja",
+]
 # debian-handbook "translations" that are really English are left out (see shared/data/README.md)
-DEBIAN_LANGS = ["de-DE", "fr-FR", "es-ES", "it-IT", "ja-JP", "pt-BR", "ru-RU", "zh-CN", "ar-MA", "fa-IR",
-                "id-ID", "nb-NO", "ca-ES", "/de/", "/fr/", "/es/", "/it/", "/ja/", "/ru/", "/pt/", "/ca/",
-                "/zh_CN/", "maint-guide-"]
+DEBIAN_LANGS = [
+    "de-DE",
+    "fr-FR",
+    "es-ES",
+    "it-IT",
+    "ja-JP",
+    "pt-BR",
+    "ru-RU",
+    "zh-CN",
+    "ar-MA",
+    "fa-IR",
+    "id-ID",
+    "nb-NO",
+    "ca-ES",
+    "/de/",
+    "/fr/",
+    "/es/",
+    "/it/",
+    "/ja/",
+    "/ru/",
+    "/pt/",
+    "/ca/",
+    "/zh_CN/",
+    "maint-guide-",
+]
 
 
 def debian_pages(n_other: int, n_english: int, seed: int = 0) -> list[tuple[str, bytes]]:
     extracted = CACHE / "x"
     if not extracted.exists():
         CACHE.mkdir(parents=True, exist_ok=True)
-        subprocess.run(["apt-get", "download", *DEBIAN_PACKAGES], cwd=CACHE, check=True,
-                       stdout=subprocess.DEVNULL)
+        subprocess.run(
+            ["apt-get", "download", *DEBIAN_PACKAGES], cwd=CACHE, check=True, stdout=subprocess.DEVNULL
+        )
         for deb in CACHE.glob("*.deb"):
             subprocess.run(["dpkg", "-x", str(deb), str(extracted)], check=True)
     files = sorted(p for p in extracted.rglob("*.html") if p.is_file())
@@ -85,7 +115,7 @@ def run_stage(pages: list[tuple[str, str | None, bytes]], **cfg) -> tuple[list[D
     docs = [Document(id=pid, url=url, html=html, content_type="text/html") for pid, url, html in pages]
     start, start_up = cpu_seconds(), worker_cpu_seconds(stage)
     for i in range(0, len(docs), stage.batch_size):
-        stage.apply(docs[i:i + stage.batch_size])
+        stage.apply(docs[i : i + stage.batch_size])
     stage.close()  # the worker is reaped: its whole time is now in RUSAGE_CHILDREN
     return docs, cpu_seconds() - start - start_up, stage.stats.to_dict()
 
@@ -97,8 +127,16 @@ def run_fineweb_extract(pages) -> tuple[list[str | None], float]:
 
     trafilatura.extract("<html><body><p>warm up</p></body></html>")
     start = cpu_seconds()
-    texts = [trafilatura.extract(decode_html(html, "text/html")[0], url=url, favor_precision=True,
-                                 include_comments=False, deduplicate=True) for _, url, html in pages]
+    texts = [
+        trafilatura.extract(
+            decode_html(html, "text/html")[0],
+            url=url,
+            favor_precision=True,
+            include_comments=False,
+            deduplicate=True,
+        )
+        for _, url, html in pages
+    ]
     return texts, cpu_seconds() - start
 
 
@@ -107,7 +145,11 @@ def kept_by_language(docs: list[Document], languages: set[str], threshold: float
 
     live = [d for d in docs if d.drop is None]
     tops = identify_batch([d.text for d in live])
-    return {d.id for d, top in zip(live, tops, strict=True) if top and top[0][0] in languages and top[0][1] >= threshold}
+    return {
+        d.id
+        for d, top in zip(live, tops, strict=True)
+        if top and top[0][0] in languages and top[0][1] >= threshold
+    }
 
 
 def main() -> int:
@@ -120,11 +162,16 @@ def main() -> int:
     aeb = load_aeb(SHARED / "extraction-scrapinghub-aeb")
     teval = load_trafilatura_eval(SHARED / "extraction-trafilatura-eval")
     deb = debian_pages(400 // (step // 2), 50 // (step // 2))
-    mix = ([(p.id, p.url, p.html) for p in aeb[:: step // 2]] + [(p.id, p.url, p.html) for p in teval[::step]]
-           + [(url, url, html) for url, html in deb])
+    mix = (
+        [(p.id, p.url, p.html) for p in aeb[:: step // 2]]
+        + [(p.id, p.url, p.html) for p in teval[::step]]
+        + [(url, url, html) for url, html in deb]
+    )
     n = len(mix)
-    print(f"mix: {n} pages (Zyte benchmark {len(aeb[::step // 2])}, trafilatura corpus {len(teval[::step])}, "
-          f"Debian docs {len(deb)}); target language {args.language}")
+    print(
+        f"mix: {n} pages (Zyte benchmark {len(aeb[:: step // 2])}, trafilatura corpus {len(teval[::step])}, "
+        f"Debian docs {len(deb)}); target language {args.language}"
+    )
 
     from thresher.filters.language import identify_batch
 
@@ -143,19 +190,27 @@ def main() -> int:
         t0 = time.perf_counter()
         docs, cpu, stats = run_stage(mix, **cfg)
         runs[name] = (docs, cpu, stats)
-        print(f"  ran {name:<26} {time.perf_counter() - t0:6.1f} s wall  {stats['dropped']} {stats['errors']}",
-              flush=True)
+        print(
+            f"  ran {name:<26} {time.perf_counter() - t0:6.1f} s wall  {stats['dropped']} {stats['errors']}",
+            flush=True,
+        )
     fw_texts, fw_cpu = run_fineweb_extract(mix)
 
-    print("\nspeed (pages/s per core = pages / CPU seconds of the process and its extraction worker, start-up excluded)")
+    print(
+        "\nspeed (pages/s per core = pages / CPU seconds of the process and its extraction worker, start-up excluded)"
+    )
     base = n / runs["trafilatura"][1]
     print(f"  {'extractor':<34}{'pages/s/core':>13}{'vs trafilatura':>16}")
-    for label, cpu in [("FineWeb/datatrove trafilatura.extract", fw_cpu)] + [(k, v[1]) for k, v in runs.items()]:
+    for label, cpu in [("FineWeb/datatrove trafilatura.extract", fw_cpu)] + [
+        (k, v[1]) for k, v in runs.items()
+    ]:
         print(f"  {label:<34}{n / cpu:13.1f}{(n / cpu) / base:15.2f}x")
-    print(f"  cascade / trafilatura: {runs['trafilatura'][1] / runs['cascade'][1]:.2f}x  "
-          f"(vs FineWeb's extract(): {fw_cpu / runs['cascade'][1]:.2f}x); "
-          f"trafilatura ran on {runs['cascade'][2]['extra'].get('trafilatura_pages', 0)} of {n} pages, "
-          f"{runs['cascade'][2]['extra'].get('trafilatura_rechecks', 0)} of them twice (fast path, then full)")
+    print(
+        f"  cascade / trafilatura: {runs['trafilatura'][1] / runs['cascade'][1]:.2f}x  "
+        f"(vs FineWeb's extract(): {fw_cpu / runs['cascade'][1]:.2f}x); "
+        f"trafilatura ran on {runs['cascade'][2]['extra'].get('trafilatura_pages', 0)} of {n} pages, "
+        f"{runs['cascade'][2]['extra'].get('trafilatura_rechecks', 0)} of them twice (fast path, then full)"
+    )
     for mode in ("trafilatura", "cascade"):
         over = runs[mode][1] / runs[f"{mode}/signal"][1] - 1
         print(f"  subprocess time limit vs SIGALRM ({mode}): {over:+.1%} CPU")
@@ -163,18 +218,26 @@ def main() -> int:
     kept_alone = kept_by_language(runs["trafilatura"][0], set(target), args.threshold)
     kept_cascade = kept_by_language(runs["cascade"][0], set(target), args.threshold)
     lost = kept_alone - kept_cascade
-    print(f"\ncascade loss: {len(lost)} of {len(kept_alone)} pages that trafilatura + language filter "
-          f"({args.language} ≥ {args.threshold}) keeps = {len(lost) / max(1, len(kept_alone)):.2%}")
+    print(
+        f"\ncascade loss: {len(lost)} of {len(kept_alone)} pages that trafilatura + language filter "
+        f"({args.language} ≥ {args.threshold}) keeps = {len(lost) / max(1, len(kept_alone)):.2%}"
+    )
     for pid in sorted(lost)[:10]:
         print(f"    lost: {pid}")
 
     print("\nquality, on the gold-set pages of the same runs (cascade targeting English)")
-    by_id = {mode: {d.id: (d.text if d.drop is None else None) for d in runs[mode][0]}
-             for mode in ("trafilatura", "resiliparse", "cascade")}
+    by_id = {
+        mode: {d.id: (d.text if d.drop is None else None) for d in runs[mode][0]}
+        for mode in ("trafilatura", "resiliparse", "cascade")
+    }
     # pipeline against pipeline: the language filter after either extraction (the Zyte set has
     # a few pt/de/id pages, which both pipelines drop, one early and one late)
-    by_id["trafilatura + language filter"] = {k: (v if k in kept_alone else None) for k, v in by_id["trafilatura"].items()}
-    by_id["cascade + language filter"] = {k: (v if k in kept_cascade else None) for k, v in by_id["cascade"].items()}
+    by_id["trafilatura + language filter"] = {
+        k: (v if k in kept_alone else None) for k, v in by_id["trafilatura"].items()
+    }
+    by_id["cascade + language filter"] = {
+        k: (v if k in kept_cascade else None) for k, v in by_id["cascade"].items()
+    }
     aeb_used = aeb[:: step // 2]
     teval_used = teval[::step]
     print(f"  {f'Zyte benchmark ({len(aeb_used)} pages)':<34}{'precision':>10}{'recall':>8}{'F1':>8}")
@@ -183,13 +246,20 @@ def main() -> int:
         s = score_aeb(aeb_used, [texts[p.id] for p in aeb_used])
         f1[mode] = s["f1"]
         print(f"  {mode:<34}{s['precision']:10.3f}{s['recall']:8.3f}{s['f1']:8.3f}")
-    print(f"  pipeline F1, cascade - trafilatura alone = "
-          f"{f1['cascade + language filter'] - f1['trafilatura + language filter']:+.4f}")
+    print(
+        f"  pipeline F1, cascade - trafilatura alone = "
+        f"{f1['cascade + language filter'] - f1['trafilatura + language filter']:+.4f}"
+    )
     survivors = [p for p in teval_used if by_id["cascade"][p.id] is not None]
-    print(f"  {f'trafilatura corpus ({len(teval_used)} pages)':<34}{'precision':>10}{'recall':>8}{'F1':>8}{'accuracy':>10}")
-    for mode, pages in [("trafilatura", teval_used), ("resiliparse", teval_used),
-                        (f"trafilatura, {len(survivors)} cascade-kept", survivors),
-                        (f"cascade, {len(survivors)} cascade-kept", survivors)]:
+    print(
+        f"  {f'trafilatura corpus ({len(teval_used)} pages)':<34}{'precision':>10}{'recall':>8}{'F1':>8}{'accuracy':>10}"
+    )
+    for mode, pages in [
+        ("trafilatura", teval_used),
+        ("resiliparse", teval_used),
+        (f"trafilatura, {len(survivors)} cascade-kept", survivors),
+        (f"cascade, {len(survivors)} cascade-kept", survivors),
+    ]:
         texts = by_id[mode.split(",")[0]]
         s = score_snippets(pages, [texts[p.id] for p in pages])
         print(f"  {mode:<34}{s['precision']:10.3f}{s['recall']:8.3f}{s['f1']:8.3f}{s['accuracy']:10.3f}")

@@ -37,8 +37,15 @@ def thresher_chain():
     url = URLFilter()
     url._load()
     identify("warm up")
-    return [url, LanguageFilter(LanguageConfig(languages=["en"], threshold=0.65)), GopherRepetitionFilter(),
-            GopherQualityFilter(), C4QualityFilter(), FineWebQualityFilter(), PIIFormatter()]
+    return [
+        url,
+        LanguageFilter(LanguageConfig(languages=["en"], threshold=0.65)),
+        GopherRepetitionFilter(),
+        GopherQualityFilter(),
+        C4QualityFilter(),
+        FineWebQualityFilter(),
+        PIIFormatter(),
+    ]
 
 
 def run_thresher(stages, docs: list[dict]) -> tuple[float, int]:
@@ -67,15 +74,23 @@ def datatrove_chain(tokenizer: str):
     url = URLFilter()
     url.download_data()
     lid = datatrove_language_filter(["en"], 0.65)
-    return [url, lid, GopherRepetitionFilter(language=lang), GopherQualityFilter(language=lang),
-            C4QualityFilter(filter_no_terminal_punct=False, language=lang), FineWebQualityFilter(language=lang),
-            PIIFormatter()]
+    return [
+        url,
+        lid,
+        GopherRepetitionFilter(language=lang),
+        GopherQualityFilter(language=lang),
+        C4QualityFilter(filter_no_terminal_punct=False, language=lang),
+        FineWebQualityFilter(language=lang),
+        PIIFormatter(),
+    ]
 
 
 def run_datatrove(steps, docs: list[dict]) -> tuple[float, int]:
     from datatrove.data import Document as DTDocument
 
-    batch = [DTDocument(text=d["text"], id=str(i), metadata={"url": d["url"] or ""}) for i, d in enumerate(docs)]
+    batch = [
+        DTDocument(text=d["text"], id=str(i), metadata={"url": d["url"] or ""}) for i, d in enumerate(docs)
+    ]
     start = time.perf_counter()
     pipe = iter(batch)
     for step in steps:

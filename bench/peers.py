@@ -51,7 +51,9 @@ def datatrove_nltk_english(root: Path | None = None):
     (lang / "abbrev_types.txt").write_text("\n".join(sorted(model.ABBREV_TYPES)) + "\n")
     (lang / "sent_starters.txt").write_text("\n".join(sorted(model.SENT_STARTERS)) + "\n")
     (lang / "collocations.tab").write_text("\n".join("\t".join(t) for t in sorted(model.COLLOCATIONS)) + "\n")
-    (lang / "ortho_context.tab").write_text("\n".join(f"{k}\t{v}" for k, v in sorted(model.ORTHO_CONTEXT.items())) + "\n")
+    (lang / "ortho_context.tab").write_text(
+        "\n".join(f"{k}\t{v}" for k, v in sorted(model.ORTHO_CONTEXT.items())) + "\n"
+    )
     nltk.data.path.insert(0, str(root))
     return NLTKTokenizer("english")
 
@@ -69,8 +71,13 @@ def warc_copies(source: Path, dest: Path, copies: int, limit: int | None = None)
     with open(source, "rb") as fh:
         for record in ArchiveIterator(fh):
             if record.rec_type == "response":
-                pages.append((record.rec_headers.get_header("WARC-Target-URI"), record.http_headers,
-                              record.content_stream().read()))
+                pages.append(
+                    (
+                        record.rec_headers.get_header("WARC-Target-URI"),
+                        record.http_headers,
+                        record.content_stream().read(),
+                    )
+                )
             if limit is not None and len(pages) >= limit:
                 break
     dest.mkdir(parents=True, exist_ok=True)
@@ -80,8 +87,14 @@ def warc_copies(source: Path, dest: Path, copies: int, limit: int | None = None)
         with open(path, "wb") as fh:
             writer = WARCWriter(fh, gzip=True, warc_version="1.1")
             for url, http, body in pages:
-                writer.write_record(writer.create_warc_record(
-                    url, "response", payload=io.BytesIO(body), http_headers=http,
-                    warc_headers_dict={"WARC-Identified-Payload-Type": "text/html"}))
+                writer.write_record(
+                    writer.create_warc_record(
+                        url,
+                        "response",
+                        payload=io.BytesIO(body),
+                        http_headers=http,
+                        warc_headers_dict={"WARC-Identified-Payload-Type": "text/html"},
+                    )
+                )
         paths.append(path)
     return paths

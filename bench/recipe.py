@@ -88,12 +88,33 @@ CC_DUMP = "CC-MAIN-2024-51"
 CC_DUMP_PAGES = 2_640_000_000
 """Pages in CC-MAIN-2024-51 as Common Crawl announced it (see the module docstring)."""
 
-FATES = ("url_filter", "extract", "language", "gopher_repetition", "gopher_quality", "c4",
-         "fineweb_quality", "minhash_dedup", "kept")
+FATES = (
+    "url_filter",
+    "extract",
+    "language",
+    "gopher_repetition",
+    "gopher_quality",
+    "c4",
+    "fineweb_quality",
+    "minhash_dedup",
+    "kept",
+)
 """A page's fate: the stage that removed it (in the recipe's order), or kept."""
 
-STAGE_ROWS = ("read", "url_filter", "extract", "language", "gopher_repetition", "gopher_quality", "c4",
-              "fineweb_quality", "minhash_dedup", "pii", "write", "tokenize")
+STAGE_ROWS = (
+    "read",
+    "url_filter",
+    "extract",
+    "language",
+    "gopher_repetition",
+    "gopher_quality",
+    "c4",
+    "fineweb_quality",
+    "minhash_dedup",
+    "pii",
+    "write",
+    "tokenize",
+)
 
 LANGUAGES, THRESHOLD, BANDS, ROWS, NGRAM, TIMEOUT_S = ["en"], 0.65, 14, 8, 5, 10.0
 
@@ -147,7 +168,11 @@ def _process_table() -> dict[int, tuple[int, str, float]]:
                 fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
             except (OSError, IndexError):
                 continue
-            table[int(entry)] = (int(fields[1]), fields[19], (int(fields[11]) + int(fields[12])) / CLOCK_TICKS)
+            table[int(entry)] = (
+                int(fields[1]),
+                fields[19],
+                (int(fields[11]) + int(fields[12])) / CLOCK_TICKS,
+            )
     return table
 
 
@@ -201,10 +226,17 @@ def measured(cmd: list[str], log: Path, interval: float = 0.25) -> dict:
             time.sleep(interval)
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if proc.returncode != 0:
-        raise SystemExit(f"{' '.join(cmd[:4])}... failed (exit {proc.returncode}); see {log}:\n{log.read_text()[-3000:]}")
+        raise SystemExit(
+            f"{' '.join(cmd[:4])}... failed (exit {proc.returncode}); see {log}:\n{log.read_text()[-3000:]}"
+        )
     reaped = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return {"wall": wall, "cpu": max(reaped, sampler.cpu), "cpu_rusage": reaped, "cpu_sampled": sampler.cpu,
-            "left_running": sampler.sample()}
+    return {
+        "wall": wall,
+        "cpu": max(reaped, sampler.cpu),
+        "cpu_rusage": reaped,
+        "cpu_sampled": sampler.cpu,
+        "left_running": sampler.sample(),
+    }
 
 
 # --------------------------------------------------------------------------- Thresher
@@ -233,8 +265,12 @@ def run_thresher(config: Path, out: Path, local: bool, logs: Path) -> dict:
     for label, stage in stats["stages"].items():
         stages[_stage_name(label)] += stage["seconds"]
     stages["tokenize"] += stats["extra"].get("tokenize", {}).get("seconds", 0.0)
-    run.update(stages=dict(stages), documents=stats["documents"],
-               tokens=stats["extra"].get("tokenize", {}).get("tokens", 0), fates=thresher_fates(out))
+    run.update(
+        stages=dict(stages),
+        documents=stats["documents"],
+        tokens=stats["extra"].get("tokenize", {}).get("tokens", 0),
+        fates=thresher_fates(out),
+    )
     return run
 
 
@@ -297,36 +333,86 @@ def datatrove_child(inputs: Path, work: Path, tokenizer_json: Path, workers: int
         ("url_filter", URLFilter(exclusion_writer=excluded("url_filter"))),
         ("extract", Trafilatura(favour_precision=True, timeout=TIMEOUT_S)),
         ("language", datatrove_language_filter(LANGUAGES, THRESHOLD)),
-        ("gopher_repetition", GopherRepetitionFilter(language=words, exclusion_writer=excluded("gopher_repetition"))),
+        (
+            "gopher_repetition",
+            GopherRepetitionFilter(language=words, exclusion_writer=excluded("gopher_repetition")),
+        ),
         ("gopher_quality", GopherQualityFilter(language=words, exclusion_writer=excluded("gopher_quality"))),
-        ("c4", C4QualityFilter(filter_no_terminal_punct=False, language=words, exclusion_writer=excluded("c4"))),
-        ("fineweb_quality", FineWebQualityFilter(language=words, exclusion_writer=excluded("fineweb_quality"))),
+        (
+            "c4",
+            C4QualityFilter(filter_no_terminal_punct=False, language=words, exclusion_writer=excluded("c4")),
+        ),
+        (
+            "fineweb_quality",
+            FineWebQualityFilter(language=words, exclusion_writer=excluded("fineweb_quality")),
+        ),
         ("write", JsonlWriter(str(work / "base"))),
     ]
     base[3][1].exclusion_writer = excluded("language")
-    minhash = MinhashConfig(hash_config=HashConfig(hash_fc="sha1", precision=64), num_buckets=BANDS,
-                            hashes_per_bucket=ROWS, n_grams=NGRAM)
+    minhash = MinhashConfig(
+        hash_config=HashConfig(hash_fc="sha1", precision=64),
+        num_buckets=BANDS,
+        hashes_per_bucket=ROWS,
+        n_grams=NGRAM,
+    )
     mh = work / "minhash"
     stages = [
         (base, tasks),
-        ([("minhash_dedup", JsonlReader(str(work / "base"))),
-          ("minhash_dedup", MinhashDedupSignature(str(mh / "signatures"), config=minhash, language=words))], tasks),
-        ([("minhash_dedup", MinhashDedupBuckets(str(mh / "signatures"), str(mh / "buckets"), config=minhash))],
-         BANDS),
-        ([("minhash_dedup", MinhashDedupCluster(str(mh / "buckets"), str(mh / "remove_ids"), config=minhash))], 1),
-        ([("minhash_dedup", JsonlReader(str(work / "base"))),
-          ("minhash_dedup", MinhashDedupFilter(str(mh / "remove_ids"), exclusion_writer=excluded("minhash_dedup"))),
-          ("pii", PIIFormatter()),
-          ("write", JsonlWriter(str(work / "deduped"))),
-          ("tokenize", DocumentTokenizer(str(work / "tokens"), str(tokenizer_json), eos_token="<|endoftext|>"))],
-         tasks),
+        (
+            [
+                ("minhash_dedup", JsonlReader(str(work / "base"))),
+                (
+                    "minhash_dedup",
+                    MinhashDedupSignature(str(mh / "signatures"), config=minhash, language=words),
+                ),
+            ],
+            tasks,
+        ),
+        (
+            [
+                (
+                    "minhash_dedup",
+                    MinhashDedupBuckets(str(mh / "signatures"), str(mh / "buckets"), config=minhash),
+                )
+            ],
+            BANDS,
+        ),
+        (
+            [
+                (
+                    "minhash_dedup",
+                    MinhashDedupCluster(str(mh / "buckets"), str(mh / "remove_ids"), config=minhash),
+                )
+            ],
+            1,
+        ),
+        (
+            [
+                ("minhash_dedup", JsonlReader(str(work / "base"))),
+                (
+                    "minhash_dedup",
+                    MinhashDedupFilter(str(mh / "remove_ids"), exclusion_writer=excluded("minhash_dedup")),
+                ),
+                ("pii", PIIFormatter()),
+                ("write", JsonlWriter(str(work / "deduped"))),
+                (
+                    "tokenize",
+                    DocumentTokenizer(str(work / "tokens"), str(tokenizer_json), eos_token="<|endoftext|>"),
+                ),
+            ],
+            tasks,
+        ),
     ]
     seconds: Counter = Counter()
     counts: Counter = Counter()
     for i, (steps, n_tasks) in enumerate(stages):
         executor = LocalPipelineExecutor(
-            pipeline=[step for _, step in steps], tasks=n_tasks, workers=min(workers, n_tasks),
-            logging_dir=str(work / "logs" / str(i)), start_method="fork", skip_completed=False,
+            pipeline=[step for _, step in steps],
+            tasks=n_tasks,
+            workers=min(workers, n_tasks),
+            logging_dir=str(work / "logs" / str(i)),
+            start_method="fork",
+            skip_completed=False,
         )
         stats = executor.run()
         assert len(stats.stats) == len(steps), (len(stats.stats), len(steps))
@@ -341,14 +427,26 @@ def datatrove_child(inputs: Path, work: Path, tokenizer_json: Path, workers: int
 def run_datatrove(inputs: Path, tokenizer_json: Path, workers: int, work: Path, logs: Path) -> dict:
     work.mkdir(parents=True)
     result = work / "result.json"
-    cmd = [sys.executable, str(Path(__file__).resolve()), "_datatrove", str(inputs), str(work),
-           str(tokenizer_json), str(workers), str(result)]
+    cmd = [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "_datatrove",
+        str(inputs),
+        str(work),
+        str(tokenizer_json),
+        str(workers),
+        str(result),
+    ]
     run = measured(cmd, logs / f"datatrove-{workers}.log")
     child = json.loads(result.read_text())
     fates = datatrove_fates(work)
-    run.update(stages=child["stages"], documents=sum(f == "kept" for f in fates.values()),
-               tokens=child["counts"].get("tokenize.tokens", 0), read=child["counts"].get("read.documents", 0),
-               fates=fates)
+    run.update(
+        stages=child["stages"],
+        documents=sum(f == "kept" for f in fates.values()),
+        tokens=child["counts"].get("tokenize.tokens", 0),
+        read=child["counts"].get("read.documents", 0),
+        fates=fates,
+    )
     return run
 
 
@@ -384,16 +482,26 @@ def agreement(ours: dict[str, str], theirs: dict[str, str], ids: list[str]) -> d
     """Same fate share, and per filter: of the pages both sides passed to it, the share it treated alike."""
     fate_a = [ours.get(i, "extract") for i in ids]
     fate_b = [theirs.get(i, "extract") for i in ids]
-    out = {"pages": len(ids), "same_fate": sum(a == b for a, b in zip(fate_a, fate_b, strict=True)), "filters": {}}
+    out = {
+        "pages": len(ids),
+        "same_fate": sum(a == b for a, b in zip(fate_a, fate_b, strict=True)),
+        "filters": {},
+    }
     order = {f: k for k, f in enumerate(FATES)}
     for stage in FATES[:-1]:
-        reached = [(a, b) for a, b in zip(fate_a, fate_b, strict=True) if order[a] >= order[stage] <= order[b]]
+        reached = [
+            (a, b) for a, b in zip(fate_a, fate_b, strict=True) if order[a] >= order[stage] <= order[b]
+        ]
         alike = sum((a == stage) == (b == stage) for a, b in reached)
         dropped = (sum(a == stage for a, _ in reached), sum(b == stage for _, b in reached))
         out["filters"][stage] = {"reached": len(reached), "alike": alike, "dropped": dropped}
     kept_a = {i for i, f in zip(ids, fate_a, strict=True) if f == "kept"}
     kept_b = {i for i, f in zip(ids, fate_b, strict=True) if f == "kept"}
-    out["kept"] = {"both": len(kept_a & kept_b), "ours_only": len(kept_a - kept_b), "theirs_only": len(kept_b - kept_a)}
+    out["kept"] = {
+        "both": len(kept_a & kept_b),
+        "ours_only": len(kept_a - kept_b),
+        "theirs_only": len(kept_b - kept_a),
+    }
     return out
 
 
@@ -415,40 +523,54 @@ def split(run: dict) -> dict[str, float]:
 def report(pages: int, runs: dict, agree: dict, cores: int, dump_pages: int) -> None:
     per_k = 1000.0 / pages
     ours, theirs = split(runs["thresher-local"]), split(runs["datatrove-1"])
-    print(f"\nThe FineWeb recipe, {pages:,} input pages; CPU-seconds per 1,000 input pages "
-          f"(one process each; the split scaled by each run's CPU/wall: "
-          f"thresher {min(1, runs['thresher-local']['cpu'] / runs['thresher-local']['wall']):.2f}, "
-          f"datatrove {min(1, runs['datatrove-1']['cpu'] / runs['datatrove-1']['wall']):.2f})\n")
+    print(
+        f"\nThe FineWeb recipe, {pages:,} input pages; CPU-seconds per 1,000 input pages "
+        f"(one process each; the split scaled by each run's CPU/wall: "
+        f"thresher {min(1, runs['thresher-local']['cpu'] / runs['thresher-local']['wall']):.2f}, "
+        f"datatrove {min(1, runs['datatrove-1']['cpu'] / runs['datatrove-1']['wall']):.2f})\n"
+    )
     print(f"{'stage':<20}{'datatrove':>11}{'thresher':>10}{'ratio':>8}")
     for name in (*STAGE_ROWS, "untimed"):
         a, b = theirs[name] * per_k, ours[name] * per_k
         ratio = f"{a / b:>7.2f}x" if b > 0.005 and a > 0 else f"{'-':>8}"
         print(f"{name:<20}{a:>11.2f}{b:>10.2f}{ratio}")
-    print(f"\n{'run':<24}{'wall s':>8}{'reaped':>8}{'sampled':>8}{'CPU s':>8}{'CPU-s/1k':>10}{'pages/s':>9}{'/core':>7}{'docs':>7}{'tokens':>11}"
-          f"{'vs dt':>8}{'CPU-h/dump':>12}")
-    for key, label, peer in (("datatrove-1", "datatrove, 1 process", None),
-                             ("thresher-local", "thresher --local", "datatrove-1"),
-                             (f"datatrove-{cores}", f"datatrove, {cores} workers", None),
-                             ("thresher-ray", f"thresher Ray, {cores} cores", f"datatrove-{cores}")):
+    print(
+        f"\n{'run':<24}{'wall s':>8}{'reaped':>8}{'sampled':>8}{'CPU s':>8}{'CPU-s/1k':>10}{'pages/s':>9}{'/core':>7}{'docs':>7}{'tokens':>11}"
+        f"{'vs dt':>8}{'CPU-h/dump':>12}"
+    )
+    for key, label, peer in (
+        ("datatrove-1", "datatrove, 1 process", None),
+        ("thresher-local", "thresher --local", "datatrove-1"),
+        (f"datatrove-{cores}", f"datatrove, {cores} workers", None),
+        ("thresher-ray", f"thresher Ray, {cores} cores", f"datatrove-{cores}"),
+    ):
         run = runs.get(key)
         if run is None:
             continue
         width = 1 if key.endswith("-1") or key.endswith("local") else cores
         vs = f"{runs[peer]['cpu'] / run['cpu']:>7.2f}x" if peer in runs else f"{'':>8}"
-        print(f"{label:<24}{run['wall']:>8.1f}{run['cpu_rusage']:>8.1f}{run['cpu_sampled']:>8.1f}{run['cpu']:>8.1f}"
-              f"{run['cpu'] * per_k:>10.2f}{pages / run['wall']:>9.1f}"
-              f"{pages / run['wall'] / width:>7.1f}{run['documents']:>7}{run['tokens']:>11,}{vs}"
-              f"{run['cpu'] / pages * dump_pages / 3600:>12,.0f}")
-    print("\nCPU of the run's process tree: reaped (RUSAGE_CHILDREN), sampled (/proc every 0.25 s; it sees Ray's "
-          "workers, which the raylet reaps without rusage); CPU s: the larger")
-    print(f"'vs dt': datatrove's CPU over ours for the same pages; CPU-h/dump: {dump_pages / 1e9:.2f} billion pages "
-          f"({CC_DUMP} by default) at the run's CPU per page")
+        print(
+            f"{label:<24}{run['wall']:>8.1f}{run['cpu_rusage']:>8.1f}{run['cpu_sampled']:>8.1f}{run['cpu']:>8.1f}"
+            f"{run['cpu'] * per_k:>10.2f}{pages / run['wall']:>9.1f}"
+            f"{pages / run['wall'] / width:>7.1f}{run['documents']:>7}{run['tokens']:>11,}{vs}"
+            f"{run['cpu'] / pages * dump_pages / 3600:>12,.0f}"
+        )
+    print(
+        "\nCPU of the run's process tree: reaped (RUSAGE_CHILDREN), sampled (/proc every 0.25 s; it sees Ray's "
+        "workers, which the raylet reaps without rusage); CPU s: the larger"
+    )
+    print(
+        f"'vs dt': datatrove's CPU over ours for the same pages; CPU-h/dump: {dump_pages / 1e9:.2f} billion pages "
+        f"({CC_DUMP} by default) at the run's CPU per page"
+    )
     if "datatrove-1" in runs:
         print(f"datatrove's WarcReader read {runs['datatrove-1'].get('read', 0):,} of the {pages:,} pages")
     for key, a in agree.items():
-        print(f"\nagreement, {key} (of {a['pages']:,} pages by WARC record id): same fate {a['same_fate']:,} "
-              f"({a['same_fate'] / a['pages']:.1%}); kept by both {a['kept']['both']:,}, thresher only "
-              f"{a['kept']['ours_only']:,}, datatrove only {a['kept']['theirs_only']:,}")
+        print(
+            f"\nagreement, {key} (of {a['pages']:,} pages by WARC record id): same fate {a['same_fate']:,} "
+            f"({a['same_fate'] / a['pages']:.1%}); kept by both {a['kept']['both']:,}, thresher only "
+            f"{a['kept']['ours_only']:,}, datatrove only {a['kept']['theirs_only']:,}"
+        )
         print(f"  {'filter':<20}{'reached both':>13}{'same decision':>15}{'dropped th/dt':>15}")
         for stage, f in a["filters"].items():
             share = f"{f['alike'] / f['reached']:.2%}" if f["reached"] else "-"
@@ -464,8 +586,24 @@ def profile(config: Path, out: Path, dest: Path) -> None:
         logger.warning("py-spy not installed (pip install py-spy): no profile")
         return
     dest.mkdir(parents=True, exist_ok=True)
-    cmd = [spy, "record", "--subprocesses", "--format", "raw", "--rate", "50", "-o", str(dest / "thresher.txt"),
-           "--", str(ROOT / ".venv" / "bin" / "thresher"), "run", str(config), "--output", str(out), "--local"]
+    cmd = [
+        spy,
+        "record",
+        "--subprocesses",
+        "--format",
+        "raw",
+        "--rate",
+        "50",
+        "-o",
+        str(dest / "thresher.txt"),
+        "--",
+        str(ROOT / ".venv" / "bin" / "thresher"),
+        "run",
+        str(config),
+        "--output",
+        str(out),
+        "--local",
+    ]
     subprocess.run(cmd, check=True, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     own, total = Counter(), Counter()
     for line in (dest / "thresher.txt").read_text().splitlines():
@@ -494,10 +632,16 @@ def main() -> int:
     ap.add_argument("--quick", action="store_true", help="2 files of 25 pages, one process each: a smoke run")
     ap.add_argument("--skip-parallel", action="store_true", help="only the one-process runs")
     ap.add_argument("--vocab-size", type=int, default=None, help="default 16384 (--quick: 1024)")
-    ap.add_argument("--dump-pages", type=int, default=CC_DUMP_PAGES, help=f"pages per dump (default {CC_DUMP})")
-    ap.add_argument("--profile", type=Path, default=None, help="also profile Thresher --local with py-spy into DIR")
+    ap.add_argument(
+        "--dump-pages", type=int, default=CC_DUMP_PAGES, help=f"pages per dump (default {CC_DUMP})"
+    )
+    ap.add_argument(
+        "--profile", type=Path, default=None, help="also profile Thresher --local with py-spy into DIR"
+    )
     ap.add_argument("--json", type=Path, default=None, help="also write the figures (no fates) to this file")
-    ap.add_argument("--work", type=Path, default=None, help="keep the runs' outputs here (default: a temporary dir)")
+    ap.add_argument(
+        "--work", type=Path, default=None, help="keep the runs' outputs here (default: a temporary dir)"
+    )
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
@@ -513,18 +657,28 @@ def main() -> int:
     tokenizer = build_tokenizer(args.vocab_size or (1024 if args.quick else 16384))
     ids = input_ids(inputs)
     load = os.getloadavg()
-    logger.info("%d pages in %d files; load average %.2f %.2f %.2f; %d cores", len(ids), args.copies, *load, cores)
+    logger.info(
+        "%d pages in %d files; load average %.2f %.2f %.2f; %d cores", len(ids), args.copies, *load, cores
+    )
     work = args.work or Path(tempfile.mkdtemp(prefix="recipe-", dir=CACHE / "recipe"))
     work.mkdir(parents=True, exist_ok=True)
     logs = work / "logs"
     logs.mkdir(exist_ok=True)
     config = thresher_config(inputs, tokenizer, work)
-    plan = [("datatrove-1", lambda: run_datatrove(inputs, tokenizer / "tokenizer.json", 1, work / "dt-1", logs)),
-            ("thresher-local", lambda: run_thresher(config, work / "th-local", True, logs))]
+    plan = [
+        ("datatrove-1", lambda: run_datatrove(inputs, tokenizer / "tokenizer.json", 1, work / "dt-1", logs)),
+        ("thresher-local", lambda: run_thresher(config, work / "th-local", True, logs)),
+    ]
     if not args.skip_parallel and cores > 1:
-        plan += [(f"datatrove-{cores}",
-                  lambda: run_datatrove(inputs, tokenizer / "tokenizer.json", cores, work / f"dt-{cores}", logs)),
-                 ("thresher-ray", lambda: run_thresher(config, work / "th-ray", False, logs))]
+        plan += [
+            (
+                f"datatrove-{cores}",
+                lambda: run_datatrove(
+                    inputs, tokenizer / "tokenizer.json", cores, work / f"dt-{cores}", logs
+                ),
+            ),
+            ("thresher-ray", lambda: run_thresher(config, work / "th-ray", False, logs)),
+        ]
     runs = {}
     for key, fn in plan:
         logger.info("running %s", key)
@@ -532,17 +686,27 @@ def main() -> int:
         logger.info("%s: %.1f s wall, %.1f s CPU", key, runs[key]["wall"], runs[key]["cpu"])
     agree = {"one process": agreement(runs["thresher-local"]["fates"], runs["datatrove-1"]["fates"], ids)}
     if "thresher-ray" in runs:
-        same = sum(runs["thresher-ray"]["fates"].get(i) == runs["thresher-local"]["fates"].get(i) for i in ids)
+        same = sum(
+            runs["thresher-ray"]["fates"].get(i) == runs["thresher-local"]["fates"].get(i) for i in ids
+        )
         logger.info("thresher Ray vs --local: same fate for %d of %d pages", same, len(ids))
-        agree[f"on {cores} cores"] = agreement(runs["thresher-ray"]["fates"], runs[f"datatrove-{cores}"]["fates"], ids)
+        agree[f"on {cores} cores"] = agreement(
+            runs["thresher-ray"]["fates"], runs[f"datatrove-{cores}"]["fates"], ids
+        )
     end = os.getloadavg()
-    print(f"\nmachine: {cores} cores; load average at start {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}, "
-          f"at end {end[0]:.2f} {end[1]:.2f} {end[2]:.2f}")
+    print(
+        f"\nmachine: {cores} cores; load average at start {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}, "
+        f"at end {end[0]:.2f} {end[1]:.2f} {end[2]:.2f}"
+    )
     report(len(ids), runs, agree, cores, args.dump_pages)
     if args.json:
         figures = {key: {k: v for k, v in run.items() if k != "fates"} for key, run in runs.items()}
-        args.json.write_text(json.dumps({"pages": len(ids), "cores": cores, "load": [load, end], "runs": figures,
-                                         "agreement": agree}, indent=1))
+        args.json.write_text(
+            json.dumps(
+                {"pages": len(ids), "cores": cores, "load": [load, end], "runs": figures, "agreement": agree},
+                indent=1,
+            )
+        )
     if args.profile:
         profile(config, work / "th-profile", args.profile)
     if args.work is None:

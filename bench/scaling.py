@@ -149,18 +149,28 @@ def main() -> None:
                         best[mode] = run
         rows.append((name, best["local"], best["ray"]))
     load = os.getloadavg()
-    print(f"\n{pages} pages in {len(inputs)} WARC files; machine: {cores} cores; "
-          f"load average at the end {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
-    print("wall: pages/s of the run; CPU: CPU-s per 1,000 pages of the whole process tree; "
-          "efficiency: local CPU per page over Ray's\n")
-    print(f"{'recipe':<18}{'local s':>9}{'pages/s':>9}{'ray s':>8}{'pages/s':>9}{'ratio':>7}"
-          f"{'CPU local':>11}{'CPU ray':>9}{'effic.':>8}  kept (local/ray)")
+    print(
+        f"\n{pages} pages in {len(inputs)} WARC files; machine: {cores} cores; "
+        f"load average at the end {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}"
+    )
+    print(
+        "wall: pages/s of the run; CPU: CPU-s per 1,000 pages of the whole process tree; "
+        "efficiency: local CPU per page over Ray's\n"
+    )
+    print(
+        f"{'recipe':<18}{'local s':>9}{'pages/s':>9}{'ray s':>8}{'pages/s':>9}{'ratio':>7}"
+        f"{'CPU local':>11}{'CPU ray':>9}{'effic.':>8}  kept (local/ray)"
+    )
     for name, (t_local, c_local, k_local), (t_ray, c_ray, k_ray) in rows:
-        print(f"{name:<18}{t_local:>9.1f}{pages / t_local:>9.1f}{t_ray:>8.1f}{pages / t_ray:>9.1f}"
-              f"{t_local / t_ray:>6.2f}x{1000 * c_local / pages:>11.1f}{1000 * c_ray / pages:>9.1f}"
-              f"{c_local / c_ray:>8.2f}  {k_local}/{k_ray}")
-    print(f"\ngoal: Ray on {cores} cores ≥ {0.9 * cores:.1f}x the single process (wall, on an idle machine), "
-          "i.e. efficiency ≥ 0.90")
+        print(
+            f"{name:<18}{t_local:>9.1f}{pages / t_local:>9.1f}{t_ray:>8.1f}{pages / t_ray:>9.1f}"
+            f"{t_local / t_ray:>6.2f}x{1000 * c_local / pages:>11.1f}{1000 * c_ray / pages:>9.1f}"
+            f"{c_local / c_ray:>8.2f}  {k_local}/{k_ray}"
+        )
+    print(
+        f"\ngoal: Ray on {cores} cores ≥ {0.9 * cores:.1f}x the single process (wall, on an idle machine), "
+        "i.e. efficiency ≥ 0.90"
+    )
 
 
 if __name__ == "__main__":

@@ -76,10 +76,14 @@ class RunPlan:
         try:
             path = template.format(run_id=safe_name(self.run_id), date=self.date)
         except (KeyError, IndexError, ValueError) as exc:
-            raise ValueError(f"output {template!r}: only {{run_id}} and {{date}} can be filled in ({exc!r})") from None
+            raise ValueError(
+                f"output {template!r}: only {{run_id}} and {{date}} can be filled in ({exc!r})"
+            ) from None
         if "://" in path:
-            raise ValueError(f"output {path!r}: thresher run writes to a directory (shared with the cluster "
-                             "when ray_address is set), not to an object-store URI")
+            raise ValueError(
+                f"output {path!r}: thresher run writes to a directory (shared with the cluster "
+                "when ray_address is set), not to an object-store URI"
+            )
         return _abs(path)
 
     @property
@@ -143,8 +147,13 @@ def tokenize_command(plan: RunPlan) -> list[str]:
 
 def manifest_command(plan: RunPlan, dag_id: str) -> list[str]:
     """Always local: it reads the output directory, which this worker shares with the cluster."""
-    meta = {"dag_id": dag_id, "run_id": plan.run_id, "config": _abs(plan.params["config"]),
-            "crawl_seeds": plan.params["crawl_seeds"], "ray_address": plan.ray_address}
+    meta = {
+        "dag_id": dag_id,
+        "run_id": plan.run_id,
+        "config": _abs(plan.params["config"]),
+        "crawl_seeds": plan.params["crawl_seeds"],
+        "ray_address": plan.ray_address,
+    }
     argv = [str(plan.venv_bin / "python"), "-m", "thresher.orchestration.manifest", plan.output]
     for key, value in meta.items():
         argv += ["--meta", f"{key}={value}"]
@@ -157,8 +166,17 @@ def on_cluster(plan: RunPlan, argv: list[str], job_id: str, try_number: int) -> 
     A retry first stops the previous try's job: a driver whose Airflow task died keeps running
     on the cluster, and two drivers must never write the same output."""
     ray = str(plan.venv_bin / "ray")
-    submit = [ray, "job", "submit", "--address", plan.ray_address, "--submission-id", f"{job_id}-try{try_number}",
-              "--", *argv]
+    submit = [
+        ray,
+        "job",
+        "submit",
+        "--address",
+        plan.ray_address,
+        "--submission-id",
+        f"{job_id}-try{try_number}",
+        "--",
+        *argv,
+    ]
     if try_number <= 1:
         return shlex.join(submit)
     stop = [ray, "job", "stop", "--address", plan.ray_address, f"{job_id}-try{try_number - 1}"]
@@ -188,22 +206,42 @@ def shell_for(context, argv: list[str]) -> str:
 # --------------------------------------------------------------------------- the DAG
 
 PARAMS = {
-    "config": Param("pipeline/configs/demo.yaml", type="string",
-                    description="pipeline YAML (relative paths: to the repository)"),
-    "output": Param("out/airflow/{run_id}", type="string",
-                    description="output directory of this run; {run_id} and {date} (YYYY-MM-DD) are filled in"),
-    "set": Param([], type="array", items={"type": "string"},
-                 description="config overrides KEY=VALUE, as `thresher run --set`"),
-    "crawl_seeds": Param("", type="string",
-                         description="seed file (one URL a line), or 'demo' for the bundled site; "
-                                     "empty: no crawl, the config's inputs are processed"),
+    "config": Param(
+        "pipeline/configs/demo.yaml",
+        type="string",
+        description="pipeline YAML (relative paths: to the repository)",
+    ),
+    "output": Param(
+        "out/airflow/{run_id}",
+        type="string",
+        description="output directory of this run; {run_id} and {date} (YYYY-MM-DD) are filled in",
+    ),
+    "set": Param(
+        [],
+        type="array",
+        items={"type": "string"},
+        description="config overrides KEY=VALUE, as `thresher run --set`",
+    ),
+    "crawl_seeds": Param(
+        "",
+        type="string",
+        description="seed file (one URL a line), or 'demo' for the bundled site; "
+        "empty: no crawl, the config's inputs are processed",
+    ),
     "crawl_config": Param("", type="string", description="crawl settings YAML (optional)"),
-    "crawl_max_pages": Param(0, type="integer", minimum=0, description="stop the crawl after N pages (0: no limit)"),
+    "crawl_max_pages": Param(
+        0, type="integer", minimum=0, description="stop the crawl after N pages (0: no limit)"
+    ),
     "crawl_allow_private": Param(False, type="boolean", description="allow private/loopback addresses"),
-    "tokenizer_vocab_size": Param(0, type="integer", minimum=0,
-                                  description="train a BPE tokenizer of this size on the run's documents (0: no)"),
-    "ray_address": Param("", type="string",
-                         description="Ray job server, e.g. http://head:8265; empty: run on this worker"),
+    "tokenizer_vocab_size": Param(
+        0,
+        type="integer",
+        minimum=0,
+        description="train a BPE tokenizer of this size on the run's documents (0: no)",
+    ),
+    "ray_address": Param(
+        "", type="string", description="Ray job server, e.g. http://head:8265; empty: run on this worker"
+    ),
     "thresher_venv": Param(DEFAULT_VENV, type="string", description="virtualenv with Thresher (and Ray)"),
 }
 

@@ -25,8 +25,17 @@ from warcio.statusandheaders import StatusAndHeaders
 from warcio.warcwriter import WARCWriter
 
 PACKAGES = [
-    "debian-handbook", "maint-guide", "maint-guide-de", "maint-guide-fr", "maint-guide-es",
-    "maint-guide-ja", "maint-guide-ru", "maint-guide-zh-cn", "debian-faq", "debian-faq-de", "debian-faq-fr",
+    "debian-handbook",
+    "maint-guide",
+    "maint-guide-de",
+    "maint-guide-fr",
+    "maint-guide-es",
+    "maint-guide-ja",
+    "maint-guide-ru",
+    "maint-guide-zh-cn",
+    "debian-faq",
+    "debian-faq-de",
+    "debian-faq-fr",
 ]
 HANDBOOK_LANGS = ["en-US", "de-DE", "fr-FR", "es-ES", "ja-JP", "zh-CN", "ru-RU", "it-IT", "pt-BR"]
 HANDBOOK_PAGES = 14
@@ -61,7 +70,9 @@ def record_id(url: str, salt: str = "") -> str:
     return f"<urn:uuid:{uuid.uuid5(uuid.NAMESPACE_URL, url + salt)}>"
 
 
-def write_response(writer: WARCWriter, url: str, body: bytes, content_type: str, status: str = "200 OK") -> None:
+def write_response(
+    writer: WARCWriter, url: str, body: bytes, content_type: str, status: str = "200 OK"
+) -> None:
     http = StatusAndHeaders(
         status,
         [("Content-Type", content_type), ("Content-Length", str(len(body))), ("Server", "demo")],
@@ -73,9 +84,18 @@ def write_response(writer: WARCWriter, url: str, body: bytes, content_type: str,
         is_http_request=True,
     )
     headers = {"WARC-Date": DATE, "WARC-Record-ID": record_id(url, status)}
-    writer.write_record(writer.create_warc_record(url, "request", http_headers=req, warc_headers_dict={"WARC-Date": DATE, "WARC-Record-ID": record_id(url, "req" + status)}))
     writer.write_record(
-        writer.create_warc_record(url, "response", payload=io.BytesIO(body), http_headers=http, warc_headers_dict=headers)
+        writer.create_warc_record(
+            url,
+            "request",
+            http_headers=req,
+            warc_headers_dict={"WARC-Date": DATE, "WARC-Record-ID": record_id(url, "req" + status)},
+        )
+    )
+    writer.write_record(
+        writer.create_warc_record(
+            url, "response", payload=io.BytesIO(body), http_headers=http, warc_headers_dict=headers
+        )
     )
 
 
@@ -85,7 +105,10 @@ def build(root: Path, output: Path) -> None:
         writer = WARCWriter(fh, gzip=True, warc_version="1.1")
         info = writer.create_warcinfo_record(
             output.name,
-            {"software": "thresher examples/build_demo_warc.py", "description": "Thresher demo: Debian documentation pages"},
+            {
+                "software": "thresher examples/build_demo_warc.py",
+                "description": "Thresher demo: Debian documentation pages",
+            },
         )
         writer.write_record(info)
         for url, path in items:
@@ -94,25 +117,64 @@ def build(root: Path, output: Path) -> None:
         doc = root / "usr/share/doc/debian-handbook/html/en-US"
         css = next(iter(sorted(doc.rglob("*.css"))), None)
         if css:
-            write_response(writer, "https://debian-handbook.info/browse/en-US/stable/Common_Content/css/default.css", css.read_bytes(), "text/css")
+            write_response(
+                writer,
+                "https://debian-handbook.info/browse/en-US/stable/Common_Content/css/default.css",
+                css.read_bytes(),
+                "text/css",
+            )
         png = next(iter(sorted(doc.rglob("*.png"))), None)
         if png:
-            write_response(writer, "https://debian-handbook.info/browse/en-US/stable/images/logo.png", png.read_bytes(), "image/png")
-        write_response(writer, "https://debian-handbook.info/browse/en-US/stable/missing.html", b"<html><body><h1>Not Found</h1></body></html>", "text/html", "404 Not Found")
+            write_response(
+                writer,
+                "https://debian-handbook.info/browse/en-US/stable/images/logo.png",
+                png.read_bytes(),
+                "image/png",
+            )
+        write_response(
+            writer,
+            "https://debian-handbook.info/browse/en-US/stable/missing.html",
+            b"<html><body><h1>Not Found</h1></body></html>",
+            "text/html",
+            "404 Not Found",
+        )
         de_faq = sorted((root / "usr/share/doc/debian/FAQ/de").glob("*.html"))[-1]
-        text = de_faq.read_text(encoding="utf-8").replace('charset="UTF-8"', 'charset="ISO-8859-1"').replace("charset=UTF-8", "charset=ISO-8859-1")
-        write_response(writer, "https://www.debian.org/doc/manuals/debian-faq/legacy-charset.de.html", text.encode("iso-8859-1", "replace"), "text/html; charset=ISO-8859-1")
+        text = (
+            de_faq.read_text(encoding="utf-8")
+            .replace('charset="UTF-8"', 'charset="ISO-8859-1"')
+            .replace("charset=UTF-8", "charset=ISO-8859-1")
+        )
+        write_response(
+            writer,
+            "https://www.debian.org/doc/manuals/debian-faq/legacy-charset.de.html",
+            text.encode("iso-8859-1", "replace"),
+            "text/html; charset=ISO-8859-1",
+        )
         first_url, first_path = items[2]
-        write_response(writer, first_url.replace("debian-handbook.info", "mirror.debian-handbook.info"), first_path.read_bytes(), "text/html; charset=utf-8")
-        near = first_path.read_text(encoding="utf-8").replace("</body>", "<p>Mirrored copy, updated nightly.</p></body>")
-        write_response(writer, first_url.replace("debian-handbook.info", "archive.debian-handbook.info"), near.encode(), "text/html; charset=utf-8")
+        write_response(
+            writer,
+            first_url.replace("debian-handbook.info", "mirror.debian-handbook.info"),
+            first_path.read_bytes(),
+            "text/html; charset=utf-8",
+        )
+        near = first_path.read_text(encoding="utf-8").replace(
+            "</body>", "<p>Mirrored copy, updated nightly.</p></body>"
+        )
+        write_response(
+            writer,
+            first_url.replace("debian-handbook.info", "archive.debian-handbook.info"),
+            near.encode(),
+            "text/html; charset=utf-8",
+        )
     digest = hashlib.sha256(output.read_bytes()).hexdigest()
     print(f"{output}: {len(items)} pages, {output.stat().st_size / 1e6:.2f} MB, sha256 {digest}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--debs", type=Path, help="directory with the .deb files (default: apt-get download them)")
+    parser.add_argument(
+        "--debs", type=Path, help="directory with the .deb files (default: apt-get download them)"
+    )
     parser.add_argument("--output", type=Path, default=Path(__file__).with_name("demo.warc.gz"))
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:

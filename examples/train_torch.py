@@ -26,7 +26,10 @@ from thresher.shards.torch import TokenDataset, TokenLoader
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("tokens_dir", help="a tokens directory with manifest.json: a local path or a URI (s3://BUCKET/RUN/tokens)")
+    ap.add_argument(
+        "tokens_dir",
+        help="a tokens directory with manifest.json: a local path or a URI (s3://BUCKET/RUN/tokens)",
+    )
     ap.add_argument("--steps", type=int, default=50)
     ap.add_argument("--seq-len", type=int, default=128)
     ap.add_argument("--batch-size", type=int, default=16)

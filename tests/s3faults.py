@@ -125,7 +125,9 @@ class _Handler(socketserver.BaseRequestHandler):
             sock.sendall(_error("503 Slow Down", "SlowDown", "Please reduce your request rate."))
             return
         if fault == "error500":
-            sock.sendall(_error("500 Internal Server Error", "InternalError", "We encountered an internal error."))
+            sock.sendall(
+                _error("500 Internal Server Error", "InternalError", "We encountered an internal error.")
+            )
             return
         if fault == "reset":
             _reset(sock)

@@ -94,7 +94,8 @@ def runs(recipe_run, finished):
 def _losses(output: Path) -> dict[str, tuple]:
     report = json.loads((output / "report.json").read_text("utf-8"))
     return {
-        m["name"]: (m["eval"]["all"]["loss"], tuple(m["train"]["losses"]), m["eval"]["sources"]) for m in report["models"]
+        m["name"]: (m["eval"]["all"]["loss"], tuple(m["train"]["losses"]), m["eval"]["sources"])
+        for m in report["models"]
     }
 
 
@@ -147,7 +148,9 @@ def test_same_seed_same_losses_and_sigkill_resumes_exactly(finished, runs, refer
     assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
     models = output / "work" / "models"
     assert (models / "recipe" / "result.json").is_file()  # the first model finished in that process
-    assert (models / "extracted" / "checkpoint.pt").is_file() and not (models / "extracted" / "result.json").exists()
+    assert (models / "extracted" / "checkpoint.pt").is_file() and not (
+        models / "extracted" / "result.json"
+    ).exists()
     assert not (output / "report.json").exists()
 
     assert main(_args(runs, reference, output, "--resume")) == 0
@@ -159,7 +162,9 @@ def test_same_seed_same_losses_and_sigkill_resumes_exactly(finished, runs, refer
 
 
 @pytest.mark.slow
-def test_resume_refuses_other_settings_and_occupied_output(finished, recipe_run, extract_config, reference, capsys):
+def test_resume_refuses_other_settings_and_occupied_output(
+    finished, recipe_run, extract_config, reference, capsys
+):
     asked = [recipe_run, extract_config]
     before = _losses(finished)
     assert main(_args(asked, reference, finished)) == 4  # without --resume an ablation is never overwritten
@@ -174,7 +179,15 @@ def test_unfinished_run_is_an_input_error(tmp_path, capsys):
     (tmp_path / "run" / "documents").mkdir(parents=True)
     ref = tmp_path / "ref.txt"
     ref.write_text("held-out text", encoding="utf-8")
-    args = ["ablate", str(tmp_path / "run"), str(tmp_path / "run"), "--reference", str(ref), "--output", str(tmp_path / "o")]
+    args = [
+        "ablate",
+        str(tmp_path / "run"),
+        str(tmp_path / "run"),
+        "--reference",
+        str(ref),
+        "--output",
+        str(tmp_path / "o"),
+    ]
     assert main(args) == 3
     assert "not a finished run (no stats.json)" in capsys.readouterr().err
 
@@ -192,13 +205,21 @@ def test_windows_predict_every_token_once():
     assert inputs.shape == targets.shape == (3, 4)
     real = targets[targets != IGNORE_INDEX]
     assert real.tolist() == list(range(2, 12))
-    assert inputs[-1].tolist() == [9, 10, 11, 0] and targets[-1].tolist() == [10, 11, IGNORE_INDEX, IGNORE_INDEX]
+    assert inputs[-1].tolist() == [9, 10, 11, 0] and targets[-1].tolist() == [
+        10,
+        11,
+        IGNORE_INDEX,
+        IGNORE_INDEX,
+    ]
 
 
 def test_reference_reads_text_jsonl_and_counts_skips(tmp_path):
     (tmp_path / "a.txt").write_text("first text", encoding="utf-8")
     (tmp_path / "b.jsonl").write_text(
-        json.dumps({"id": "1", "text": "x", "url": "https://example.org/a"}) + "\n" + json.dumps({"text": "no id"}) + "\n",
+        json.dumps({"id": "1", "text": "x", "url": "https://example.org/a"})
+        + "\n"
+        + json.dumps({"text": "no id"})
+        + "\n",
         encoding="utf-8",
     )
     (tmp_path / "notes.pdf").write_bytes(b"%PDF")

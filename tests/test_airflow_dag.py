@@ -93,8 +93,11 @@ print("RESULT " + json.dumps(out))
 
 
 def test_dagbag_loads_the_dag_without_import_errors(tmp_path):
-    proc = run([str(AIRFLOW_VENV / "bin" / "python"), "-c", INSPECT, str(ROOT / "dags")],
-               airflow_env(tmp_path / "home"), timeout=300)
+    proc = run(
+        [str(AIRFLOW_VENV / "bin" / "python"), "-c", INSPECT, str(ROOT / "dags")],
+        airflow_env(tmp_path / "home"),
+        timeout=300,
+    )
     result = json.loads(next(line for line in proc.stdout.splitlines() if line.startswith("RESULT "))[7:])
     assert result["import_errors"] == {}
     assert result["dags"] == [DAG_ID]
@@ -116,8 +119,16 @@ def test_dagbag_loads_the_dag_without_import_errors(tmp_path):
 
     assert result["output"] == str(ROOT / "out" / "airflow" / "scheduled__2026-03-01T00_00_00_00_00")
     # On a cluster the entrypoint is the cluster's own `thresher`, and seeds/paths are absolute.
-    assert result["crawl"] == ["thresher", "crawl", "--output", result["output"] + "/crawl",
-                               "--seeds", str(ROOT / "seeds.txt"), "--max-pages", "5"]
+    assert result["crawl"] == [
+        "thresher",
+        "crawl",
+        "--output",
+        result["output"] + "/crawl",
+        "--seeds",
+        str(ROOT / "seeds.txt"),
+        "--max-pages",
+        "5",
+    ]
     assert result["process"][-4:] == ["--input", result["output"] + "/crawl/warc", "--set", "a=b c"]
     uri_error, template_error = result["output_errors"]
     assert "not to an object-store URI" in uri_error and "only {run_id} and {date}" in template_error
@@ -143,13 +154,23 @@ def airflow_home():
 def dags_test(home: Path, conf: dict, timeout: float = 1200) -> dict[str, str]:
     """``airflow dags test`` with ``conf``; returns the state of each task of that run."""
     before = time.time()
-    proc = subprocess.run([str(AIRFLOW), "dags", "test", DAG_ID, "--conf", json.dumps(conf)],
-                          env=airflow_env(home), capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+    proc = subprocess.run(
+        [str(AIRFLOW), "dags", "test", DAG_ID, "--conf", json.dumps(conf)],
+        env=airflow_env(home),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=ROOT,
+    )
     log = (proc.stdout + proc.stderr)[-8000:]
     with sqlite3.connect(home / "airflow.db") as db:
-        run_id = db.execute("SELECT run_id FROM dag_run WHERE dag_id = ? ORDER BY id DESC LIMIT 1", (DAG_ID,)).fetchone()
+        run_id = db.execute(
+            "SELECT run_id FROM dag_run WHERE dag_id = ? ORDER BY id DESC LIMIT 1", (DAG_ID,)
+        ).fetchone()
         assert run_id, f"no DAG run recorded:\n{log}"
-        states = dict(db.execute("SELECT task_id, state FROM task_instance WHERE run_id = ?", run_id).fetchall())
+        states = dict(
+            db.execute("SELECT task_id, state FROM task_instance WHERE run_id = ?", run_id).fetchall()
+        )
     assert proc.returncode == 0, f"airflow dags test exited {proc.returncode}, tasks {states}:\n{log}"
     print(f"airflow dags test: {time.time() - before:.0f}s, tasks {states}")
     return states
@@ -164,7 +185,9 @@ def check_published(out: Path) -> dict:
     assert [d["path"] for d in manifest["documents"]] == [f"documents/{p.name}" for p in shards]
     for entry in manifest["documents"]:
         assert entry["sha256"] == hashlib.sha256((out / entry["path"]).read_bytes()).hexdigest()
-    assert manifest["totals"]["documents"] == stats["documents"] == sum(d["rows"] for d in manifest["documents"])
+    assert (
+        manifest["totals"]["documents"] == stats["documents"] == sum(d["rows"] for d in manifest["documents"])
+    )
     assert manifest["run"]["dag_id"] == DAG_ID
     return manifest
 
@@ -179,20 +202,28 @@ def test_dag_crawls_processes_and_publishes_the_demo_site_locally(airflow_home, 
     """crawl (the bundled demo site on 127.0.0.1) → thresher run → [tokenizer] → manifest, in SQLite Airflow."""
     out = tmp_path / "out"
     vocab = 300 if tokenizer_cli_available() else 0
-    states = dags_test(airflow_home, {
-        "crawl_seeds": "demo",
-        "crawl_max_pages": 10,
-        "output": str(out),
-        # no tokenize section in the run itself, so that the DAG's own tokenize task does the work
-        "set": ["ray.num_cpus=2", "input.docs_per_shard=4", "tokenize=null"],
-        "tokenizer_vocab_size": vocab,
-    })
-    assert states == {"crawl": "success", "process": "success",
-                      "tokenize": "success" if vocab else "skipped", "publish_manifest": "success"}
+    states = dags_test(
+        airflow_home,
+        {
+            "crawl_seeds": "demo",
+            "crawl_max_pages": 10,
+            "output": str(out),
+            # no tokenize section in the run itself, so that the DAG's own tokenize task does the work
+            "set": ["ray.num_cpus=2", "input.docs_per_shard=4", "tokenize=null"],
+            "tokenizer_vocab_size": vocab,
+        },
+    )
+    assert states == {
+        "crawl": "success",
+        "process": "success",
+        "tokenize": "success" if vocab else "skipped",
+        "publish_manifest": "success",
+    }
     manifest = check_published(out)
     warcs = sorted(out.glob("crawl/warc/*.warc.gz"))
     assert warcs and [c["path"] for c in manifest["crawl"] if c["path"].endswith(".warc.gz")] == [
-        f"crawl/warc/{p.name}" for p in warcs]
+        f"crawl/warc/{p.name}" for p in warcs
+    ]
     stats = json.loads((out / "stats.json").read_text())
     assert stats["inputs"] == [str(p) for p in warcs]  # the crawl's WARCs, not the config's demo WARC
     assert stats["stages"]["read"]["in"] <= 10
@@ -236,15 +267,35 @@ def ray_head():
     """A real one-node Ray cluster with its job server, on free ports (other clusters may run here).
 
     Started with --block in its own process group so that stopping it never touches another Ray."""
-    names = ["port", "dashboard-port", "dashboard-agent-listen-port", "dashboard-agent-grpc-port",
-             "metrics-export-port", "runtime-env-agent-port", "ray-client-server-port",
-             "node-manager-port", "object-manager-port"]
+    names = [
+        "port",
+        "dashboard-port",
+        "dashboard-agent-listen-port",
+        "dashboard-agent-grpc-port",
+        "metrics-export-port",
+        "runtime-env-agent-port",
+        "ray-client-server-port",
+        "node-manager-port",
+        "object-manager-port",
+    ]
     ports = dict(zip(names, free_ports(len(names)), strict=True))
     temp_dir = tempfile.mkdtemp(prefix="ray-", dir="/tmp")  # short: Unix socket paths are limited
     env = dict(os.environ, PATH=f"{MAIN_VENV / 'bin'}{os.pathsep}{os.environ['PATH']}")
-    cmd = [str(MAIN_VENV / "bin" / "ray"), "start", "--head", "--block", "--num-cpus", "2",
-           "--dashboard-host", "127.0.0.1", "--include-dashboard", "true", "--temp-dir", temp_dir,
-           "--disable-usage-stats"]
+    cmd = [
+        str(MAIN_VENV / "bin" / "ray"),
+        "start",
+        "--head",
+        "--block",
+        "--num-cpus",
+        "2",
+        "--dashboard-host",
+        "127.0.0.1",
+        "--include-dashboard",
+        "true",
+        "--temp-dir",
+        temp_dir,
+        "--disable-usage-stats",
+    ]
     for name, port in ports.items():
         cmd += [f"--{name}", str(port)]
     log = open(Path(temp_dir) / "head.log", "w")
@@ -279,15 +330,25 @@ def small_demo_config(tmp_path: Path, records: int = 12) -> Path:
 
 
 @pytest.mark.slow
-def test_dag_submits_to_a_ray_cluster_and_uses_the_config_inputs_without_seeds(airflow_home, ray_head, tmp_path):
+def test_dag_submits_to_a_ray_cluster_and_uses_the_config_inputs_without_seeds(
+    airflow_home, ray_head, tmp_path
+):
     """With ray_address set, process runs as a Ray job; without crawl_seeds the crawl is skipped."""
     out = tmp_path / "out"
-    states = dags_test(airflow_home, {
-        "config": str(small_demo_config(tmp_path)),
-        "output": str(out),
-        "ray_address": ray_head,
-    })
-    assert states == {"crawl": "skipped", "process": "success", "tokenize": "skipped", "publish_manifest": "success"}
+    states = dags_test(
+        airflow_home,
+        {
+            "config": str(small_demo_config(tmp_path)),
+            "output": str(out),
+            "ray_address": ray_head,
+        },
+    )
+    assert states == {
+        "crawl": "skipped",
+        "process": "success",
+        "tokenize": "skipped",
+        "publish_manifest": "success",
+    }
     manifest = check_published(out)
     assert "crawl" not in manifest and manifest["run"]["ray_address"] == ray_head
     jobs = json.loads(urllib.request.urlopen(ray_head + "/api/jobs/", timeout=30).read())

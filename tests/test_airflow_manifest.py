@@ -28,8 +28,10 @@ def make_run_output(root: Path, shard_sizes=(3, 2), stats_documents=None) -> Pat
     """The layout `thresher run` leaves: documents/, dropped/, stats.json."""
     n = 0
     for shard, size in enumerate(shard_sizes):
-        docs = [Document(id=f"d{n + i}", text=TEXTS[(n + i) % len(TEXTS)], url=f"https://example.org/{n + i}")
-                for i in range(size)]
+        docs = [
+            Document(id=f"d{n + i}", text=TEXTS[(n + i) % len(TEXTS)], url=f"https://example.org/{n + i}")
+            for i in range(size)
+        ]
         gone = Document(id=f"x{shard}", text="short")
         gone.mark_dropped(Drop("too_short", stage="02-gopher"))
         n += size
@@ -37,7 +39,11 @@ def make_run_output(root: Path, shard_sizes=(3, 2), stats_documents=None) -> Pat
         (root / "dropped").mkdir(parents=True, exist_ok=True)
         pq.write_table(kept_table(docs), root / "documents" / f"00000-{shard:05d}.parquet")
         pq.write_table(dropped_table([gone]), root / "dropped" / f"00000-{shard:05d}.parquet")
-    stats = {"name": "test", "documents": n if stats_documents is None else stats_documents, "shards": len(shard_sizes)}
+    stats = {
+        "name": "test",
+        "documents": n if stats_documents is None else stats_documents,
+        "shards": len(shard_sizes),
+    }
     (root / "stats.json").write_text(json.dumps(stats))
     return root
 
@@ -74,7 +80,10 @@ def test_manifest_lists_every_file_with_rows_and_checksums(tmp_path):
     manifest = json.loads(path.read_text())
     assert path == out / "manifest.json"
     assert manifest["format"] == "thresher.run-manifest" and manifest["run"] == {"run_id": "manual__1"}
-    assert [d["path"] for d in manifest["documents"]] == ["documents/00000-00000.parquet", "documents/00000-00001.parquet"]
+    assert [d["path"] for d in manifest["documents"]] == [
+        "documents/00000-00000.parquet",
+        "documents/00000-00001.parquet",
+    ]
     assert [d["rows"] for d in manifest["documents"]] == [3, 2]
     for entry in manifest["documents"] + manifest["dropped"] + [manifest["stats"]]:
         file = out / entry["path"]

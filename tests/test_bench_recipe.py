@@ -27,7 +27,15 @@ def test_recipe_bench_quick_run_prints_its_table_and_agrees(tmp_path):
             pytest.skip(f"{module} not installed (pip install -e '.[bench]')")
     env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
     figures = tmp_path / "recipe.json"
-    cmd = [sys.executable, str(ROOT / "bench" / "recipe.py"), "--quick", "--work", str(tmp_path / "w"), "--json", str(figures)]
+    cmd = [
+        sys.executable,
+        str(ROOT / "bench" / "recipe.py"),
+        "--quick",
+        "--work",
+        str(tmp_path / "w"),
+        "--json",
+        str(figures),
+    ]
     run = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
     assert run.returncode == 0, run.stderr[-3000:]
     out = run.stdout

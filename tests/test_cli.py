@@ -17,7 +17,12 @@ ROOT = Path(__file__).resolve().parents[1]
 def thresher(*args: str, cwd: Path = ROOT, timeout: int = 600) -> subprocess.CompletedProcess:
     env = dict(os.environ, RAY_AUTH_MODE="disabled")
     return subprocess.run(
-        [sys.executable, "-m", "thresher.cli", *args], cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env
+        [sys.executable, "-m", "thresher.cli", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
     )
 
 
@@ -39,14 +44,18 @@ def test_config_error_exits_2_with_the_key(tmp_path):
 def test_missing_input_exits_3(tmp_path):
     out = thresher("run", "pipeline/configs/demo.yaml", "--input", str(tmp_path / "nothing.warc.gz"))
     assert out.returncode == 3
-    assert out.stderr.splitlines() == [f"thresher: input error: input not found: {tmp_path / 'nothing.warc.gz'}"]
+    assert out.stderr.splitlines() == [
+        f"thresher: input error: input not found: {tmp_path / 'nothing.warc.gz'}"
+    ]
 
 
 @pytest.mark.slow
 def test_demo_runs_end_to_end(tmp_path):
     """The same command as `make demo`, with the output in a temporary directory."""
     out_dir = tmp_path / "demo"
-    out = thresher("run", "pipeline/configs/demo.yaml", "--output", str(out_dir), "--set", "ray.progress=false")
+    out = thresher(
+        "run", "pipeline/configs/demo.yaml", "--output", str(out_dir), "--set", "ray.progress=false"
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     assert "documents:" in out.stdout and "read" in out.stdout
     stats = json.loads((out_dir / "stats.json").read_text())

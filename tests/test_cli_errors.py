@@ -62,10 +62,14 @@ def test_an_unwritable_output_is_one_line_exit_4(capsys, tmp_path, config):
 def test_an_input_of_unknown_format_is_one_line_exit_3(capsys, tmp_path, config):
     table = tmp_path / "pages.csv"
     table.write_text("url,html\nhttps://example.org/,<p>hello</p>\n")
-    code, lines = thresher(capsys, "run", str(config), "--local", "--input", str(table), "--output", str(tmp_path / "o"))
+    code, lines = thresher(
+        capsys, "run", str(config), "--local", "--input", str(table), "--output", str(tmp_path / "o")
+    )
     assert (code, lines) == (
         3,
-        [f"thresher: input error: {table}: cannot tell the format from the name; set input.format (warc, parquet, jsonl)"],
+        [
+            f"thresher: input error: {table}: cannot tell the format from the name; set input.format (warc, parquet, jsonl)"
+        ],
     )
     assert not (tmp_path / "o").exists()
 
@@ -82,12 +86,18 @@ def test_verbose_adds_the_traceback_above_the_line(capsys, tmp_path, config):
 @pytest.mark.skipif(importlib.util.find_spec("s3fs") is not None, reason="s3fs is installed")
 def test_a_missing_fsspec_backend_names_the_package(capsys, config):
     code, lines = thresher(capsys, "run", str(config), "--input", "s3://thresher-test-bucket/crawl/")
-    assert (code, lines) == (6, ["thresher: missing dependency: Install s3fs to access S3 (pip install s3fs)"])
+    assert (code, lines) == (
+        6,
+        ["thresher: missing dependency: Install s3fs to access S3 (pip install s3fs)"],
+    )
 
 
 def test_an_unknown_uri_scheme_is_an_input_error(capsys, config):
     code, lines = thresher(capsys, "run", str(config), "--input", "nosuch://bucket/x.warc.gz")
-    assert (code, lines) == (3, ["thresher: input error: nosuch://bucket/x.warc.gz: Protocol not known: nosuch"])
+    assert (code, lines) == (
+        3,
+        ["thresher: input error: nosuch://bucket/x.warc.gz: Protocol not known: nosuch"],
+    )
 
 
 def test_resume_with_another_config_is_one_line_exit_5(capsys, tmp_path, config):
@@ -95,7 +105,15 @@ def test_resume_with_another_config_is_one_line_exit_5(capsys, tmp_path, config)
     assert main(["run", str(config), "--local", "--output", str(out)]) == 0
     capsys.readouterr()
     code, lines = thresher(
-        capsys, "run", str(config), "--local", "--resume", "--output", str(out), "--set", "input.docs_per_shard=7"
+        capsys,
+        "run",
+        str(config),
+        "--local",
+        "--resume",
+        "--output",
+        str(out),
+        "--set",
+        "input.docs_per_shard=7",
     )
     assert code == 5
     assert messages(lines) == [lines[-1]] and lines[-1].startswith("thresher: --resume: ")
@@ -135,8 +153,21 @@ def test_ctrl_c_is_one_line_exit_130(tmp_path):
     config.write_text(f"input: {{paths: [{DEMO_WARC}], docs_per_shard: 20}}\nstages: [extract: {{}}]\n")
     env = dict(os.environ, RAY_AUTH_MODE="disabled", RAY_USAGE_STATS_ENABLED="0")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "thresher.cli", "run", str(config), "--local", "--output", str(tmp_path / "out")],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-m",
+            "thresher.cli",
+            "run",
+            str(config),
+            "--local",
+            "--output",
+            str(tmp_path / "out"),
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         deadline = time.monotonic() + 60

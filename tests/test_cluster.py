@@ -59,10 +59,23 @@ def ray_cluster(tmp_path):
     temp_dir = Path(tempfile.mkdtemp(prefix="rt", dir="/tmp"))  # Ray's socket paths must stay short
     common = ["--node-ip-address=127.0.0.1", "--num-cpus=1", "--block", "--disable-usage-stats"]
     head = subprocess.Popen(
-        [RAY, "start", "--head", f"--port={port}", f"--dashboard-port={dash}", "--include-dashboard=true",
-         "--dashboard-host=127.0.0.1", f"--temp-dir={temp_dir}", "--min-worker-port=31000",
-         "--max-worker-port=31999", *common],
-        env=_env(), start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            RAY,
+            "start",
+            "--head",
+            f"--port={port}",
+            f"--dashboard-port={dash}",
+            "--include-dashboard=true",
+            "--dashboard-host=127.0.0.1",
+            f"--temp-dir={temp_dir}",
+            "--min-worker-port=31000",
+            "--max-worker-port=31999",
+            *common,
+        ],
+        env=_env(),
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     procs = [head]
     try:
@@ -78,8 +91,18 @@ def ray_cluster(tmp_path):
                 time.sleep(1)
         assert client is not None, "the head node's job server never came up"
         worker = subprocess.Popen(
-            [RAY, "start", f"--address=127.0.0.1:{port}", "--min-worker-port=32000", "--max-worker-port=32999", *common],
-            env=_env(), start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [
+                RAY,
+                "start",
+                f"--address=127.0.0.1:{port}",
+                "--min-worker-port=32000",
+                "--max-worker-port=32999",
+                *common,
+            ],
+            env=_env(),
+            start_new_session=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         procs.append(worker)
         yield client, port
@@ -101,7 +124,9 @@ def test_ray_job_submit_runs_the_driver_on_a_two_node_cluster(ray_cluster, tmp_p
     client, port = ray_cluster
     deadline = time.time() + 120
     while time.time() < deadline:  # wait for the second node to join
-        out = subprocess.run([RAY, "status", f"--address=127.0.0.1:{port}"], env=_env(), capture_output=True, text=True)
+        out = subprocess.run(
+            [RAY, "status", f"--address=127.0.0.1:{port}"], env=_env(), capture_output=True, text=True
+        )
         if out.stdout.count("node_") >= 2 or "2.0 CPU" in out.stdout or "0.0/2.0 CPU" in out.stdout:
             break
         time.sleep(2)
@@ -131,7 +156,11 @@ def test_tasks_run_on_both_nodes_of_a_cluster_utils_cluster(tmp_path):
     config = _demo_config(tmp_path, extra_stage="tests.faults:RecordNode")
     out = subprocess.run(
         [sys.executable, str(ROOT / "tests" / "two_node_run.py"), str(config), str(tmp_path / "out")],
-        env=dict(_env(), PYTHONPATH=str(ROOT)), cwd=ROOT, capture_output=True, text=True, timeout=900,
+        env=dict(_env(), PYTHONPATH=str(ROOT)),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=900,
     )
     assert out.returncode == 0, out.stderr[-3000:]
     result = json.loads(out.stdout.strip().splitlines()[-1])

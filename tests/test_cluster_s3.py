@@ -45,8 +45,10 @@ def _free_port() -> int:
 def _can_unshare() -> bool:
     if not shutil.which("unshare") or os.geteuid() != 0:
         return False
-    probe = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c", "mount -t tmpfs t /mnt"],
-                           capture_output=True)
+    probe = subprocess.run(
+        ["unshare", "--mount", "--propagation", "private", "sh", "-c", "mount -t tmpfs t /mnt"],
+        capture_output=True,
+    )
     return probe.returncode == 0
 
 
@@ -82,12 +84,18 @@ def _without_node(rows: list[dict]) -> list[dict]:
 
 @pytest.mark.skipif(not _can_unshare(), reason="needs root and unshare --mount (private mount namespaces)")
 def test_two_nodes_without_a_shared_disk_write_the_local_run_to_s3(
-    s3_server, s3_bucket, small_warc, local_run, tmp_path  # noqa: F811 (fixtures)
+    s3_server,
+    s3_bucket,
+    small_warc,  # noqa: F811 (fixtures)
+    local_run,  # noqa: F811
+    tmp_path,
 ):
     inputs = Store.from_uri(s3_bucket)
     inputs.upload(small_warc, f"in/{small_warc.name}")
     config = tmp_path / "demo.yaml"
-    config.write_text(DEMO_CONFIG.read_text().replace("- pii: {}", "- pii: {}\n  - tests.faults:RecordNode: {}"))
+    config.write_text(
+        DEMO_CONFIG.read_text().replace("- pii: {}", "- pii: {}\n  - tests.faults:RecordNode: {}")
+    )
     driver_dir = tmp_path / "driver"
     driver_dir.mkdir()
     out = f"{s3_bucket}/cluster"
@@ -98,37 +106,88 @@ def test_two_nodes_without_a_shared_disk_write_the_local_run_to_s3(
     marker = time.time()
     procs: list[subprocess.Popen] = []
     try:
-        procs.append(subprocess.Popen(
-            [RAY, "start", "--head", f"--port={port}", "--include-dashboard=false", f"--temp-dir={head_temp}",
-             "--min-worker-port=33000", "--max-worker-port=33999", *common],
-            env=_env(), start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        procs.append(
+            subprocess.Popen(
+                [
+                    RAY,
+                    "start",
+                    "--head",
+                    f"--port={port}",
+                    "--include-dashboard=false",
+                    f"--temp-dir={head_temp}",
+                    "--min-worker-port=33000",
+                    "--max-worker-port=33999",
+                    *common,
+                ],
+                env=_env(),
+                start_new_session=True,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+        )
         time.sleep(8)
-        worker_cmd = (f"mount -t tmpfs tmpfs /tmp && mkdir -p {worker_temp} && exec {RAY} start "
-                      f"--address=127.0.0.1:{port} --temp-dir={worker_temp} --min-worker-port=34000 "
-                      f"--max-worker-port=34999 {' '.join(common)}")
-        worker = subprocess.Popen(["unshare", "--mount", "--propagation", "private", "sh", "-c", worker_cmd],
-                                  env=_env(), start_new_session=True, stdout=subprocess.DEVNULL,
-                                  stderr=subprocess.DEVNULL)
+        worker_cmd = (
+            f"mount -t tmpfs tmpfs /tmp && mkdir -p {worker_temp} && exec {RAY} start "
+            f"--address=127.0.0.1:{port} --temp-dir={worker_temp} --min-worker-port=34000 "
+            f"--max-worker-port=34999 {' '.join(common)}"
+        )
+        worker = subprocess.Popen(
+            ["unshare", "--mount", "--propagation", "private", "sh", "-c", worker_cmd],
+            env=_env(),
+            start_new_session=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         procs.append(worker)
         deadline = time.time() + 120
         while time.time() < deadline:
-            status = subprocess.run([RAY, "status", f"--address=127.0.0.1:{port}"], env=_env(), capture_output=True,
-                                    text=True)
+            status = subprocess.run(
+                [RAY, "status", f"--address=127.0.0.1:{port}"], env=_env(), capture_output=True, text=True
+            )
             if "2.0 CPU" in status.stdout:
                 break
             time.sleep(2)
         assert "2.0 CPU" in status.stdout, status.stdout[-2000:]
         run = subprocess.run(
-            [sys.executable, "-m", "thresher.cli", "run", str(config), "--address", f"127.0.0.1:{port}",
-             "--output", out, "--set", f"input.paths=[{s3_bucket}/in/{small_warc.name}]",
-             *[a for s in SMALL for a in ("--set", s)]],
-            cwd=driver_dir, env=_env(), capture_output=True, text=True, timeout=900,
+            [
+                sys.executable,
+                "-m",
+                "thresher.cli",
+                "run",
+                str(config),
+                "--address",
+                f"127.0.0.1:{port}",
+                "--output",
+                out,
+                "--set",
+                f"input.paths=[{s3_bucket}/in/{small_warc.name}]",
+                *[a for s in SMALL for a in ("--set", s)],
+            ],
+            cwd=driver_dir,
+            env=_env(),
+            capture_output=True,
+            text=True,
+            timeout=900,
         )
         assert run.returncode == 0, run.stderr[-3000:]
         # the worker node's private /tmp (``sh`` exec'd ``ray start``: the same pid), nothing of
         # the run outside its Ray temp dir
-        scan = subprocess.run(["nsenter", f"--target={worker.pid}", "--mount", "find", "/tmp",
-                               "-type", "f", "-not", "-path", f"{worker_temp}/*"], capture_output=True, text=True)
+        scan = subprocess.run(
+            [
+                "nsenter",
+                f"--target={worker.pid}",
+                "--mount",
+                "find",
+                "/tmp",
+                "-type",
+                "f",
+                "-not",
+                "-path",
+                f"{worker_temp}/*",
+            ],
+            capture_output=True,
+            text=True,
+        )
         assert scan.returncode == 0 and scan.stdout.strip() == "", scan.stdout[-2000:] + scan.stderr[-500:]
     finally:
         _stop(procs)

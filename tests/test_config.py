@@ -23,9 +23,18 @@ def test_valid_config_builds_typed_stages():
         ({"input": {"paths": "x.warc"}}, "input.paths: expected a list"),
         ({"input": {"format": "csv"}}, "input.format: must be one of auto, warc, parquet, jsonl"),
         ({"stages": [{"languag": {}}]}, "stages[0]: unknown stage 'languag' (did you mean 'language'?)"),
-        ({"stages": [{"language": {"threshhold": 0.5}}]}, "stages[0].language.threshhold: unknown key (did you mean 'threshold'?)"),
-        ({"stages": [{"language": {"threshold": "high"}}]}, "stages[0].language.threshold: expected a number, got 'high'"),
-        ({"stages": [{"language": {"threshold": 1.5}}]}, "stages[0].language.threshold: must be between 0 and 1"),
+        (
+            {"stages": [{"language": {"threshhold": 0.5}}]},
+            "stages[0].language.threshhold: unknown key (did you mean 'threshold'?)",
+        ),
+        (
+            {"stages": [{"language": {"threshold": "high"}}]},
+            "stages[0].language.threshold: expected a number, got 'high'",
+        ),
+        (
+            {"stages": [{"language": {"threshold": 1.5}}]},
+            "stages[0].language.threshold: must be between 0 and 1",
+        ),
         ({"ray": {"num_cpus": "two"}}, "ray.num_cpus"),
     ],
 )
@@ -99,8 +108,14 @@ def run_cli(capsys, tmp_path, *args: str) -> tuple[int, list[str]]:
         ("input.docs_per_shard=0", "input.docs_per_shard: must be >= 1, got 0"),
         ("stages.extract.timeout_s=-5", "stages[0].extract.timeout_s: must be > 0, got -5"),
         ("stages.extract.timeout_s=0", "stages[0].extract.timeout_s: must be > 0, got 0"),
-        ("stages.gopher_quality.min_doc_words=-1", "stages[2].gopher_quality.min_doc_words: must be >= 0, got -1"),
-        ("stages.gopher_quality.max_doc_words=-100", "stages[2].gopher_quality.max_doc_words: must be >= 0, got -100"),
+        (
+            "stages.gopher_quality.min_doc_words=-1",
+            "stages[2].gopher_quality.min_doc_words: must be >= 0, got -1",
+        ),
+        (
+            "stages.gopher_quality.max_doc_words=-100",
+            "stages[2].gopher_quality.max_doc_words: must be >= 0, got -100",
+        ),
         (
             "stages.gopher_quality.languages={zh: {min_doc_words: -5}}",
             "stages[2].gopher_quality.languages.zh.min_doc_words: must be >= 0, got -5",
@@ -128,7 +143,10 @@ def run_cli(capsys, tmp_path, *args: str) -> tuple[int, list[str]]:
         ),
         ("tokenize.train.min_frequency=0", "tokenize.train.min_frequency: must be >= 1, got 0"),
         ("tokenize.validation_fraction=1", "tokenize.validation_fraction: must be >= 0 and < 1, got 1"),
-        ("tokenize.target_tokens_per_shard=-1", "tokenize.target_tokens_per_shard: must be between 1 and 2147483647, got -1"),
+        (
+            "tokenize.target_tokens_per_shard=-1",
+            "tokenize.target_tokens_per_shard: must be between 1 and 2147483647, got -1",
+        ),
         (
             "output.compression=lzma",
             "output.compression: must be one of zstd, snappy, gzip, lz4, brotli, none; got 'lzma'",
@@ -147,7 +165,9 @@ def test_an_output_below_a_file_is_a_config_error(capsys, tmp_path):
     code, lines = run_cli(capsys, tmp_path, "--output", str(a_file / "run"))
     assert (code, lines) == (
         2,
-        [f"thresher: config error: output.path: {a_file / 'run'} is below {a_file}, which is a file, not a directory"],
+        [
+            f"thresher: config error: output.path: {a_file / 'run'} is below {a_file}, which is a file, not a directory"
+        ],
     )
     code, lines = run_cli(capsys, tmp_path, "--output", str(a_file))
     assert (code, lines) == (2, [f"thresher: config error: output.path: {a_file} is a file, not a directory"])
@@ -242,7 +262,9 @@ def test_setting_the_language_stage_moves_the_early_drop_too(capsys, tmp_path):
 
 
 def test_extract_and_language_stage_languages_that_differ_are_a_config_error(capsys, tmp_path):
-    code, lines = run_fineweb(capsys, tmp_path, "stages.extract.languages=[en]", "stages.language.languages=[de]")
+    code, lines = run_fineweb(
+        capsys, tmp_path, "stages.extract.languages=[en]", "stages.language.languages=[de]"
+    )
     assert (code, lines) == (
         2,
         [
@@ -271,6 +293,9 @@ def test_extract_languages_follow_the_language_stage(extract, language, expected
 def test_extract_languages_stand_alone_without_a_later_language_stage():
     cfg = parse_config({"stages": [{"language": {"languages": ["de"]}}, {"extract": {"languages": ["en"]}}]})
     assert cfg.stages[1].config.languages == ["en"]
-    with pytest.raises(ConfigError, match=r"stages\[0\].extract.languages: \[en\] differs from "
-                       r"stages\[1\].language.languages: \[\] \(every language\)"):
+    with pytest.raises(
+        ConfigError,
+        match=r"stages\[0\].extract.languages: \[en\] differs from "
+        r"stages\[1\].language.languages: \[\] \(every language\)",
+    ):
         parse_config({"stages": [{"extract": {"languages": ["en"]}}, {"language": {}}]})

@@ -22,7 +22,9 @@ from thresher.crawlers.runner import crawl
 
 DEMO = Path(__file__).resolve().parents[1] / "examples" / "demo-site"
 # A real FAQ page, its relative links sent to /faq/ (404 here), away from the reserved paths
-FAQ_PAGE = (DEMO / "faq" / "basic-defs.en.html").read_bytes().replace(b"<head>", b'<head><base href="/faq/">', 1)
+FAQ_PAGE = (
+    (DEMO / "faq" / "basic-defs.en.html").read_bytes().replace(b"<head>", b'<head><base href="/faq/">', 1)
+)
 
 ROBOTS = b"""User-agent: *
 Disallow: /private/
@@ -64,10 +66,17 @@ PAGES = {
     "/gpt-noai.html": ({"X-Robots-Tag": "GPTBot: noai"}, FAQ_PAGE),
     "/meta-noai.html": ({}, with_head("<META CONTENT='noai, noimageai' NAME=robots>")),
     "/noimageai.html": ({"X-Robots-Tag": "noimageai"}, FAQ_PAGE),
-    "/noindex.html": ({}, with_head('<meta name="robots" content="noindex"><a href="/from-noindex.html">x</a>')),
+    "/noindex.html": (
+        {},
+        with_head('<meta name="robots" content="noindex"><a href="/from-noindex.html">x</a>'),
+    ),
     "/from-noindex.html": ({}, FAQ_PAGE),
 }
-REFUSED = {"/no-gpt/page.html": "robots_ai", "/no-google/page.html": "robots_ai", "/tdm/closed.html": "tdmrep_json"}
+REFUSED = {
+    "/no-gpt/page.html": "robots_ai",
+    "/no-google/page.html": "robots_ai",
+    "/tdm/closed.html": "tdmrep_json",
+}
 NOT_ARCHIVED = {
     "/header.html": "tdm_header",
     "/meta-tdm.html": "tdm_meta",

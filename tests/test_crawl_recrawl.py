@@ -31,11 +31,16 @@ class ConditionalHandler(LoggingHandler):
 
     def do_GET(self):
         server = self.server
-        server.conditional.append((self.path, self.headers.get("If-None-Match"), self.headers.get("If-Modified-Since")))
+        server.conditional.append(
+            (self.path, self.headers.get("If-None-Match"), self.headers.get("If-Modified-Since"))
+        )
         if self.path == "/robots.txt":
             return self._send(200, b"User-agent: *\nDisallow:\n", "text/plain")
         if self.path == "/":
-            links = "".join(f'<a href="/{n}">{n}</a> ' for n in ("etag.html", "lastmod.html", "plain.html", "changing.html"))
+            links = "".join(
+                f'<a href="/{n}">{n}</a> '
+                for n in ("etag.html", "lastmod.html", "plain.html", "changing.html")
+            )
             return self._send(200, f"<html><body><h1>Recrawl</h1>{links}</body></html>".encode(), "text/html")
         if self.path == "/etag.html":
             etag = '"faq-basic-v1"'

@@ -74,7 +74,9 @@ def test_dedup_command(tmp_path, shared_data):
     )
     assert pq.read_table(out2 / "documents").column("id").to_pylist() == ["n0"]
     assert pq.read_table(out2 / "dropped").column("detail").to_pylist() == ["a5"]
-    assert _run([str(tmp_path / "new.jsonl"), "--output", str(out2), "--against", str(tmp_path / "index")]) == 4
+    assert (
+        _run([str(tmp_path / "new.jsonl"), "--output", str(out2), "--against", str(tmp_path / "index")]) == 4
+    )
     out3 = tmp_path / "out3"  # not a dedup index; an option out of range: config errors, before any work
     assert _run([str(tmp_path / "new.jsonl"), "--output", str(out3), "--against", str(tmp_path)]) == 2
     assert _run([str(tmp_path / "new.jsonl"), "--output", str(out3), "--verify-threshold", "1.5"]) == 2

@@ -302,11 +302,23 @@ def test_a_score_with_no_float_ranks_like_a_missing_one():
         ExactDedup(ExactDedupConfig(keep="score", score_key="quality")).run_local(docs)
         return [d.id for d in docs if d.drop is None]
 
-    odd = [{"quality": 10**400}, {"quality": -(10**400)}, {"quality": float("inf")}, {"quality": float("nan")}]
+    odd = [
+        {"quality": 10**400},
+        {"quality": -(10**400)},
+        {"quality": float("inf")},
+        {"quality": float("nan")},
+    ]
     assert kept([*odd, {"quality": 0.1}]) == ["d4"]
     assert kept(odd) == ["d0"]  # all rank as missing: the first in the run is kept
     # a scores column nested past the JSON decoder's recursion limit is malformed too
-    deep = {"id": ["d"], "text": [text], "shard": [""], "pos": [0], "row": [0], "scores": ["[" * 10**5 + "]" * 10**5]}
+    deep = {
+        "id": ["d"],
+        "text": [text],
+        "shard": [""],
+        "pos": [0],
+        "row": [0],
+        "scores": ["[" * 10**5 + "]" * 10**5],
+    }
     assert exact_doc_table(pa.table(deep), False, "quality").column("score").to_pylist() == [None]
 
 

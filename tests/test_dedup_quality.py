@@ -222,7 +222,9 @@ def test_same_decisions_with_one_or_several_workers_and_twice(corpus, ray_sessio
     for mode, partitions in (("local", 0), ("ray", 1), ("ray", 4), ("ray", 4)):
         stage = MinHashDedup(MinHashDedupConfig(mode=mode, partitions=partitions))
         decisions = stage.run_ray(ds, "unused").take_all()
-        results.append(sorted((d["id"], d["shard"], d["pos"], d["reason"], d["value"], d["detail"]) for d in decisions))
+        results.append(
+            sorted((d["id"], d["shard"], d["pos"], d["reason"], d["value"], d["detail"]) for d in decisions)
+        )
         assert stage.stats.docs_in == rows.num_rows
         extra = stage.extra_stats()
         edges.append((extra["candidate_edges"], extra["verified_edges"]))

@@ -39,7 +39,9 @@ def test_cascade_preflight_fails_like_the_language_stage(missing_model):
     assert str(missing_model) in str(extract_error.value)
 
 
-@pytest.mark.parametrize("config", [ExtractConfig(mode="cascade"), ExtractConfig(mode="trafilatura", languages=["en"])])
+@pytest.mark.parametrize(
+    "config", [ExtractConfig(mode="cascade"), ExtractConfig(mode="trafilatura", languages=["en"])]
+)
 def test_preflight_needs_no_model_without_the_early_language_drop(missing_model, config):
     ExtractStage(config).preflight()
 
@@ -55,7 +57,11 @@ def test_local_run_stops_before_reading(missing_model, tmp_path):
     env = {**os.environ, "THRESHER_LID_MODEL": str(missing_model), "RAY_AUTH_MODE": "disabled"}
     proc = subprocess.run(
         [sys.executable, "-m", "thresher.cli", "run", str(config), "--local"],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120,
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert proc.returncode != 0, proc.stdout
     errors = [line for line in proc.stderr.splitlines() if "lid.176.ftz not found" in line]

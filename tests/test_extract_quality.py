@@ -42,7 +42,7 @@ def extract(pages: list[EvalPage], **cfg) -> list[Document]:
     docs = [Document(id=p.id, url=p.url, html=p.html, content_type="text/html") for p in pages]
     try:
         for i in range(0, len(docs), 64):
-            stage.apply(docs[i:i + 64])
+            stage.apply(docs[i : i + 64])
     finally:
         stage.close()
     stage.stats.check()

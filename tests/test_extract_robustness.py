@@ -23,7 +23,9 @@ def warc_payloads(path) -> dict[str, tuple[str | None, bytes]]:
     out = {}
     with open(path, "rb") as f:
         for rec in ArchiveIterator(f, record_types=WarcRecordType.response, parse_http=True):
-            out.setdefault(rec.headers.get("WARC-Target-URI"), (rec.http_headers.get("Content-Type"), rec.reader.read()))
+            out.setdefault(
+                rec.headers.get("WARC-Target-URI"), (rec.http_headers.get("Content-Type"), rec.reader.read())
+            )
     return out
 
 
@@ -57,7 +59,9 @@ def run(docs: list[Document], **cfg) -> ExtractStage:
 
 
 def doc(i: int, payload: bytes, content_type: str | None = "text/html", url: str | None = None) -> Document:
-    return Document(id=f"d{i}", url=url or f"https://example.org/{i}", html=payload, content_type=content_type)
+    return Document(
+        id=f"d{i}", url=url or f"https://example.org/{i}", html=payload, content_type=content_type
+    )
 
 
 def test_non_html_and_binary_assets_are_counted(iana):
@@ -139,7 +143,7 @@ def test_broken_markup_is_extracted_or_counted(eval_page):
     text = html.decode("utf-8")
     cut = max(text.index(s) + len(s) for s in snippets) + 200
     broken = [
-        text[:cut] + "<div class=\"x",  # truncated inside a tag
+        text[:cut] + '<div class="x',  # truncated inside a tag
         text.replace("</p>", "").replace("</div>", ""),  # closing tags gone
         text[:5000] + "\x00\x0b\x01" * 20 + text[5000:],  # NULs after the first KiB
         text.replace("<body", "<body>" + "<font><b>" * 2000, 1),  # unclosed-tag pile
@@ -206,7 +210,9 @@ def test_crashed_worker_is_counted_and_replaced(iana):
 
     _, big = iana["http://www.iana.org/protocols"]
     _, small = iana["http://www.iana.org/domains"]
-    stage = ExtractStage(ExtractConfig(mode="trafilatura", timeout_s=60, timeout_mode="subprocess", max_html_bytes=10**7))
+    stage = ExtractStage(
+        ExtractConfig(mode="trafilatura", timeout_s=60, timeout_mode="subprocess", max_html_bytes=10**7)
+    )
     try:
         stage.apply([doc(9, small)])  # starts the worker
         child = stage._sandbox._child._proc

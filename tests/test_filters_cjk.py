@@ -37,7 +37,9 @@ CJK_NON_WORDS = list("，。、；：？！「」『』（）《》【】〈〉�
 
 def _sentences(lang: str, n: int) -> list[str]:
     """Real sentences of a language (the lingua language-id test data)."""
-    with gzip.open(shared_path("lid-lingua-testdata", "sentences", f"{lang}.txt.gz"), "rt", encoding="utf-8") as f:
+    with gzip.open(
+        shared_path("lid-lingua-testdata", "sentences", f"{lang}.txt.gz"), "rt", encoding="utf-8"
+    ) as f:
         return f.read().splitlines()[:n]
 
 
@@ -50,7 +52,16 @@ def test_cjk_punctuation_and_blank_tokens_are_not_words():
     assert all(is_word(tok) for tok in ["软件", "安装", "Debian", "1.0", "々", "〇"])
     words = split_words("请先安装软件，然后重启。\u3000「注意」\u200b（重要）", "zh")
     assert "\u3000" not in words and "\u200b" not in words and "" not in words
-    assert words_to_count("请先安装软件，然后重启。「注意」（重要）", "zh") == ["请", "先", "安装", "软件", "然后", "重启", "注意", "重要"]
+    assert words_to_count("请先安装软件，然后重启。「注意」（重要）", "zh") == [
+        "请",
+        "先",
+        "安装",
+        "软件",
+        "然后",
+        "重启",
+        "注意",
+        "重要",
+    ]
     # Spaced scripts keep FineWeb's (Treebank) counting, punctuation tokens included.
     assert words_to_count("Install it, then reboot.", "en") == ["Install", "it", ",", "then", "reboot", "."]
 
@@ -130,7 +141,18 @@ def test_thai_segmenter_works_offline_and_writes_nothing(tmp_path):
     env.update(HOME=str(home), PYTHONPATH=str(ROOT))
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
-    assert out.stdout.strip().split("|") == ["ภาษาไทย", "เป็น", "ภาษา", "ที่", "มี", "วรรณยุกต์", "(", "ห้า", "เสียง", ")"]
+    assert out.stdout.strip().split("|") == [
+        "ภาษาไทย",
+        "เป็น",
+        "ภาษา",
+        "ที่",
+        "มี",
+        "วรรณยุกต์",
+        "(",
+        "ห้า",
+        "เสียง",
+        ")",
+    ]
     assert list(home.iterdir()) == []
 
 

@@ -8,8 +8,30 @@ from thresher.evaluation.corpora import LINGUA_CLASSES, lingua_accuracy
 from thresher.filters.language import LanguageConfig, LanguageFilter, identify
 
 # A spread of scripts and close pairs; the full table is bench/langid.py.
-SUBSET = ["de", "en", "es", "fr", "it", "nl", "pl", "ru", "uk", "bs", "hr", "sr", "nb", "nn", "id", "ms",
-          "zh", "ja", "ar", "hi", "tr", "vi"]
+SUBSET = [
+    "de",
+    "en",
+    "es",
+    "fr",
+    "it",
+    "nl",
+    "pl",
+    "ru",
+    "uk",
+    "bs",
+    "hr",
+    "sr",
+    "nb",
+    "nn",
+    "id",
+    "ms",
+    "zh",
+    "ja",
+    "ar",
+    "hi",
+    "tr",
+    "vi",
+]
 
 
 def test_normalisation_is_no_worse_than_raw_on_any_length_class():
@@ -29,9 +51,13 @@ def test_identify_and_language_stage():
     assert identify("Der schnelle braune Fuchs springt über den faulen Hund und läuft davon.")[0] == "de"
     assert identify("") == ("und", 0.0)
     stage = LanguageFilter(LanguageConfig(languages=["en"], threshold=0.65))
-    docs = [Document(id="a", text="This is a plain English sentence about the weather today.\nAnd a second line."),
-            Document(id="b", text="Ceci est une phrase en français sur le temps qu'il fait aujourd'hui."),
-            Document(id="c", text="   ")]
+    docs = [
+        Document(
+            id="a", text="This is a plain English sentence about the weather today.\nAnd a second line."
+        ),
+        Document(id="b", text="Ceci est une phrase en français sur le temps qu'il fait aujourd'hui."),
+        Document(id="c", text="   "),
+    ]
     stage.apply(docs)
     assert docs[0].drop is None and docs[0].language == "en" and docs[0].language_score > 0.65
     assert docs[1].drop.reason == "language_not_kept" and docs[1].drop.detail == "fr"

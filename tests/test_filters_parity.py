@@ -159,9 +159,14 @@ def test_url_filter_agrees_with_datatrove(url_corpus, monkeypatch):
     from thresher.filters.url import URLFilter
 
     ours, theirs = URLFilter(), DTURLFilter()
-    names = {"domain": "url_blocked_domain", "subdomain": "url_blocked_subdomain", "url": "url_blocked_url",
-             "hard_blacklisted": "url_banned_word", "soft_blacklisted": "url_soft_banned_words",
-             "blacklisted_subword": "url_banned_subword"}
+    names = {
+        "domain": "url_blocked_domain",
+        "subdomain": "url_blocked_subdomain",
+        "url": "url_blocked_url",
+        "hard_blacklisted": "url_banned_word",
+        "soft_blacklisted": "url_soft_banned_words",
+        "blacklisted_subword": "url_banned_subword",
+    }
     same = 0
     reasons: dict[str, int] = {}
     for i, url in enumerate(url_corpus):

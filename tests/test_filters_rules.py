@@ -29,10 +29,40 @@ def _doc(text: str, lang: str | None = None, url: str | None = None) -> Document
 
 
 def test_treebank_style_words():
-    words = split_words('He said "don\'t go" to Mr. Smith... It\'s 10:30, isn\'t it? Costs $1,000.50 (approx.) -- fine!')
-    assert words == ["He", "said", '"', "do", "n't", "go", '"', "to", "Mr.", "Smith", "...", "It", "'s",
-                     "10:30", ",", "is", "n't", "it", "?", "Costs", "$", "1,000.50", "(", "approx", ".", ")",
-                     "--", "fine", "!"]
+    words = split_words(
+        "He said \"don't go\" to Mr. Smith... It's 10:30, isn't it? Costs $1,000.50 (approx.) -- fine!"
+    )
+    assert words == [
+        "He",
+        "said",
+        '"',
+        "do",
+        "n't",
+        "go",
+        '"',
+        "to",
+        "Mr.",
+        "Smith",
+        "...",
+        "It",
+        "'s",
+        "10:30",
+        ",",
+        "is",
+        "n't",
+        "it",
+        "?",
+        "Costs",
+        "$",
+        "1,000.50",
+        "(",
+        "approx",
+        ".",
+        ")",
+        "--",
+        "fine",
+        "!",
+    ]
     assert count_sentences("Hello world. This is Mr. Smith. Is it? Yes... ok.") == 4
 
 
@@ -50,7 +80,9 @@ def test_drops_carry_rule_and_value():
     line = _lingua("sentences", "en", 1)[0]
     rep = GopherRepetitionFilter().process(_doc("\n".join([line] * 10)))
     assert rep.reason == "gopher_dup_para_frac" or rep.reason.startswith("gopher_dup_line")
-    lorem = C4QualityFilter().process(_doc("\n".join(_lingua("sentences", "en", 10) + ["Lorem ipsum dolor sit amet."])))
+    lorem = C4QualityFilter().process(
+        _doc("\n".join(_lingua("sentences", "en", 10) + ["Lorem ipsum dolor sit amet."]))
+    )
     assert lorem.reason == "c4_lorem_ipsum"
     menu = FineWebQualityFilter().process(_doc("\n".join(w for w in _lingua("single-words", "en", 100))))
     assert menu.reason in {"fineweb_line_punct_ratio", "fineweb_short_line_ratio"}
@@ -89,7 +121,9 @@ def test_unsegmentable_language_skips_word_rules_and_counts():
 
 
 def test_per_language_overrides_and_validation():
-    cfg = from_dict(GopherQualityConfig, {"languages": {"de": {"min_doc_words": 5, "min_stop_words": 0}}}, "q")
+    cfg = from_dict(
+        GopherQualityConfig, {"languages": {"de": {"min_doc_words": 5, "min_stop_words": 0}}}, "q"
+    )
     stage = GopherQualityFilter(cfg)
     text = " ".join(_lingua("sentences", "de", 2))
     assert stage.process(_doc(text, "de")).text == text
@@ -112,8 +146,12 @@ def test_url_lists_one_per_line_and_ut1_folder(tmp_path):
     assert read_list(tmp_path / "plain.txt") == {"bad-site.com"}
     assert read_list(ut1, "domains", ["adult"]) == {"adult-site.net"}
     assert read_list(tmp_path / "ut1.tar.gz", "urls") == {"adult-site.net/page", "casino-site.net/page"}
-    cfg = URLFilterConfig(use_fineweb_lists=False, domain_lists=[str(tmp_path / "plain.txt"), str(ut1)],
-                          banned_words=["casino"], soft_banned_words=["cheap", "pills"])
+    cfg = URLFilterConfig(
+        use_fineweb_lists=False,
+        domain_lists=[str(tmp_path / "plain.txt"), str(ut1)],
+        banned_words=["casino"],
+        soft_banned_words=["cheap", "pills"],
+    )
     stage = URLFilter(cfg)
     assert stage.process(_doc("x", url="https://www.bad-site.com/a")).reason == "url_blocked_domain"
     assert stage.process(_doc("x", url="http://casino-site.net/")).reason == "url_blocked_domain"

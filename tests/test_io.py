@@ -123,14 +123,21 @@ def test_the_destination_directory_is_created(tmp_path):
 
 
 def test_json_is_written_with_the_given_options_and_a_final_newline(tmp_path):
-    dest = write_json_atomic(tmp_path / "s.json", {"b": "é", "a": 1}, indent=2, sort_keys=True, ensure_ascii=False)
+    dest = write_json_atomic(
+        tmp_path / "s.json", {"b": "é", "a": 1}, indent=2, sort_keys=True, ensure_ascii=False
+    )
     assert dest.read_text(encoding="utf-8") == '{\n  "a": 1,\n  "b": "é"\n}\n'
 
 
-@pytest.mark.parametrize(("compression", "stored"), [("zstd", "ZSTD"), ("snappy", "SNAPPY"), ("none", "UNCOMPRESSED"), (None, "UNCOMPRESSED")])
+@pytest.mark.parametrize(
+    ("compression", "stored"),
+    [("zstd", "ZSTD"), ("snappy", "SNAPPY"), ("none", "UNCOMPRESSED"), (None, "UNCOMPRESSED")],
+)
 def test_parquet_round_trips_with_the_chosen_compression(tmp_path, compression, stored):
     table = pa.table({"id": ["a", "b", "c"], "text": ["x" * 100, "y", "z"]})
-    dest = write_parquet_atomic(table, tmp_path / "out" / "part.parquet", compression=compression, row_group_size=2)
+    dest = write_parquet_atomic(
+        table, tmp_path / "out" / "part.parquet", compression=compression, row_group_size=2
+    )
     assert pq.read_table(dest).equals(table)
     meta = pq.ParquetFile(dest).metadata
     assert meta.num_row_groups == 2

@@ -43,7 +43,12 @@ def _records(out: Path, sub: str) -> list[tuple[str, str]]:
 def samples_run(tmp_path_factory):
     root = shared_path("warc-samples")
     out = tmp_path_factory.mktemp("samples")
-    cfg = _config([root], out, [{"extract": {"timeout_s": 120, "deduplicate": False}}, {"language": {}}], docs_per_shard=10)
+    cfg = _config(
+        [root],
+        out,
+        [{"extract": {"timeout_s": 120, "deduplicate": False}}, {"language": {}}],
+        docs_per_shard=10,
+    )
     return root, out, run_pipeline(cfg)
 
 
@@ -86,7 +91,12 @@ def test_dropped_records_say_why(samples_run):
 
 def test_local_run_matches_ray_run(samples_run, tmp_path):
     root, out, _ = samples_run
-    cfg = _config([root], tmp_path, [{"extract": {"timeout_s": 120, "deduplicate": False}}, {"language": {}}], docs_per_shard=10)
+    cfg = _config(
+        [root],
+        tmp_path,
+        [{"extract": {"timeout_s": 120, "deduplicate": False}}, {"language": {}}],
+        docs_per_shard=10,
+    )
     run_pipeline(cfg, local=True)
     assert sorted(_ids(tmp_path, "documents")) == sorted(_ids(out, "documents"))
     assert sorted(p.name for p in (tmp_path / "documents").glob("*.parquet")) == sorted(

@@ -65,7 +65,11 @@ def test_revisits_and_non_html_are_dropped_with_reasons():
 def test_euc_jp_pages_decode_to_japanese():
     from thresher.extract.charset import decode_html
 
-    docs = [d for d in read_warc(str(shared_path("warc-samples", "resiliparse-clueweb09-ja-quirk.warc.gz"))) if d.drop is None]
+    docs = [
+        d
+        for d in read_warc(str(shared_path("warc-samples", "resiliparse-clueweb09-ja-quirk.warc.gz")))
+        if d.drop is None
+    ]
     assert len(docs) == 29  # WARC/0.18 and a Content-Encoding header over a decoded body
     text, encoding, how = decode_html(docs[0].html, docs[0].content_type)
     assert encoding == "euc_jp" and how == "header"
@@ -79,7 +83,11 @@ def test_wet_conversion_records_are_text_documents():
 
 
 def test_wget_angle_bracket_uris_are_cleaned():
-    docs = [d for d in read_warc(str(shared_path("warc-samples", "dolma-wget-sample-0000.warc.gz"))) if d.drop is None]
+    docs = [
+        d
+        for d in read_warc(str(shared_path("warc-samples", "dolma-wget-sample-0000.warc.gz")))
+        if d.drop is None
+    ]
     assert docs and all(d.url.startswith("http") and not d.url.endswith(">") for d in docs)
 
 
@@ -140,7 +148,9 @@ def test_a_record_with_a_damaged_header_is_counted_not_skipped(tmp_path, layout)
 
 
 def test_a_damaged_first_record_is_counted(tmp_path):
-    records = _records(gzip.decompress(shared_path("warc-samples", "dolma-wget-sample-0000.warc.gz").read_bytes()))
+    records = _records(
+        gzip.decompress(shared_path("warc-samples", "dolma-wget-sample-0000.warc.gz").read_bytes())
+    )
     records[0] = b"WARC/X" + records[0][6:]  # the warcinfo record
     damaged = tmp_path / "damaged.warc.gz"
     damaged.write_bytes(b"".join(map(gzip.compress, records)))

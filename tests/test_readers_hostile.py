@@ -54,7 +54,9 @@ def _records(raw: bytes) -> list[bytes]:
 
 
 DEMO_RECORDS = _records(gzip.decompress(DEMO.read_bytes()))
-VICTIM = next(i for i, r in enumerate(DEMO_RECORDS) if b"WARC-Type: response" in r[:600] and b"text/html" in r[:2000])
+VICTIM = next(
+    i for i, r in enumerate(DEMO_RECORDS) if b"WARC-Type: response" in r[:600] and b"text/html" in r[:2000]
+)
 VICTIM_ID = re.search(rb"WARC-Record-ID: <urn:uuid:([^>]+)>", DEMO_RECORDS[VICTIM]).group(1).decode()
 
 
@@ -69,7 +71,9 @@ def _http_parts(record: bytes) -> tuple[list[bytes], bytes]:
 VICTIM_HTML = _http_parts(DEMO_RECORDS[VICTIM])[1]
 
 
-def _rewritten(record: bytes, body: bytes, headers: tuple[bytes, ...] = (), status: bytes | None = None) -> bytes:
+def _rewritten(
+    record: bytes, body: bytes, headers: tuple[bytes, ...] = (), status: bytes | None = None
+) -> bytes:
     """``record`` with a new HTTP body (and extra headers, a new status), its Content-Length right
     and its digests gone (they would no longer match)."""
     lines, _ = _http_parts(record)
@@ -78,12 +82,16 @@ def _rewritten(record: bytes, body: bytes, headers: tuple[bytes, ...] = (), stat
     lines = [ln for ln in lines if not ln.lower().startswith(b"content-length:")] + list(headers)
     block = b"\r\n".join(lines) + b"\r\n\r\n" + body
     head = record.partition(b"\r\n\r\n")[0]
-    head = b"\r\n".join(ln for ln in head.split(b"\r\n") if not ln.startswith((b"WARC-Payload-Digest", b"WARC-Block-Digest")))
+    head = b"\r\n".join(
+        ln for ln in head.split(b"\r\n") if not ln.startswith((b"WARC-Payload-Digest", b"WARC-Block-Digest"))
+    )
     head = re.sub(rb"Content-Length: \d+", b"Content-Length: %d" % len(block), head)
     return head + b"\r\n\r\n" + block + b"\r\n\r\n"
 
 
-def _damaged_demo(tmp_path: Path, body: bytes, headers: tuple[bytes, ...] = (), status: bytes | None = None) -> Path:
+def _damaged_demo(
+    tmp_path: Path, body: bytes, headers: tuple[bytes, ...] = (), status: bytes | None = None
+) -> Path:
     tmp_path.mkdir(exist_ok=True)
     records = list(DEMO_RECORDS)
     records[VICTIM] = _rewritten(records[VICTIM], body, headers, status)
@@ -105,12 +113,19 @@ def demo_summary():
 def _assert_others_unchanged(summary: dict, demo_summary: dict) -> None:
     """The fix keeps every good record of the file: all but the victim read as in the original."""
     assert summary.keys() == demo_summary.keys()
-    assert {k: v for k, v in summary.items() if k != VICTIM_ID} == {k: v for k, v in demo_summary.items() if k != VICTIM_ID}
+    assert {k: v for k, v in summary.items() if k != VICTIM_ID} == {
+        k: v for k, v in demo_summary.items() if k != VICTIM_ID
+    }
 
 
 def _run(inputs: list[Path], out: Path, stages: list | None = None):
     cfg = parse_config(
-        {"input": {"paths": [str(p) for p in inputs]}, "output": {"path": str(out)}, "ray": {"progress": False}, "stages": stages or []}
+        {
+            "input": {"paths": [str(p) for p in inputs]},
+            "output": {"path": str(out)},
+            "ray": {"progress": False},
+            "stages": stages or [],
+        }
     )
     return run_pipeline(cfg, local=True)
 
@@ -160,7 +175,10 @@ print(json.dumps({"stats": {k: s.to_dict() for k, s in result.stages.items()}, "
         (b"%x\r\n" % 4000 + VICTIM_HTML[:4000] + b"\r\n-6\r\n" + VICTIM_HTML[4000:], VICTIM_HTML[:4000]),
         # a size with a sign or past 16 hex digits is no size either
         (b"%x\r\n" % 4000 + VICTIM_HTML[:4000] + b"\r\n+10\r\n" + VICTIM_HTML[4000:], VICTIM_HTML[:4000]),
-        (b"%x\r\n" % 4000 + VICTIM_HTML[:4000] + b"\r\n" + b"f" * 40 + b"\r\n" + VICTIM_HTML[4000:], VICTIM_HTML[:4000]),
+        (
+            b"%x\r\n" % 4000 + VICTIM_HTML[:4000] + b"\r\n" + b"f" * 40 + b"\r\n" + VICTIM_HTML[4000:],
+            VICTIM_HTML[:4000],
+        ),
     ],
     ids=["negative-first", "negative-second", "signed", "too-long"],
 )
@@ -234,7 +252,9 @@ def hostile_jsonl_run(tmp_path_factory, demo_texts):
     """One run over a JSONL file of real pages with every hostile line among them."""
     root = tmp_path_factory.mktemp("hostile-jsonl")
     src = root / "docs.jsonl"
-    good = [json.dumps({"id": f"good-{i}", "text": text, "url": url}) for i, (url, text) in enumerate(demo_texts)]
+    good = [
+        json.dumps({"id": f"good-{i}", "text": text, "url": url}) for i, (url, text) in enumerate(demo_texts)
+    ]
     hostile = _hostile_lines(demo_texts)
     src.write_text("\n".join(good[:3] + list(hostile.values()) + good[3:]) + "\n")
     line_of = {key: 3 + i for i, key in enumerate(hostile)}
@@ -258,7 +278,9 @@ def test_a_run_over_hostile_jsonl_finishes_and_counts_every_line(hostile_jsonl_r
     assert id_list["detail"] == "id: expected a string, got list"
 
 
-@pytest.mark.parametrize("written_id", list(HOSTILE_OUTCOMES), ids=lambda s: s.encode("ascii", "backslashreplace").decode())
+@pytest.mark.parametrize(
+    "written_id", list(HOSTILE_OUTCOMES), ids=lambda s: s.encode("ascii", "backslashreplace").decode()
+)
 def test_each_hostile_value_is_normalised_or_a_counted_error(hostile_jsonl_run, written_id):
     out = hostile_jsonl_run[1]
     out_id, reason, check = HOSTILE_OUTCOMES[written_id]
@@ -282,7 +304,11 @@ def test_a_jsonl_line_past_the_limit_is_one_error_and_never_held_whole(tmp_path,
     src = tmp_path / "docs.jsonl"
     src.write_text(f"{good}\n{huge}\n{good.replace('good', 'after')}\n")
     docs = list(read_jsonl(str(src)))
-    assert [(d.id, d.drop and d.drop.reason) for d in docs] == [("good", None), (f"{src}#1", "line_too_long"), ("after", None)]
+    assert [(d.id, d.drop and d.drop.reason) for d in docs] == [
+        ("good", None),
+        (f"{src}#1", "line_too_long"),
+        ("after", None),
+    ]
     assert docs[1].drop.value == len(huge) + 1
 
 
@@ -303,7 +329,9 @@ def test_a_400_digit_score_with_keep_score_is_a_counted_error(tmp_path, demo_tex
     )
     result = _run([src], tmp_path / "out", [{"exact_dedup": {"keep": "score", "score_key": "quality"}}])
     assert result.stages["read"].errors == {"bad_field": 1}
-    assert pq.read_table(tmp_path / "out" / "documents").column("id").to_pylist() == ["c"]  # the best score survives
+    assert pq.read_table(tmp_path / "out" / "documents").column("id").to_pylist() == [
+        "c"
+    ]  # the best score survives
 
 
 def test_an_http_status_past_int64_is_a_counted_error(tmp_path, demo_summary):
@@ -335,11 +363,26 @@ def test_parquet_strings_that_are_not_utf8_are_replaced_and_the_rows_kept(tmp_pa
 # ---------------------------------------------------------------------------------------------
 # item 9: property tests, any JSON value of any field through the readers
 
-FIELDS = ["id", "text", "url", "warc_date", "language", "language_score", "metadata", "scores", "source", "extra"]
+FIELDS = [
+    "id",
+    "text",
+    "url",
+    "warc_date",
+    "language",
+    "language_score",
+    "metadata",
+    "scores",
+    "source",
+    "extra",
+]
 _strings = st.text(st.characters(codec=None, exclude_categories=()), max_size=12) | st.sampled_from(
     ["", " ", "\ud800", "a\udfffb", "0.5", "{}", "[1]", "{not json", "NaN", "1e400", "9" * 400]
 )
-_numbers = st.integers() | st.integers(min_value=10**300, max_value=10**400) | st.floats(allow_nan=True, allow_infinity=True)
+_numbers = (
+    st.integers()
+    | st.integers(min_value=10**300, max_value=10**400)
+    | st.floats(allow_nan=True, allow_infinity=True)
+)
 _json = st.recursive(
     st.none() | st.booleans() | _numbers | _strings,
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(_strings, inner, max_size=4),
@@ -381,8 +424,14 @@ _ARROW_COLUMNS = [
     (pa.timestamp("us"), st.datetimes()),
     (pa.date32(), st.dates()),
     (pa.list_(pa.string()), st.lists(st.text(max_size=4), max_size=3)),
-    (pa.struct([("a", pa.int64()), ("b", pa.string())]), st.fixed_dictionaries({"a": st.integers(0, 9), "b": st.text(max_size=4)})),
-    (pa.map_(pa.string(), pa.int64()), st.lists(st.tuples(st.text(max_size=3), st.integers(0, 9)), max_size=2)),
+    (
+        pa.struct([("a", pa.int64()), ("b", pa.string())]),
+        st.fixed_dictionaries({"a": st.integers(0, 9), "b": st.text(max_size=4)}),
+    ),
+    (
+        pa.map_(pa.string(), pa.int64()),
+        st.lists(st.tuples(st.text(max_size=3), st.integers(0, 9)), max_size=2),
+    ),
 ]
 
 
@@ -518,7 +567,9 @@ def bombs():
 
 @pytest.mark.parametrize("encoding", list(WINDOW))
 @pytest.mark.parametrize("cap", [32 * MiB, DEFAULT_CAP], ids=["cap-32MiB", "cap-default"])
-def test_a_decompression_bomb_costs_the_cap_not_its_size(tmp_path, demo_summary, clean_twin, bombs, encoding, cap):
+def test_a_decompression_bomb_costs_the_cap_not_its_size(
+    tmp_path, demo_summary, clean_twin, bombs, encoding, cap
+):
     """brotli and zstd bodies were decompressed whole (1 GiB from 0.8 KB: 2.2 GB peak RSS) before
     the cap was checked. Now the bomb costs at most the cap, the decoder's window and the few
     copies of the compressed body the reader holds (block, body), plus 2 MiB of slack for output
@@ -532,10 +583,14 @@ def test_a_decompression_bomb_costs_the_cap_not_its_size(tmp_path, demo_summary,
     message = f"{rise / MiB:.1f} MiB for a {cap / MiB:.0f} MiB cap"
     assert rise <= cap + WINDOW[encoding] + 4 * len(bomb) + 2 * MiB, message
     assert rise <= 2 * cap, message
-    assert {k: v[0] for k, v in docs.items() if k != VICTIM_ID} == {k: v[0] for k, v in demo_summary.items() if k != VICTIM_ID}
+    assert {k: v[0] for k, v in docs.items() if k != VICTIM_ID} == {
+        k: v[0] for k, v in demo_summary.items() if k != VICTIM_ID
+    }
 
 
-def test_a_brotli_stream_whose_window_passes_the_cap_is_refused_before_decoding(tmp_path, demo_summary, clean_twin):
+def test_a_brotli_stream_whose_window_passes_the_cap_is_refused_before_decoding(
+    tmp_path, demo_summary, clean_twin
+):
     """A 0.8 KB lgwin-24 bomb filled its 16 MiB window before the first byte came out: 26 MiB at
     the default 10 MiB cap. Its header declares that window, so it is one counted error naming
     it, and decoding never starts."""
@@ -543,7 +598,9 @@ def test_a_brotli_stream_whose_window_passes_the_cap_is_refused_before_decoding(
     reason, detail = docs[VICTIM_ID]
     assert reason == "content_encoding" and "lgwin 24" in detail and str(1 << 24) in detail
     assert rise <= 2 * MiB
-    assert {k: v[0] for k, v in docs.items() if k != VICTIM_ID} == {k: v[0] for k, v in demo_summary.items() if k != VICTIM_ID}
+    assert {k: v[0] for k, v in docs.items() if k != VICTIM_ID} == {
+        k: v[0] for k, v in demo_summary.items() if k != VICTIM_ID
+    }
 
 
 def test_a_real_page_with_a_window_past_the_cap_is_an_error_until_the_cap_is_raised(tmp_path):
@@ -553,8 +610,12 @@ def test_a_real_page_with_a_window_past_the_cap_is_an_error_until_the_cap_is_rai
     import brotli
 
     def victim(lgwin: int, cap: int):
-        path = _damaged_demo(tmp_path / f"{lgwin}-{cap}", brotli.compress(VICTIM_HTML, lgwin=lgwin), (b"Content-Encoding: br",))
-        return next(d for d in read_warc(str(path), WarcReaderConfig(max_payload_bytes=cap)) if d.id == VICTIM_ID)
+        path = _damaged_demo(
+            tmp_path / f"{lgwin}-{cap}", brotli.compress(VICTIM_HTML, lgwin=lgwin), (b"Content-Encoding: br",)
+        )
+        return next(
+            d for d in read_warc(str(path), WarcReaderConfig(max_payload_bytes=cap)) if d.id == VICTIM_ID
+        )
 
     refused = victim(24, DEFAULT_CAP)
     assert refused.drop.reason == "content_encoding" and "lgwin 24" in refused.drop.detail

@@ -66,9 +66,19 @@ def screenshot(page: Path, png: Path, profile: Path) -> None:
     if not CHROMIUM.exists():
         pytest.skip(f"{CHROMIUM} not installed (Debian: apt-get install -y chromium)")
     cmd = [
-        str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync",
-        f"--user-data-dir={profile}", f"--screenshot={png}", "--window-size=1280,3000", page.as_uri(),
+        str(CHROMIUM),
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={profile}",
+        f"--screenshot={png}",
+        "--window-size=1280,3000",
+        page.as_uri(),
     ]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=180)
     assert png.exists(), f"chromium wrote no screenshot (rc={proc.returncode}): {proc.stderr[-2000:]}"
@@ -119,7 +129,10 @@ def test_tokens_per_shard_from_a_real_manifest(warc_report, tmp_path):
     small_sample_tokens(copy / "tokens", shared_path("lid-lingua-testdata").parent)
     manifest = json.loads((copy / "tokens" / "manifest.json").read_text())
     page = read_page(write_report(copy))
-    shown = {row["data-shard"]: (row["text:split"], int(row["tokens"]), int(row["rows"])) for row in page.rows["token-shards"]}
+    shown = {
+        row["data-shard"]: (row["text:split"], int(row["tokens"]), int(row["rows"]))
+        for row in page.rows["token-shards"]
+    }
     assert shown == {s["path"]: (s["split"], s["tokens"], s["rows"]) for s in manifest["shards"]}
     for split, totals in manifest["totals"].items():
         if totals["shards"]:

@@ -111,13 +111,20 @@ def check_page_matches_stats(out: Path, page: PageData) -> None:
     assert list(funnel) == stats["order"]
     for label, s in stats["stages"].items():
         row = funnel[label]
-        expected = {"in": s["in"], "kept": s["kept"], "dropped": sum(s["dropped"].values()),
-                    "errors": sum(s["errors"].values())}
+        expected = {
+            "in": s["in"],
+            "kept": s["kept"],
+            "dropped": sum(s["dropped"].values()),
+            "errors": sum(s["errors"].values()),
+        }
         for name, value in expected.items():
             assert int(row[name]) == value, (label, name)
             assert int(row[f"text:{name}"].replace(",", "")) == value, (label, name)
 
-    drops = {(r["data-stage"], r["data-rule"], r["data-kind"]): int(r["documents"]) for r in page.rows.get("drops", [])}
+    drops = {
+        (r["data-stage"], r["data-rule"], r["data-kind"]): int(r["documents"])
+        for r in page.rows.get("drops", [])
+    }
     expected_drops = {
         (label, reason, kind): n
         for label, s in stats["stages"].items()
@@ -153,7 +160,11 @@ def real_texts() -> list[dict]:
     ]
     sentences = shared_path("lid-lingua-testdata", "sentences")
     for lang in LINGUA_LANGUAGES:
-        lines = [s for s in gzip.open(sentences / f"{lang}.txt.gz", "rt", encoding="utf-8").read().splitlines() if s]
+        lines = [
+            s
+            for s in gzip.open(sentences / f"{lang}.txt.gz", "rt", encoding="utf-8").read().splitlines()
+            if s
+        ]
         for k in range(6):
             docs.append({"id": f"lingua/{lang}/{k}", "text": "\n".join(lines[k * 8 : k * 8 + 8])})
     return docs
@@ -247,7 +258,9 @@ def test_languages_are_the_kept_documents(text_report):
 def test_score_and_drop_histograms_cover_every_rule(text_report):
     out, stats, _, page = text_report
     kept = pq.read_table(out / "documents", columns=["scores"]).column("scores").to_pylist()
-    keys = Counter(k for cell in kept if cell for k, v in json.loads(cell).items() if isinstance(v, (int, float)))
+    keys = Counter(
+        k for cell in kept if cell for k, v in json.loads(cell).items() if isinstance(v, (int, float))
+    )
     assert keys, "the filters recorded no scores"
     for key, n in keys.items():
         assert int(page.by_id[f"score-{key}"]["data-count"]) == n
@@ -292,7 +305,9 @@ def test_tokens_per_shard_from_manifest(empty_run):
     page = read_page(write_report(run_copy))
     rows = {row["data-shard"]: row for row in page.rows["token-shards"]}
     assert {name: int(r["tokens"]) for name, r in rows.items()} == {
-        "shard-00000.parquet": 12345, "shard-00001.parquet": 999, "val-00000.parquet": 321,
+        "shard-00000.parquet": 12345,
+        "shard-00001.parquet": 999,
+        "val-00000.parquet": 321,
     }
     assert int(page.by_id["tokens-train"]["data-value"]) == 12345 + 999
     assert int(page.by_id["tokens-validation"]["data-value"]) == 321
@@ -369,11 +384,13 @@ def test_sampling_is_bounded_and_even(tmp_path, monkeypatch):
     (out / "documents").mkdir(parents=True)
     (out / "stats.json").write_text(json.dumps({"name": "n", "stages": {}, "order": []}))
     n = 5_000
-    table = pa.table({
-        "language": ["en"] * n,
-        "language_score": pa.array(np.linspace(0, 1, n), pa.float32()),
-        "scores": [json.dumps({"s": i}) for i in range(n)],
-    })
+    table = pa.table(
+        {
+            "language": ["en"] * n,
+            "language_score": pa.array(np.linspace(0, 1, n), pa.float32()),
+            "scores": [json.dumps({"s": i}) for i in range(n)],
+        }
+    )
     pq.write_table(table, out / "documents" / "a.parquet", row_group_size=700)
     monkeypatch.setattr(collect_module, "MAX_SCORE_ROWS", 1_000)
     facts = collect(out)

@@ -50,8 +50,18 @@ def _complete_files(out: Path) -> int:
 
 
 def _cli(config: Path, out: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "thresher.cli", "run", str(config), "--output", str(out),
-            "--set", "ray.progress=false", *extra]
+    return [
+        sys.executable,
+        "-m",
+        "thresher.cli",
+        "run",
+        str(config),
+        "--output",
+        str(out),
+        "--set",
+        "ray.progress=false",
+        *extra,
+    ]
 
 
 @pytest.mark.slow
@@ -67,8 +77,14 @@ def test_killed_driver_resumes_to_identical_output(tmp_path):
     subprocess.run(_cli(config, reference), check=True, env=env, cwd=ROOT, capture_output=True, timeout=900)
 
     out = tmp_path / "killed"
-    proc = subprocess.Popen(_cli(config, out), env=env, cwd=ROOT, start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        _cli(config, out),
+        env=env,
+        cwd=ROOT,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.time() + 600
     while time.time() < deadline and proc.poll() is None:
         if _complete_files(out) >= 2:
@@ -79,7 +95,9 @@ def test_killed_driver_resumes_to_identical_output(tmp_path):
     proc.wait()
     assert not (out / "stats.json").exists()
 
-    resumed = subprocess.run(_cli(config, out, "--resume"), env=env, cwd=ROOT, capture_output=True, text=True, timeout=900)
+    resumed = subprocess.run(
+        _cli(config, out, "--resume"), env=env, cwd=ROOT, capture_output=True, text=True, timeout=900
+    )
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     stats = json.loads((out / "stats.json").read_text())
     assert stats["resumed_files"] >= 1
@@ -91,7 +109,11 @@ def test_killed_driver_resumes_to_identical_output(tmp_path):
 def test_resume_refuses_a_different_config(tmp_path):
     src = tmp_path / "docs.jsonl"
     src.write_text(json.dumps({"id": "a", "text": "Hello there, this is a small English document."}) + "\n")
-    base = {"input": {"paths": [str(src)]}, "output": {"path": str(tmp_path / "o")}, "stages": [{"language": {}}]}
+    base = {
+        "input": {"paths": [str(src)]},
+        "output": {"path": str(tmp_path / "o")},
+        "stages": [{"language": {}}],
+    }
     run_pipeline(parse_config(base), local=True)
     changed = dict(base, stages=[{"language": {"threshold": 0.1}}])
     from thresher.run import ResumeError
@@ -109,12 +131,18 @@ def test_killed_worker_is_retried_without_duplicates(tmp_path):
     for lang in ("en", "de", "fr", "es"):
         lines = gzip.open(sentences / f"{lang}.txt.gz", "rt", encoding="utf-8").read().splitlines()[:300]
         path = tmp_path / f"{lang}.jsonl"
-        path.write_text("".join(json.dumps({"id": f"{lang}-{i}", "text": t}) + "\n" for i, t in enumerate(lines)))
+        path.write_text(
+            "".join(json.dumps({"id": f"{lang}-{i}", "text": t}) + "\n" for i, t in enumerate(lines))
+        )
         files.append(str(path))
 
     def config(out: Path, stages: list) -> dict:
-        return {"input": {"paths": files, "docs_per_shard": 100}, "output": {"path": str(out)},
-                "ray": {"progress": False}, "stages": stages}
+        return {
+            "input": {"paths": files, "docs_per_shard": 100},
+            "output": {"path": str(out)},
+            "ray": {"progress": False},
+            "stages": stages,
+        }
 
     marker = tmp_path / "killed"
     faulty = [{"tests.faults:KillWorkerOnce": {"marker": str(marker), "after_docs": 50}}, {"language": {}}]

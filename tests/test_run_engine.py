@@ -21,7 +21,9 @@ def _sentences(n: int) -> list[str]:
     """Real sentences in four languages, short enough that lid.176's confidence varies."""
     out = []
     for lang in ("en", "de", "fr", "es"):
-        with gzip.open(shared_path("lid-lingua-testdata", "sentences", f"{lang}.txt.gz"), "rt", encoding="utf-8") as f:
+        with gzip.open(
+            shared_path("lid-lingua-testdata", "sentences", f"{lang}.txt.gz"), "rt", encoding="utf-8"
+        ) as f:
             out += [line.strip() for line, _ in zip(f, range(n), strict=False) if line.strip()]
     return out
 
@@ -136,7 +138,10 @@ def test_the_warc_samples_give_the_same_dataset_locally_and_on_ray(tmp_path):
 
     samples = shared_path("warc-samples")
     root = Path(__file__).resolve().parents[1]
-    cfg = load_config(str(root / "pipeline" / "configs" / "demo.yaml"), ["ray.progress=false", "tokenize.train.vocab_size=300"])
+    cfg = load_config(
+        str(root / "pipeline" / "configs" / "demo.yaml"),
+        ["ray.progress=false", "tokenize.train.vocab_size=300"],
+    )
     cfg.input.paths = [str(samples / "*.warc.gz")]
     results = {}
     for name, local in (("ray", False), ("local", True)):

@@ -48,7 +48,11 @@ def _files(store: Store) -> dict[str, bytes]:
 def _table(files: dict[str, bytes], directory: str) -> list[dict]:
     """The rows of every Parquet file below ``directory``; ``source`` (where a record was read:
     a local path or the input's URI, and its offset) as the file's name and the offset."""
-    tables = [pq.read_table(io.BytesIO(data)) for key, data in sorted(files.items()) if key.startswith(directory + "/")]
+    tables = [
+        pq.read_table(io.BytesIO(data))
+        for key, data in sorted(files.items())
+        if key.startswith(directory + "/")
+    ]
     if not tables:
         return []
     rows = pa.concat_tables(tables, promote_options="permissive").to_pylist()
@@ -83,7 +87,11 @@ def assert_same_run(local: Store, remote: Store) -> dict[str, bytes]:
 
 
 def assert_no_secrets(files: dict[str, bytes]) -> None:
-    secrets = [DUMMY_ENV["AWS_ACCESS_KEY_ID"], DUMMY_ENV["AWS_SECRET_ACCESS_KEY"], os.environ["AWS_ENDPOINT_URL"]]
+    secrets = [
+        DUMMY_ENV["AWS_ACCESS_KEY_ID"],
+        DUMMY_ENV["AWS_SECRET_ACCESS_KEY"],
+        os.environ["AWS_ENDPOINT_URL"],
+    ]
     for name in ("stats.json", "report.html"):
         text = files[name].decode()
         assert not [s for s in secrets if s in text], name
@@ -151,7 +159,13 @@ def test_run_through_faults_equals_the_local_run(s3_server, s3_bucket, s3_env, s
         s3_env.setenv("AWS_ENDPOINT_URL", proxy.endpoint)
         out = f"{s3_bucket}/faults"
         run_pipeline(
-            _config(str(small_warc), out, "storage.backoff_base_s=0.01", "storage.backoff_max_s=0.1", "storage.retries=10"),
+            _config(
+                str(small_warc),
+                out,
+                "storage.backoff_base_s=0.01",
+                "storage.backoff_max_s=0.1",
+                "storage.retries=10",
+            ),
             local=True,
         )
         faults = dict(proxy.counts)
@@ -161,13 +175,26 @@ def test_run_through_faults_equals_the_local_run(s3_server, s3_bucket, s3_env, s
 
 
 @pytest.mark.slow
-def test_killed_driver_resumes_on_s3_to_identical_output(s3_server, s3_bucket, small_warc, local_run, tmp_path):
+def test_killed_driver_resumes_on_s3_to_identical_output(
+    s3_server, s3_bucket, small_warc, local_run, tmp_path
+):
     """SIGKILL of the driver once some shards are committed, then --resume against S3: the same
     dataset as an uninterrupted run, no parts, claims or probe objects left."""
     out = f"{s3_bucket}/killed"
     store = Store.from_uri(out)
-    cli = [sys.executable, "-m", "thresher.cli", "run", str(DEMO_CONFIG), "--local", "--output", out,
-           "--set", f"input.paths=[{small_warc}]", *[a for s in SMALL for a in ("--set", s)]]
+    cli = [
+        sys.executable,
+        "-m",
+        "thresher.cli",
+        "run",
+        str(DEMO_CONFIG),
+        "--local",
+        "--output",
+        out,
+        "--set",
+        f"input.paths=[{small_warc}]",
+        *[a for s in SMALL for a in ("--set", s)],
+    ]
     env = dict(os.environ, RAY_AUTH_MODE="disabled", RAY_USAGE_STATS_ENABLED="0")
     proc = subprocess.Popen(cli, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
@@ -184,11 +211,16 @@ def test_killed_driver_resumes_on_s3_to_identical_output(s3_server, s3_bucket, s
     # dropped rows, a part; none of it may end up in the dataset
     real = next(k for k in Store.from_uri(local_run.uri).find("documents"))
     half = local_run.read_bytes(real)[:200]
-    for key in ("documents/00000-00042.parquet", "dropped/00000-00042.parquet", "_work/parts0/00000-00042/0000000-3of9.parquet"):
+    for key in (
+        "documents/00000-00042.parquet",
+        "dropped/00000-00042.parquet",
+        "_work/parts0/00000-00042/0000000-3of9.parquet",
+    ):
         store.write_bytes(key, half)
-    done = subprocess.run([*cli, "--resume"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [*cli, "--resume"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     assert not [k for k in store.find() if k.startswith("_work/") or ".thresher-probe-" in k]
     assert_same_run(local_run, store)
     assert list(tmp_path.iterdir()) == [], "the driver wrote to its working directory"
-

@@ -54,7 +54,11 @@ def _tree(out: Path) -> dict[str, bytes]:
 
 def _table(directory: Path, sort: list[str]) -> list[dict]:
     files = sorted(directory.glob("*.parquet"))
-    return pa.concat_tables([pq.read_table(f) for f in files]).sort_by([(c, "ascending") for c in sort]).to_pylist()
+    return (
+        pa.concat_tables([pq.read_table(f) for f in files])
+        .sort_by([(c, "ascending") for c in sort])
+        .to_pylist()
+    )
 
 
 def _load_with_datasets(directory: Path) -> int:
@@ -131,7 +135,9 @@ def test_resume_of_another_config_is_refused_unless_overwrite(finished):
 def test_in_place_dedup_of_a_finished_run_is_refused_with_a_hint(finished):
     _, out = finished
     before = _tree(out)
-    run = _thresher("run", "pipeline/configs/dedup.yaml", "--input", str(out / "documents"), "--output", str(out))
+    run = _thresher(
+        "run", "pipeline/configs/dedup.yaml", "--input", str(out / "documents"), "--output", str(out)
+    )
     assert run.returncode != 0 and "another --output" in run.stderr, run.stderr[-2000:]
     assert "Traceback" not in run.stderr
     dedup = _thresher("dedup", str(out / "documents"), "--output", str(out))
@@ -225,7 +231,10 @@ def test_no_zero_row_files_when_filters_empty_shards(tmp_path):
         files = sorted((out / sub).glob("*.parquet"))
         assert all(pq.ParquetFile(f).metadata.num_rows > 0 for f in files), sub
     # de.jsonl (file 0): nothing kept; 00001-00002 held the three copies, dedup dropped them all.
-    assert sorted(p.name for p in (out / "documents").iterdir()) == ["00001-00000.parquet", "00001-00001.parquet"]
+    assert sorted(p.name for p in (out / "documents").iterdir()) == [
+        "00001-00000.parquet",
+        "00001-00001.parquet",
+    ]
     assert _load_with_datasets(out / "documents") == 10
     assert _load_with_datasets(out / "dropped") == 13
     stats = json.loads((out / "stats.json").read_text())
@@ -268,8 +277,12 @@ def test_demo_local_equals_ray_and_loads_with_datasets(demo_runs):
     for out, result in ((ray_out, ray_result), (local_out, local_result)):
         assert _load_with_datasets(out / "documents") == result.documents
         stats = json.loads((out / "stats.json").read_text())
-        dropped = sum(sum(s["dropped"].values()) + sum(s["errors"].values()) for s in stats["stages"].values())
+        dropped = sum(
+            sum(s["dropped"].values()) + sum(s["errors"].values()) for s in stats["stages"].values()
+        )
         assert _load_with_datasets(out / "dropped") == dropped
         for label in ("07-exact_dedup", "08-minhash_dedup"):
             assert sum(stats["stages"][label]["dropped"].values()) == stats["extra"][label]["removed"]
-    print(f"demo: {ray_result.documents} documents, {ray_result.extra['tokenize']['tokens']} tokens on Ray and --local")
+    print(
+        f"demo: {ray_result.documents} documents, {ray_result.extra['tokenize']['tokens']} tokens on Ray and --local"
+    )

@@ -54,7 +54,9 @@ def batches(ds, n=None):
 
 
 def same(a, b) -> bool:
-    return len(a) == len(b) and all(np.array_equal(x[0], y[0]) and np.array_equal(x[1], y[1]) for x, y in zip(a, b, strict=True))
+    return len(a) == len(b) and all(
+        np.array_equal(x[0], y[0]) and np.array_equal(x[1], y[1]) for x, y in zip(a, b, strict=True)
+    )
 
 
 def test_s3_loader_equals_local_and_ranks_are_disjoint(tokens_dir, s3_tokens, tmp_path):

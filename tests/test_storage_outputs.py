@@ -50,20 +50,46 @@ def test_tokenizer_train_to_s3_and_load_from_it(s3_server, s3_bucket, docs_parqu
     assert keys(s3_server, s3_bucket) == sorted(f"tok/{p.name}" for p in (tmp_path / "tok").iterdir())
 
 
-def test_tokenizer_train_to_a_bucket_without_write_permission(s3_server, s3_bucket, s3_env, docs_parquet, capsys):
+def test_tokenizer_train_to_a_bucket_without_write_permission(
+    s3_server, s3_bucket, s3_env, docs_parquet, capsys
+):
     with FaultProxy((s3_server.host, s3_server.port), FaultPlan(deny_writes=True)) as proxy:
         s3_env.setenv("AWS_ENDPOINT_URL", proxy.endpoint)
-        code = main(["tokenizer", "train", "--input", str(docs_parquet), "--vocab-size", "300", "--no-ray",
-                     "--output", f"{s3_bucket}/tok"])
+        code = main(
+            [
+                "tokenizer",
+                "train",
+                "--input",
+                str(docs_parquet),
+                "--vocab-size",
+                "300",
+                "--no-ray",
+                "--output",
+                f"{s3_bucket}/tok",
+            ]
+        )
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 4
-    assert err == [f"thresher: output error: {s3_bucket}/tok: permission denied (the credentials may not write here)"]
+    assert err == [
+        f"thresher: output error: {s3_bucket}/tok: permission denied (the credentials may not write here)"
+    ]
     assert keys(s3_server, s3_bucket) == []
 
 
 def test_tokenizer_train_to_a_missing_bucket(s3_server, docs_parquet, capsys):
-    code = main(["tokenizer", "train", "--input", str(docs_parquet), "--vocab-size", "300", "--no-ray",
-                 "--output", "s3://thresher-missing-bucket/tok"])
+    code = main(
+        [
+            "tokenizer",
+            "train",
+            "--input",
+            str(docs_parquet),
+            "--vocab-size",
+            "300",
+            "--no-ray",
+            "--output",
+            "s3://thresher-missing-bucket/tok",
+        ]
+    )
     assert code == 4
     assert "the bucket does not exist" in capsys.readouterr().err
 
@@ -71,7 +97,9 @@ def test_tokenizer_train_to_a_missing_bucket(s3_server, docs_parquet, capsys):
 def test_shards_verify_uri(s3_server, s3_bucket, shared_data, tmp_path_factory, caplog):
     from thresher.shards.sample import small_sample_tokens
 
-    tokens = small_sample_tokens(tmp_path_factory.getbasetemp() / "shards-sample", shared_data("lid-lingua-testdata").parent)
+    tokens = small_sample_tokens(
+        tmp_path_factory.getbasetemp() / "shards-sample", shared_data("lid-lingua-testdata").parent
+    )
     uri = upload_dir(s3_server, s3_bucket, tokens, "tokens")
     assert main(["shards", "verify", uri]) == 0
     shard = json.loads((tokens / "manifest.json").read_text())["shards"][1]["path"]
@@ -97,8 +125,11 @@ def finished_run(tmp_path_factory, shared_data):
         )
     )
     cfg = parse_config(
-        {"input": {"paths": [str(src)], "docs_per_shard": 30}, "output": {"path": str(root / "out")},
-         "stages": [{"gopher_quality": {}}]}
+        {
+            "input": {"paths": [str(src)], "docs_per_shard": 30},
+            "output": {"path": str(root / "out")},
+            "stages": [{"gopher_quality": {}}],
+        }
     )
     run_pipeline(cfg, local=True)
     return root / "out"
@@ -119,7 +150,11 @@ def test_report_reads_and_writes_s3(s3_server, s3_bucket, finished_run, capsys):
     assert capsys.readouterr().out.strip() == f"{uri}/report.html"
     page = s3_server.client().get_object(Bucket=s3_bucket[5:], Key="run/report.html")["Body"].read().decode()
     assert _figures(page) == _figures(local_report.read_text())
-    for secret in (os.environ["AWS_ENDPOINT_URL"], os.environ["AWS_SECRET_ACCESS_KEY"], os.environ["AWS_ACCESS_KEY_ID"]):
+    for secret in (
+        os.environ["AWS_ENDPOINT_URL"],
+        os.environ["AWS_SECRET_ACCESS_KEY"],
+        os.environ["AWS_ACCESS_KEY_ID"],
+    ):
         assert secret not in page
         assert secret not in (finished_run / "stats.json").read_text()
 

@@ -21,7 +21,9 @@ def main(config: str, out: str) -> None:
     ray.data.DataContext.get_current().enable_progress_bars = False
     cfg = load_config(config, [f"output.path={out}", "ray.progress=false"])
     result = run_pipeline(cfg)
-    nodes = Counter(json.loads(r["metadata"])["ray_node"] for r in pq.read_table(f"{out}/documents").to_pylist())
+    nodes = Counter(
+        json.loads(r["metadata"])["ray_node"] for r in pq.read_table(f"{out}/documents").to_pylist()
+    )
     alive = [n["NodeID"] for n in ray.nodes() if n["Alive"]]
     print(json.dumps({"documents": result.documents, "nodes": nodes, "cluster_nodes": alive}))
     ray.shutdown()

@@ -26,7 +26,9 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
         metavar="KEY=VALUE",
         help="override a config value, e.g. --set stages.language.threshold=0.5 (value parsed as YAML)",
     )
-    p.add_argument("--address", help="Ray cluster address (default: $RAY_ADDRESS, else an embedded local Ray)")
+    p.add_argument(
+        "--address", help="Ray cluster address (default: $RAY_ADDRESS, else an embedded local Ray)"
+    )
     p.add_argument("--local", action="store_true", help="run in this process without Ray (debugging)")
     p.add_argument(
         "--resume",
@@ -120,8 +122,13 @@ def print_summary(result) -> None:
     tok = result.extra.get("tokenize")
     if tok:
         print(f"{tok['tokens']} tokens in {tok['shards']} token shard(s), vocabulary {tok['vocab_size']}")
-    for what, path in (("documents", layout.documents_dir), ("dropped", layout.dropped_dir), ("stats", layout.stats),
-                       ("tokens", layout.tokens_dir), ("report.html", layout.report)):
+    for what, path in (
+        ("documents", layout.documents_dir),
+        ("dropped", layout.dropped_dir),
+        ("stats", layout.stats),
+        ("tokens", layout.tokens_dir),
+        ("report.html", layout.report),
+    ):
         if layout.exists(path):
             print(f"{what + ':':<10} {layout.uri_of(path)}")
 

@@ -119,7 +119,9 @@ def _parse_stages(raw: Any) -> tuple[list[StageSpec], list[set[str]]]:
     if raw is None:
         return [], []
     if not isinstance(raw, list):
-        raise ConfigError("stages: expected a list of stages, e.g. [{extract: {}}, {language: {languages: [en]}}]")
+        raise ConfigError(
+            "stages: expected a list of stages, e.g. [{extract: {}}, {language: {languages: [en]}}]"
+        )
     specs, given = [], []
     for i, item in enumerate(raw):
         if isinstance(item, str):
@@ -136,7 +138,9 @@ def _parse_stages(raw: Any) -> tuple[list[StageSpec], list[set[str]]]:
         except (ImportError, AttributeError) as exc:
             raise ConfigError(f"stages[{i}]: cannot import stage {name!r}: {exc}") from exc
         conf_cls = cls.Config
-        config = from_dict(conf_cls, options or {}, f"stages[{i}].{name}") if conf_cls is not type(None) else None
+        config = (
+            from_dict(conf_cls, options or {}, f"stages[{i}].{name}") if conf_cls is not type(None) else None
+        )
         specs.append(StageSpec(name, config))
         given.append(set(options) if isinstance(options, dict) else set())
     return specs, given
@@ -174,7 +178,9 @@ def parse_config(data: dict[str, Any], base_dir: str | Path = ".") -> PipelineCo
     cfg = from_dict(PipelineConfig, data, "")
     cfg.stages = stages
     if cfg.export is not None and cfg.export.needs_tokens() and cfg.tokenize is None:
-        raise ConfigError(f"export.formats: {', '.join(cfg.export.needs_tokens())} export tokens; add a tokenize: section")
+        raise ConfigError(
+            f"export.formats: {', '.join(cfg.export.needs_tokens())} export tokens; add a tokenize: section"
+        )
     cfg.base_dir = str(base_dir)
     return cfg
 
@@ -191,7 +197,9 @@ def check_output_path(path: str | Path) -> None:
     for parent in target.parents:
         if parent.exists():
             if not parent.is_dir():
-                raise ConfigError(f"output.path: {target} is below {parent}, which is a file, not a directory")
+                raise ConfigError(
+                    f"output.path: {target} is below {parent}, which is a file, not a directory"
+                )
             return
 
 

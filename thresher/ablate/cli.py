@@ -67,11 +67,17 @@ def register(subparsers) -> None:
             "model evaluated on the same held-out reference texts. Writes report.json and report.html."
         ),
     )
-    p.add_argument("runs", nargs="+", metavar="RUN", help="finished run directories, or pipeline configs (.yaml) to run")
     p.add_argument(
-        "--reference", required=True, help="held-out texts: a .txt, JSONL or Parquet file, or a directory of them"
+        "runs", nargs="+", metavar="RUN", help="finished run directories, or pipeline configs (.yaml) to run"
     )
-    p.add_argument("--output", required=True, help="directory for the ablation (empty or new, or one to --resume)")
+    p.add_argument(
+        "--reference",
+        required=True,
+        help="held-out texts: a .txt, JSONL or Parquet file, or a directory of them",
+    )
+    p.add_argument(
+        "--output", required=True, help="directory for the ablation (empty or new, or one to --resume)"
+    )
     p.add_argument("--group-by", choices=("file", "host"), default="file", help="what a reference source is")
     p.add_argument("--steps", type=int, default=defaults_t.steps)
     p.add_argument("--batch-size", type=int, default=defaults_t.batch_size)
@@ -85,9 +91,17 @@ def register(subparsers) -> None:
     p.add_argument("--seq-len", type=int, default=defaults_m.seq_len, help="context length")
     p.add_argument("--vocab-size", type=int, default=defaults_d.vocab_size)
     p.add_argument("--tokenizer-sample-bytes", type=int, default=defaults_d.tokenizer_sample_bytes)
-    p.add_argument("--tokens", type=int, default=None, help="training tokens per run (default: the smallest run's)")
+    p.add_argument(
+        "--tokens", type=int, default=None, help="training tokens per run (default: the smallest run's)"
+    )
     p.add_argument("--device", choices=DEVICES, default="cpu")
-    p.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice)")
-    p.add_argument("--resume", action="store_true", help="continue an ablation in --output from its checkpoints")
-    p.add_argument("--ray", action="store_true", help="run configs given as RUN on Ray (default: in this process)")
+    p.add_argument(
+        "--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice)"
+    )
+    p.add_argument(
+        "--resume", action="store_true", help="continue an ablation in --output from its checkpoints"
+    )
+    p.add_argument(
+        "--ray", action="store_true", help="run configs given as RUN on Ray (default: in this process)"
+    )
     p.set_defaults(func=cmd_ablate)

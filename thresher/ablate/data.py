@@ -72,7 +72,9 @@ def check_finished_run(path: Path) -> None:
     if not path.is_dir():
         raise InputProblem(f"{path}: not a run directory (or a pipeline config .yaml)")
     if not (path / "stats.json").is_file():
-        raise InputProblem(f"{path}: not a finished run (no stats.json); finish it with `thresher run --resume`")
+        raise InputProblem(
+            f"{path}: not a finished run (no stats.json); finish it with `thresher run --resume`"
+        )
     if not any((path / "documents").glob("*.parquet")):
         raise InputProblem(f"{path}: the run kept no documents (documents/ is empty)")
 
@@ -138,7 +140,9 @@ def read_run_documents(candidate: Candidate, seed: int) -> RunDocuments:
     rows: list[tuple[int, str, str, str | None]] = []
     for path in candidate.document_files():
         table = pq.read_table(path, columns=["id", "text", "url"])
-        for doc_id, text, url in zip(*(table.column(c).to_pylist() for c in ("id", "text", "url")), strict=True):
+        for doc_id, text, url in zip(
+            *(table.column(c).to_pylist() for c in ("id", "text", "url")), strict=True
+        ):
             if isinstance(text, str) and text.strip():
                 rows.append((order_key(seed, doc_id), doc_id, text, url))
     if not rows:
@@ -167,11 +171,15 @@ def train_shared_tokenizer(
 ) -> tuple[BPETokenizer, int]:
     """The tokenizer every candidate is encoded with, and how many documents it was trained on."""
     texts = tokenizer_sample(runs, sample_bytes)
-    logger.info("ablate: training the shared tokenizer (vocabulary %d) on %d documents", vocab_size, len(texts))
+    logger.info(
+        "ablate: training the shared tokenizer (vocabulary %d) on %d documents", vocab_size, len(texts)
+    )
     return train_tokenizer(texts, vocab_size, min_frequency=min_frequency), len(texts)
 
 
-def cut_to_budget(ids: list[str], arrays: list[np.ndarray], budget: int, eot_id: int) -> tuple[list[str], list[np.ndarray]]:
+def cut_to_budget(
+    ids: list[str], arrays: list[np.ndarray], budget: int, eot_id: int
+) -> tuple[list[str], list[np.ndarray]]:
     """The leading documents holding exactly ``budget`` tokens; the last one is shortened and ends
     with ``<|endoftext|>`` like every other."""
     out_ids, out_arrays, total = [], [], 0

@@ -155,7 +155,9 @@ def eval_sources(reference: ReferenceSet, encoder: DocumentEncoder, seq_len: int
     for name in reference.sources():
         docs = [t.text for t in reference.texts if t.source == name]
         arrays = encoder.encode(docs)
-        stream = np.concatenate([np.array([encoder.eot_id], dtype=np.int64), *(a.astype(np.int64) for a in arrays)])
+        stream = np.concatenate(
+            [np.array([encoder.eot_id], dtype=np.int64), *(a.astype(np.int64) for a in arrays)]
+        )
         inputs, targets = windows(stream, seq_len, encoder.eot_id)
         size = sum(len(d.encode("utf-8", "surrogatepass")) for d in docs)
         out.append(EvalSource(name, len(docs), size, inputs, targets))

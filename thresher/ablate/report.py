@@ -33,8 +33,16 @@ def loss_bars(models: Sequence[str], sources: Sequence[str], losses: np.ndarray)
     x = np.arange(len(sources))
     width = 0.8 / max(1, len(models))
     for i, name in enumerate(models):
-        ax.bar(x + (i - (len(models) - 1) / 2) * width, losses[i], width, label=name, color=COLOURS[i % len(COLOURS)])
-    ax.set_xticks(x, sources, rotation=30 if len(sources) > 3 else 0, ha="right" if len(sources) > 3 else "center")
+        ax.bar(
+            x + (i - (len(models) - 1) / 2) * width,
+            losses[i],
+            width,
+            label=name,
+            color=COLOURS[i % len(COLOURS)],
+        )
+    ax.set_xticks(
+        x, sources, rotation=30 if len(sources) > 3 else 0, ha="right" if len(sources) > 3 else "center"
+    )
     ax.set_ylabel("validation loss (nats/token)")
     low, high = float(np.nanmin(losses)), float(np.nanmax(losses))
     ax.set_ylim(max(0.0, low - 0.25 * (high - low + 0.1)), high + 0.1 * (high - low + 0.1))
@@ -99,9 +107,17 @@ def _sources_table(report: dict[str, Any]) -> str:
     names = [m["name"] for m in report["models"]]
     rows = []
     for source, facts in report["reference"]["sources"].items():
-        cells = [_txt("source", source), _num("documents", facts["documents"]), _num("tokens", facts["tokens"])]
+        cells = [
+            _txt("source", source),
+            _num("documents", facts["documents"]),
+            _num("tokens", facts["tokens"]),
+        ]
         cells += [
-            _num(f"loss:{n}", m["eval"]["sources"][source]["loss"], f"{m['eval']['sources'][source]['loss']:.4f}")
+            _num(
+                f"loss:{n}",
+                m["eval"]["sources"][source]["loss"],
+                f"{m['eval']['sources'][source]['loss']:.4f}",
+            )
             for n, m in zip(names, report["models"], strict=True)
         ]
         rows.append("<tr>" + "".join(cells) + "</tr>")
@@ -125,15 +141,31 @@ def render_html(report: dict[str, Any]) -> str:
         f"{ref['documents']:,} reference documents from {esc(ref['path'])} (skipped: {esc(skipped)}).</p>"
     )
     sections = [
-        ("summary", "Reference loss", summary + _models_table(report)
-         + _img(loss_bars(names, ["all sources"], all_losses), "reference loss per run")),
-        ("sources", "Loss per reference source", _sources_table(report)
-         + _img(loss_bars(names, sources, losses), "reference loss per source and run")),
-        ("training", "Training", _img(loss_curves(names, [m["train"]["losses"] for m in report["models"]]),
-                                      "training loss per step")),
+        (
+            "summary",
+            "Reference loss",
+            summary
+            + _models_table(report)
+            + _img(loss_bars(names, ["all sources"], all_losses), "reference loss per run"),
+        ),
+        (
+            "sources",
+            "Loss per reference source",
+            _sources_table(report)
+            + _img(loss_bars(names, sources, losses), "reference loss per source and run"),
+        ),
+        (
+            "training",
+            "Training",
+            _img(
+                loss_curves(names, [m["train"]["losses"] for m in report["models"]]), "training loss per step"
+            ),
+        ),
         ("config", "Settings", f"<pre>{esc(json.dumps(cfg, indent=2))}</pre>"),
     ]
-    body = "".join(f'<section id="{sid}"><h2>{esc(title)}</h2>{content}</section>' for sid, title, content in sections)
+    body = "".join(
+        f'<section id="{sid}"><h2>{esc(title)}</h2>{content}</section>' for sid, title, content in sections
+    )
     generated = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'

@@ -75,7 +75,9 @@ def check_output(output: Path, resume: bool) -> None:
         return
     if SETTINGS in entries:
         if not resume:
-            raise OutputProblem(f"{output} holds an ablation; --resume to continue it, or choose another --output")
+            raise OutputProblem(
+                f"{output} holds an ablation; --resume to continue it, or choose another --output"
+            )
         return
     raise OutputProblem(f"{output} is not empty and holds no ablation; choose an empty or new --output")
 
@@ -116,12 +118,16 @@ def prepare(
     if resume and marker.is_file():
         saved = json.loads(marker.read_text(encoding="utf-8"))
         if {k: saved.get(k) for k in wanted} != wanted:
-            raise CheckpointMismatch(f"{marker}: the runs changed since their tokens were prepared; use another --output")
+            raise CheckpointMismatch(
+                f"{marker}: the runs changed since their tokens were prepared; use another --output"
+            )
         tokenizer = load_tokenizer(tokenizer_dir)
         if fingerprint(tokenizer) != saved["tokenizer_hash"]:
             raise CheckpointMismatch(f"{tokenizer_dir}: the tokenizer changed on disk since it was prepared")
         logger.info("ablate: reusing the prepared tokenizer and tokens")
-        return Prepared(tokenizer, tokenizer_dir, saved["budget"], saved["sample_documents"], saved["candidates"])
+        return Prepared(
+            tokenizer, tokenizer_dir, saved["budget"], saved["sample_documents"], saved["candidates"]
+        )
 
     seed = cfg.train.seed
     docs: dict[str, RunDocuments] = {c.name: read_run_documents(c, seed) for c in candidates}
@@ -150,7 +156,9 @@ def prepare(
             "documents_used": len(ids),
             "reference_urls_in_training": len(reference_urls.intersection(u for u in docs[c.name].urls if u)),
         }
-        logger.info("ablate: %s: %d of %d documents, %d tokens", c.name, len(ids), len(docs[c.name].ids), budget)
+        logger.info(
+            "ablate: %s: %d of %d documents, %d tokens", c.name, len(ids), len(docs[c.name].ids), budget
+        )
     write_json_atomic(
         marker,
         {
@@ -212,7 +220,11 @@ def run_ablation(
         facts = prep.candidates[c.name]
         callback = (lambda step, name=c.name: on_checkpoint(name, step)) if on_checkpoint else None
         model, result = train_model(
-            work / facts["tokens_dir"], prep.tokenizer.vocab_size, cfg, work / "models" / c.name, on_checkpoint=callback
+            work / facts["tokens_dir"],
+            prep.tokenizer.vocab_size,
+            cfg,
+            work / "models" / c.name,
+            on_checkpoint=callback,
         )
         with reproducible(cfg):
             per_source = evaluate(model, sources, cfg.device)
@@ -243,7 +255,9 @@ def run_ablation(
             "group_by": group_by,
             "documents": len(ref.texts),
             "skipped": dict(ref.skipped),
-            "sources": {s.name: {"documents": s.documents, "tokens": s.tokens, "bytes": s.bytes} for s in sources},
+            "sources": {
+                s.name: {"documents": s.documents, "tokens": s.tokens, "bytes": s.bytes} for s in sources
+            },
         },
         "tokenizer": {
             "path": str(prep.tokenizer_dir),

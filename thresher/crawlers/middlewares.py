@@ -256,7 +256,11 @@ class TdmRepMiddleware:
 
     async def _rules_of(self, scheme: str, netloc: str) -> list[TdmRule]:
         entry = self._rules.get(netloc)
-        if entry is not None and not isinstance(entry, Deferred) and time.monotonic() >= self._expires[netloc]:
+        if (
+            entry is not None
+            and not isinstance(entry, Deferred)
+            and time.monotonic() >= self._expires[netloc]
+        ):
             del self._rules[netloc]
         if netloc not in self._rules:
             waiting = self._rules[netloc] = Deferred()

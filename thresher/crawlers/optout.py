@@ -159,7 +159,9 @@ def meta_tags(html: bytes, max_bytes: int = MAX_HEAD_BYTES) -> list[tuple[str, s
     for tag in _META.finditer(head):
         attrs = {}
         for m in _ATTR.finditer(tag.group()):
-            value = m.group(2) if m.group(2) is not None else m.group(3) if m.group(3) is not None else m.group(4)
+            value = (
+                m.group(2) if m.group(2) is not None else m.group(3) if m.group(3) is not None else m.group(4)
+            )
             attrs.setdefault(m.group(1).lower(), value)
         name, content = attrs.get(b"name"), attrs.get(b"content")
         if name and content is not None:

@@ -39,6 +39,7 @@ from thresher.crawlers.warc import iter_stored_responses, salvage_open_files
 
 logger = logging.getLogger(__name__)
 
+
 @dataclass
 class JobState:
     """What earlier runs (and rounds) of a job have archived and discovered."""
@@ -357,7 +358,9 @@ def format_summary(s: dict) -> str:
     if s["overflow"]:
         lines.append(f"  links not queued (frontier bounds): {s['overflow']}")
     if s["optout"] or s["optout_flagged"]:
-        lines.append(f"  opted out of AI training: not archived {s['optout']}, archived flagged {s['optout_flagged']}")
+        lines.append(
+            f"  opted out of AI training: not archived {s['optout']}, archived flagged {s['optout_flagged']}"
+        )
     if s["recrawl"]:
         lines.append(f"  recrawl: {s['recrawl']}")
     if s["errors"]:

@@ -173,7 +173,9 @@ def _write_index_block(doc_table: pa.Table, out: str) -> None:
     without keys writes nothing."""
     if doc_table.num_rows == 0:
         return
-    doc_table = doc_table.set_column(0, "node", pa.array(hash64(doc_table.column("id").to_pylist()), pa.uint64()))
+    doc_table = doc_table.set_column(
+        0, "node", pa.array(hash64(doc_table.column("id").to_pylist()), pa.uint64())
+    )
     keys_col = doc_table.column("keys").combine_chunks()
     keys = keys_col.flatten().to_numpy(zero_copy_only=False)
     counts = pc.list_value_length(keys_col).fill_null(0).to_numpy(zero_copy_only=False)
@@ -194,7 +196,9 @@ def _write_index_block(doc_table: pa.Table, out: str) -> None:
     if "sig" in doc_table.column_names:
         with_keys = doc_table.filter(pa.array(counts > 0)).select(["node", "sig"])
         sigs = with_keys.take(np.argsort(with_keys.column("node").to_numpy(), kind="stable"))
-        write_parquet_atomic(sigs, f"{out.rstrip('/')}/sigs/{name}", row_group_size=8192, compression="snappy")
+        write_parquet_atomic(
+            sigs, f"{out.rstrip('/')}/sigs/{name}", row_group_size=8192, compression="snappy"
+        )
 
 
 class _Pieces:

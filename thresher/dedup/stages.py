@@ -320,7 +320,9 @@ class _KeyDedup(DatasetStage):
         started = time.perf_counter()
         self.prepare()
         keyed = [
-            self.doc_table(t.slice(i, self.block_size)) for t in tables for i in range(0, t.num_rows, self.block_size)
+            self.doc_table(t.slice(i, self.block_size))
+            for t in tables
+            for i in range(0, t.num_rows, self.block_size)
         ]
         self.executor_used = "local"
         result = run_engine(keyed, self.settings(), LocalExecutor())
@@ -447,7 +449,9 @@ class MinHashDedup(_KeyDedup):
         out = self.config.index_output
         keys_dir = os.path.join(out, "keys") if out else None
         if keys_dir and os.path.isdir(keys_dir) and os.listdir(keys_dir):
-            raise ConfigError(f"{self.name}.index_output: {out} already holds an index; choose a new directory")
+            raise ConfigError(
+                f"{self.name}.index_output: {out} already holds an index; choose a new directory"
+            )
         return params
 
     def prepare(self) -> None:

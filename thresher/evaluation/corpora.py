@@ -134,8 +134,9 @@ LINGUA_CLASSES = ("sentences", "word-pairs", "single-words")
 LID_ALIASES = {"nb": "no"}
 
 
-def lingua_accuracy(base: str | Path, per_file: int | None = None,
-                    languages: list[str] | None = None) -> dict[str, dict[str, tuple[int, int, int]]]:
+def lingua_accuracy(
+    base: str | Path, per_file: int | None = None, languages: list[str] | None = None
+) -> dict[str, dict[str, tuple[int, int, int]]]:
     """Language-ID accuracy on the Lingua test set, lid.176 on raw text against lid.176 after our
     normalisation, in the same run: ``{length class: {language: (items, raw correct, ours correct)}}``.
     ``per_file`` takes the first items of each file (for a quick check)."""

@@ -54,8 +54,16 @@ def load_trafilatura_eval(root: Path) -> list[EvalPage]:
         url = key if key.startswith(("http://", "https://")) else None
         html = gzip.decompress((root / item["file"]).read_bytes())
         meta = {k: item[k] for k in ("title", "author", "date") if isinstance(item.get(k), str) and item[k]}
-        pages.append(EvalPage(key, url, html, must_contain=list(item.get("with") or []),
-                              must_not_contain=list(item.get("without") or []), gold_metadata=meta))
+        pages.append(
+            EvalPage(
+                key,
+                url,
+                html,
+                must_contain=list(item.get("with") or []),
+                must_not_contain=list(item.get("without") or []),
+                gold_metadata=meta,
+            )
+        )
     return pages
 
 
@@ -64,7 +72,7 @@ def load_trafilatura_eval(root: Path) -> list[EvalPage]:
 
 def _shingles(text: str, n: int = 4) -> Counter:
     tokens = _TOKEN.findall(text or "")
-    return Counter(tuple(tokens[i:i + n]) for i in range(max(1, len(tokens) - n + 1)) if tokens[i:i + n])
+    return Counter(tuple(tokens[i : i + n]) for i in range(max(1, len(tokens) - n + 1)) if tokens[i : i + n])
 
 
 def shingle_counts(gold: str, predicted: str | None, n: int = 4) -> tuple[float, float, float]:
@@ -127,5 +135,10 @@ def score_snippets(pages: list[EvalPage], texts: list[str | None]) -> dict[str, 
                 tn += 1
     p = tp / (tp + fp) if tp + fp else 0.0
     r = tp / (tp + fn) if tp + fn else 0.0
-    return {"precision": p, "recall": r, "f1": 2 * p * r / (p + r) if p + r else 0.0,
-            "accuracy": (tp + tn) / max(1, tp + fp + tn + fn), "pages": len(pages)}
+    return {
+        "precision": p,
+        "recall": r,
+        "f1": 2 * p * r / (p + r) if p + r else 0.0,
+        "accuracy": (tp + tn) / max(1, tp + fp + tn + fn),
+        "pages": len(pages),
+    }

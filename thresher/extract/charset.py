@@ -12,11 +12,17 @@ import codecs
 import regex
 
 _HEADER_CHARSET = regex.compile(rb"charset\s*=\s*[\"']?([A-Za-z0-9_\-.:]+)", regex.I)
-_META_CHARSET = regex.compile(
-    rb"<meta[^>]+charset\s*=\s*[\"']?\s*([A-Za-z0-9_\-.:]+)", regex.I
-)
-_ALIASES = {"x-sjis": "shift_jis", "gb2312": "gb18030", "gbk": "gb18030", "iso-8859-1": "cp1252",
-            "latin1": "cp1252", "latin-1": "cp1252", "us-ascii": "cp1252", "ascii": "cp1252"}
+_META_CHARSET = regex.compile(rb"<meta[^>]+charset\s*=\s*[\"']?\s*([A-Za-z0-9_\-.:]+)", regex.I)
+_ALIASES = {
+    "x-sjis": "shift_jis",
+    "gb2312": "gb18030",
+    "gbk": "gb18030",
+    "iso-8859-1": "cp1252",
+    "latin1": "cp1252",
+    "latin-1": "cp1252",
+    "us-ascii": "cp1252",
+    "ascii": "cp1252",
+}
 
 
 def _normalise(name: bytes | str | None) -> str | None:

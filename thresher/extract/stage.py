@@ -229,7 +229,9 @@ class ExtractStage(Stage):
         try:
             return self._sandbox.run(task, *args)
         except ExtractionTimeout:
-            logger.info("extract: %s timed out after %ss on %s (%s)", task, cfg.timeout_s, page.doc.id, page.doc.url)
+            logger.info(
+                "extract: %s timed out after %ss on %s (%s)", task, cfg.timeout_s, page.doc.id, page.doc.url
+            )
             return Drop("timeout", kind="error", value=cfg.timeout_s, detail=task)
         except WorkerCrashed as exc:
             return Drop("worker_crash", kind="error", detail=f"{task}: {exc}"[:300])

@@ -26,7 +26,9 @@ def validate_language_overrides(config: Any, where: str) -> None:
     for lang, overrides in config.languages.items():
         unknown = set(overrides) - names
         if unknown:
-            raise ValueError(f"{where}.languages.{lang}: unknown keys {sorted(unknown)} (known: {sorted(names)})")
+            raise ValueError(
+                f"{where}.languages.{lang}: unknown keys {sorted(unknown)} (known: {sorted(names)})"
+            )
         base = {n: getattr(config, n) for n in names}
         from_dict(type(config), {**base, **overrides, "languages": {}}, f"{where}.languages.{lang}")
 
@@ -46,7 +48,10 @@ class LanguageAwareStage(Stage):
     def config_for(self, language: str) -> Any:
         cfg = self._per_language.get(language)
         if cfg is None:
-            overrides = {**self.builtin_overrides.get(language, {}), **self.config.languages.get(language, {})}
+            overrides = {
+                **self.builtin_overrides.get(language, {}),
+                **self.config.languages.get(language, {}),
+            }
             cfg = dataclasses.replace(self.config, **overrides) if overrides else self.config
             self._per_language[language] = cfg
         return cfg

@@ -103,8 +103,9 @@ class TrainReport:
         return self.__dict__.copy()
 
 
-def train_classifier(positives: list[str], negatives: list[str], output: str | Path,
-                     params: TrainParams | None = None) -> TrainReport:
+def train_classifier(
+    positives: list[str], negatives: list[str], output: str | Path, params: TrainParams | None = None
+) -> TrainReport:
     """Balance the classes, hold out ``valid_fraction`` of each, train, save, and measure."""
     import fasttext
 
@@ -114,7 +115,9 @@ def train_classifier(positives: list[str], negatives: list[str], output: str | P
     neg = [t for t in map(normalize, negatives) if t]
     n = min(len(pos), len(neg), p.max_per_class or len(pos) + len(neg))
     if n < 2:
-        raise ValueError(f"need at least 2 examples of each class, got {len(pos)} positive and {len(neg)} negative")
+        raise ValueError(
+            f"need at least 2 examples of each class, got {len(pos)} positive and {len(neg)} negative"
+        )
     pos, neg = rng.sample(pos, n), rng.sample(neg, n)
     n_valid = max(1, int(n * p.valid_fraction)) if p.valid_fraction > 0 else 0
     train = [(POSITIVE, t) for t in pos[n_valid:]] + [(NEGATIVE, t) for t in neg[n_valid:]]
@@ -126,8 +129,15 @@ def train_classifier(positives: list[str], negatives: list[str], output: str | P
             for label, text in train:
                 f.write(f"{LABEL}{label} {text}\n")
         model = fasttext.train_supervised(
-            input=path, wordNgrams=p.word_ngrams, epoch=p.epoch, lr=p.lr, dim=p.dim,
-            minCount=p.min_count, thread=p.threads, seed=p.seed, verbose=0,
+            input=path,
+            wordNgrams=p.word_ngrams,
+            epoch=p.epoch,
+            lr=p.lr,
+            dim=p.dim,
+            minCount=p.min_count,
+            thread=p.threads,
+            seed=p.seed,
+            verbose=0,
         )
     output = Path(output)
     with atomic_path(output) as tmp:
@@ -141,7 +151,7 @@ def _evaluate(model, valid: list[tuple[str, str]], per_class: int) -> TrainRepor
     if not valid:
         return TrainReport(per_class, 0, float("nan"), float("nan"), float("nan"))
     labels, _ = model.predict([t for _, t in valid], k=1)
-    predicted = [labs[0][len(LABEL):] for labs in labels]
+    predicted = [labs[0][len(LABEL) :] for labs in labels]
     truth = [label for label, _ in valid]
     tp = sum(p == t == POSITIVE for p, t in zip(predicted, truth, strict=True))
     predicted_pos = sum(p == POSITIVE for p in predicted)
@@ -233,8 +243,12 @@ class QualityClassifierFilter(Stage):
                 raise ValueError(f"calibration sample {cfg.calibration} holds no text")
             scores = positive_scores(load_model(cfg.model), sample)
             self._threshold = quantile(scores, 1.0 - cfg.top_fraction)
-            logger.info("quality_classifier: top %.1f%% of %d calibration documents = score >= %.4f",
-                        100 * cfg.top_fraction, len(scores), self._threshold)
+            logger.info(
+                "quality_classifier: top %.1f%% of %d calibration documents = score >= %.4f",
+                100 * cfg.top_fraction,
+                len(scores),
+                self._threshold,
+            )
         return self._threshold if cfg.top_fraction is not None else cfg.threshold
 
     def process_batch(self, docs: list[Document]) -> list[Document | Drop]:

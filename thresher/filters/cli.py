@@ -21,7 +21,9 @@ def register(subparsers) -> None:
         "plain text (one example per line), or folders of those.",
     )
     train.add_argument("--positive", nargs="+", required=True, metavar="SRC", help="examples of wanted text")
-    train.add_argument("--negative", nargs="+", required=True, metavar="SRC", help="examples of unwanted text")
+    train.add_argument(
+        "--negative", nargs="+", required=True, metavar="SRC", help="examples of unwanted text"
+    )
     train.add_argument("--output", required=True, metavar="MODEL", help="where to write the model (.bin)")
     train.add_argument("--text-field", default="text")
     train.add_argument("--word-ngrams", type=int, default=2)
@@ -37,7 +39,9 @@ def register(subparsers) -> None:
 
     filters = subparsers.add_parser("filters", help="filter data files")
     fsub = filters.add_subparsers(dest="filters_command", metavar="SUBCOMMAND")
-    fetch = fsub.add_parser("fetch-lists", help="fetch FineWeb's URL-filter lists (from the datatrove wheel on PyPI)")
+    fetch = fsub.add_parser(
+        "fetch-lists", help="fetch FineWeb's URL-filter lists (from the datatrove wheel on PyPI)"
+    )
     fetch.add_argument("--dest", default=None, help="folder to put them in (default: the user cache)")
     fetch.set_defaults(func=_fetch_lists)
     filters.set_defaults(func=lambda args: filters.print_help() or 2)
@@ -52,8 +56,13 @@ def _train(args: argparse.Namespace) -> int:
     except (FileNotFoundError, KeyError, ValueError) as exc:
         raise InputProblem(f"cannot read the training sources: {exc}") from exc
     params = TrainParams(
-        word_ngrams=args.word_ngrams, epoch=args.epoch, lr=args.lr, dim=args.dim,
-        valid_fraction=args.valid_fraction, max_per_class=args.max_per_class, seed=args.seed,
+        word_ngrams=args.word_ngrams,
+        epoch=args.epoch,
+        lr=args.lr,
+        dim=args.dim,
+        valid_fraction=args.valid_fraction,
+        max_per_class=args.max_per_class,
+        seed=args.seed,
         threads=args.threads,
     )
     try:

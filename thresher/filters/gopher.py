@@ -195,7 +195,7 @@ class NGramIndex:
         if n < self._n:
             raise ValueError("n-gram sizes must be asked in increasing order")
         while self._n < n and len(self._hash):
-            self._hash = self._hash[:-1] * _MULT + self.ids[self._n:] + np.uint64(1)
+            self._hash = self._hash[:-1] * _MULT + self.ids[self._n :] + np.uint64(1)
             self._n += 1
         return self._hash if self._n == n else self._hash[:0]
 

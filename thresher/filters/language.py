@@ -22,7 +22,6 @@ logger = logging.getLogger(__name__)
 LABEL_PREFIX = "__label__"
 
 
-
 @functools.lru_cache(maxsize=1)
 def _model():
     import fasttext
@@ -53,7 +52,7 @@ def predict_raw(texts: list[str], k: int = 1) -> list[list[tuple[str, float]]]:
     measured against)."""
     labels, probs = _model().predict([t.replace("\n", " ") for t in texts], k=k)
     return [
-        [(lab[len(LABEL_PREFIX):], min(float(p), 1.0)) for lab, p in zip(labs, ps, strict=True)]
+        [(lab[len(LABEL_PREFIX) :], min(float(p), 1.0)) for lab, p in zip(labs, ps, strict=True)]
         for labs, ps in zip(labels, probs, strict=True)
     ]
 
@@ -68,7 +67,7 @@ def identify_batch(texts: list[str], k: int = 1) -> list[list[tuple[str, float]]
     # predict() on a list avoids fastText's numpy-2 single-string code path.
     labels, probs = _model().predict([norm[i] for i in idx], k=k)
     for i, labs, ps in zip(idx, labels, probs, strict=True):
-        out[i] = [(lab[len(LABEL_PREFIX):], min(float(p), 1.0)) for lab, p in zip(labs, ps, strict=True)]
+        out[i] = [(lab[len(LABEL_PREFIX) :], min(float(p), 1.0)) for lab, p in zip(labs, ps, strict=True)]
     return out
 
 

@@ -58,7 +58,9 @@ def _paths(root: Path) -> FineWebURLLists:
 
 
 def _verified(root: Path) -> bool:
-    return all((root / name).is_file() and sha256_file(root / name) == digest for name, digest in FILES.items())
+    return all(
+        (root / name).is_file() and sha256_file(root / name) == digest for name, digest in FILES.items()
+    )
 
 
 def fineweb_url_lists() -> FineWebURLLists:
@@ -84,7 +86,11 @@ def _checked(dest: Path, name: str) -> Iterator[Path]:
 def _copy_from_wheel(wheel: Path, dest: Path) -> None:
     with zipfile.ZipFile(wheel) as zf:
         for name in FILES:
-            with _checked(dest, name) as tmp, zf.open(f"datatrove/assets/{name}") as src, open(tmp, "wb") as out:
+            with (
+                _checked(dest, name) as tmp,
+                zf.open(f"datatrove/assets/{name}") as src,
+                open(tmp, "wb") as out,
+            ):
                 shutil.copyfileobj(src, out, 1 << 20)
 
 

@@ -29,7 +29,14 @@ _EMAIL = re.compile(
 _IPV4 = re.compile(rf"(?:{_OCTET}\.){{3}}{_OCTET}")
 
 EMAIL_STAND_INS = ["email@example.com", "firstname.lastname@example.org"]
-IP_STAND_INS = ["22.214.171.124", "126.96.36.199", "188.8.131.52", "184.108.40.206", "220.127.116.11", "18.104.22.168"]
+IP_STAND_INS = [
+    "22.214.171.124",
+    "126.96.36.199",
+    "188.8.131.52",
+    "184.108.40.206",
+    "220.127.116.11",
+    "18.104.22.168",
+]
 
 
 def is_public_ip(text: str) -> bool:

@@ -88,7 +88,11 @@ ABBREVIATIONS = frozenset(
 
 def _is_abbreviation(word: str) -> bool:
     stem = word[:-1].lower()
-    return (len(stem) == 1 and stem.isalpha()) or stem in ABBREVIATIONS or stem.rsplit("-", 1)[-1] in ABBREVIATIONS
+    return (
+        (len(stem) == 1 and stem.isalpha())
+        or stem in ABBREVIATIONS
+        or stem.rsplit("-", 1)[-1] in ABBREVIATIONS
+    )
 
 
 _CLOSERS = frozenset(")]}>\"'”’»")
@@ -135,8 +139,13 @@ def _split_chunk(chunk: str, next_lower: bool, append) -> None:
                 elif tok[-1] == "'" and len(tok) > 1:
                     append(tok[:-1])
                     tok = "'"
-            if (k == final and tok[-1] == "." and len(tok) > 1 and tok[-2] != "."
-                    and not _keeps_period(tok, next_lower)):
+            if (
+                k == final
+                and tok[-1] == "."
+                and len(tok) > 1
+                and tok[-2] != "."
+                and not _keeps_period(tok, next_lower)
+            ):
                 append(tok[:-1])
                 tok = "."
         append(tok)
@@ -174,7 +183,9 @@ def _split_zh(text: str) -> list[str]:
     try:
         jieba = _jieba()
     except ImportError as exc:
-        raise NoSegmenter("zh: jieba, a dependency of thresher, is not importable; reinstall thresher") from exc
+        raise NoSegmenter(
+            "zh: jieba, a dependency of thresher, is not importable; reinstall thresher"
+        ) from exc
     return _tokens(jieba.lcut(text))
 
 
@@ -182,7 +193,9 @@ def _split_th(text: str) -> list[str]:
     try:
         tokenize = _thai_tokenize()
     except ImportError as exc:
-        raise NoSegmenter("th: pythainlp, a dependency of thresher, is not importable; reinstall thresher") from exc
+        raise NoSegmenter(
+            "th: pythainlp, a dependency of thresher, is not importable; reinstall thresher"
+        ) from exc
     return _tokens(tokenize(text))
 
 

@@ -150,8 +150,14 @@ class URLFilter(Stage):
         self.subword_pattern = re.compile("|".join(map(re.escape, subwords))) if subwords else None
         _domain_parser()("http://example.com/")  # builds the public-suffix trie once, up front
         self._loaded = True
-        logger.info("url_filter: %d domains, %d urls, %d banned, %d soft-banned, %d subwords",
-                    len(domains), len(urls), len(self.banned), len(self.soft_banned), len(subwords))
+        logger.info(
+            "url_filter: %d domains, %d urls, %d banned, %d soft-banned, %d subwords",
+            len(domains),
+            len(urls),
+            len(self.banned),
+            len(self.soft_banned),
+            len(subwords),
+        )
 
     def process(self, doc: Document) -> Document | Drop:
         if not self._loaded:

@@ -44,10 +44,12 @@ class ManifestError(RuntimeError):
     """The output directory is not a complete, self-consistent run."""
 
 
-
-
 def file_entry(root: Path, path: Path) -> dict[str, Any]:
-    return {"path": path.relative_to(root).as_posix(), "bytes": path.stat().st_size, "sha256": sha256_file(path)}
+    return {
+        "path": path.relative_to(root).as_posix(),
+        "bytes": path.stat().st_size,
+        "sha256": sha256_file(path),
+    }
 
 
 def parquet_entries(root: Path, folder: Path) -> list[dict[str, Any]]:
@@ -67,7 +69,9 @@ def parquet_entries(root: Path, folder: Path) -> list[dict[str, Any]]:
 
 
 def _files_under(root: Path, folder: Path) -> list[dict[str, Any]]:
-    return [file_entry(root, p) for p in sorted(folder.rglob("*")) if p.is_file() and not p.name.startswith(".")]
+    return [
+        file_entry(root, p) for p in sorted(folder.rglob("*")) if p.is_file() and not p.name.startswith(".")
+    ]
 
 
 def _tokens_entry(root: Path, tokens_dir: Path) -> dict[str, Any]:
@@ -75,7 +79,9 @@ def _tokens_entry(root: Path, tokens_dir: Path) -> dict[str, Any]:
 
     problems = verify_tokens_dir(tokens_dir)
     if problems:
-        raise ManifestError(f"{tokens_dir}: token shards disagree with their manifest: " + "; ".join(problems[:5]))
+        raise ManifestError(
+            f"{tokens_dir}: token shards disagree with their manifest: " + "; ".join(problems[:5])
+        )
     tokens_manifest = load_manifest(tokens_dir)
     entry = file_entry(root, tokens_dir / "manifest.json")
     entry["totals"] = tokens_manifest.get("totals", {})
@@ -163,8 +169,13 @@ def main(argv: list[str] | None = None) -> int:
         description="Check a finished run's output directory and write OUTPUT/manifest.json.",
     )
     parser.add_argument("output", help="the run's output directory (with documents/ and stats.json)")
-    parser.add_argument("--meta", action="append", default=[], metavar="KEY=VALUE",
-                        help="recorded under \"run\" in the manifest (repeatable)")
+    parser.add_argument(
+        "--meta",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help='recorded under "run" in the manifest (repeatable)',
+    )
     args = parser.parse_args(argv)
     try:
         meta = _parse_meta(args.meta)

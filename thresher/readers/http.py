@@ -127,7 +127,9 @@ def _check_brotli_window(data: bytes, limit: int) -> None:
         return
     bits, large = declared
     if large:
-        raise PayloadError("content_encoding", f"br: large-window stream (window 2^{bits} bytes), not RFC 7932 brotli")
+        raise PayloadError(
+            "content_encoding", f"br: large-window stream (window 2^{bits} bytes), not RFC 7932 brotli"
+        )
     if (1 << bits) > limit - _STEP:
         raise PayloadError(
             "content_encoding",

@@ -44,8 +44,11 @@ are one counted error instead."""
 OPTOUT_FIELD = "WARC-Thresher-Optout"
 """Our crawler's record of the opt-out signals of a page archived anyway (``archive_opted_out``):
 the document gets ``metadata["tdm_optout"] = True`` and ``metadata["optout"]``, the signals."""
-OPTOUT_HEADERS = {"x-robots-tag": "http_x_robots_tag", "tdm-reservation": "http_tdm_reservation",
-                  "tdm-policy": "http_tdm_policy"}
+OPTOUT_HEADERS = {
+    "x-robots-tag": "http_x_robots_tag",
+    "tdm-reservation": "http_tdm_reservation",
+    "tdm-policy": "http_tdm_policy",
+}
 """HTTP response headers kept in the document's metadata, for the ``optout`` stage (any WARC's,
 Common Crawl's included); several X-Robots-Tag headers are one value per line."""
 DAMAGED_TYPE = "unknown"
@@ -66,7 +69,7 @@ class WarcReaderConfig:
 def _record_id(raw: str | None, source: str, offset: int | str) -> str:
     if raw:
         rid = raw.strip().strip("<>")
-        return rid[len("urn:uuid:"):] if rid.startswith("urn:uuid:") else rid
+        return rid[len("urn:uuid:") :] if rid.startswith("urn:uuid:") else rid
     return hashlib.sha1(f"{source}@{offset}".encode()).hexdigest()
 
 
@@ -210,7 +213,10 @@ def _record_documents(
         return
     logger.warning(
         "%s: the %s record at %s runs into the next record(s): Content-Length too long (%d)",
-        path, rtype, at, record.content_length,
+        path,
+        rtype,
+        at,
+        record.content_length,
     )
     try:
         if depth == MAX_NESTING:
@@ -230,7 +236,12 @@ def _gap_error(path: str, gap: Gap) -> Document:
 
 
 def _file_error(
-    path: str, offset: int | str, reason: str, detail: str, value: float | None = None, suffix: str = "-corrupt"
+    path: str,
+    offset: int | str,
+    reason: str,
+    detail: str,
+    value: float | None = None,
+    suffix: str = "-corrupt",
 ) -> Document:
     """An error document for bytes of a file that yield no document, from ``offset`` on."""
     doc = Document(id=_record_id(None, path, offset) + suffix, source=f"{path}@{offset}")

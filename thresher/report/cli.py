@@ -26,7 +26,9 @@ def register(sub) -> None:
         description="Write the HTML report of a finished run from its stats.json and Parquet outputs.",
     )
     p.add_argument(
-        "output", metavar="OUTPUT", help="the output directory of a run (holds stats.json), or its URI (s3://...)"
+        "output",
+        metavar="OUTPUT",
+        help="the output directory of a run (holds stats.json), or its URI (s3://...)",
     )
     p.add_argument("--open", action="store_true", help="open the report in a web browser")
     p.set_defaults(func=cmd_report)

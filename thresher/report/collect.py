@@ -174,7 +174,9 @@ def _iter_batches(store: Store, rel: str, wanted: tuple[str, ...], facts: RunFac
 
 
 def _finite(values: list[Any]) -> np.ndarray:
-    arr = np.array([v for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)], dtype=np.float64)
+    arr = np.array(
+        [v for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)], dtype=np.float64
+    )
     return arr[np.isfinite(arr)]
 
 
@@ -248,7 +250,9 @@ def read_dropped(facts: RunFacts) -> None:
                 continue
             batch = batch.filter(has_value)
             stage = batch.column("stage") if "stage" in names else pa.nulls(batch.num_rows, pa.string())
-            keys = pc.binary_join_element_wise(pc.fill_null(stage, ""), pc.fill_null(batch.column("reason"), ""), "\x1f")
+            keys = pc.binary_join_element_wise(
+                pc.fill_null(stage, ""), pc.fill_null(batch.column("reason"), ""), "\x1f"
+            )
             for key in pc.unique(keys).to_pylist():
                 selected = batch.column("value").filter(pc.equal(keys, key)).to_numpy(zero_copy_only=False)
                 selected = selected.astype(np.float64)

@@ -42,7 +42,9 @@ def _bar_height(n: int) -> float:
     return min(14.0, 1.0 + 0.32 * max(n, 1))
 
 
-def funnel(labels: Sequence[str], kept: Sequence[int], dropped: Sequence[int], errors: Sequence[int]) -> bytes:
+def funnel(
+    labels: Sequence[str], kept: Sequence[int], dropped: Sequence[int], errors: Sequence[int]
+) -> bytes:
     """Documents per stage: what each stage kept, dropped and failed on, first stage on top."""
     fig, ax = _figure(10, _bar_height(len(labels)) + 0.6)
     y = np.arange(len(labels))
@@ -95,8 +97,14 @@ def throughput(labels: Sequence[str], docs_per_second: Sequence[float]) -> bytes
     return _png(fig)
 
 
-def categories(labels: Sequence[str], counts: Sequence[int], xlabel: str, ylabel: str, colour: str = NEUTRAL,
-               log_y: bool = False) -> bytes:
+def categories(
+    labels: Sequence[str],
+    counts: Sequence[int],
+    xlabel: str,
+    ylabel: str,
+    colour: str = NEUTRAL,
+    log_y: bool = False,
+) -> bytes:
     """Counts of a few named categories (languages, cluster-size buckets)."""
     fig, ax = _figure(10, 3.0)
     x = np.arange(len(labels))
@@ -104,7 +112,9 @@ def categories(labels: Sequence[str], counts: Sequence[int], xlabel: str, ylabel
     pad = max(0, 8 - len(labels)) / 2  # a few categories keep the width of bars of many
     ax.set_xlim(-0.5 - pad, len(labels) - 0.5 + pad)
     ax.yaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_xticks(x, labels, rotation=45 if len(labels) > 12 else 0, ha="right" if len(labels) > 12 else "center")
+    ax.set_xticks(
+        x, labels, rotation=45 if len(labels) > 12 else 0, ha="right" if len(labels) > 12 else "center"
+    )
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     if log_y and len(counts) and max(counts) > 0:
@@ -141,8 +151,12 @@ def token_shards(names: Sequence[str], tokens: Sequence[int], splits: Sequence[s
         ax.set_ylabel("tokens")
         present = [s for s in SPLIT_COLOURS if s in set(splits)]
         if present:
-            fig.legend(handles=[Patch(color=SPLIT_COLOURS[s], label=s) for s in present], frameon=False,
-                       loc="outside upper right", ncols=len(present))
+            fig.legend(
+                handles=[Patch(color=SPLIT_COLOURS[s], label=s) for s in present],
+                frameon=False,
+                loc="outside upper right",
+                ncols=len(present),
+            )
         ax.yaxis.set_major_formatter(StrMethodFormatter("{x:,.0f}"))
     else:
         ax.hist(np.asarray(tokens, dtype=float), bins=40, color=NEUTRAL)

@@ -103,8 +103,12 @@ def section_figures(facts: RunFacts) -> str:
     cards = [
         _figure_card("run-documents", facts.documents, _fmt_int(facts.documents), "documents kept"),
         _figure_card("run-records", read_in, _fmt_int(read_in), "records read"),
-        _figure_card("run-kept-share", round(facts.documents / read_in, 6) if read_in else 0,
-                     _pct(facts.documents, read_in), "kept of records read"),
+        _figure_card(
+            "run-kept-share",
+            round(facts.documents / read_in, 6) if read_in else 0,
+            _pct(facts.documents, read_in),
+            "kept of records read",
+        ),
         _figure_card("run-inputs", len(facts.inputs), _fmt_int(len(facts.inputs)), "input files"),
         _figure_card("run-shards", facts.shards, _fmt_int(facts.shards), "output shards"),
         _figure_card("run-seconds", facts.seconds, _fmt_seconds(facts.seconds), "wall time"),
@@ -113,7 +117,7 @@ def section_figures(facts: RunFacts) -> str:
     inputs = "".join(f"<li>{esc(p)}</li>" for p in facts.inputs[:1000])
     more = f"<li>… and {len(facts.inputs) - 1000:,} more</li>" if len(facts.inputs) > 1000 else ""
     listing = (
-        f"<details><summary>{len(facts.inputs):,} input file(s)</summary><ul class=\"paths\">{inputs}{more}</ul></details>"
+        f'<details><summary>{len(facts.inputs):,} input file(s)</summary><ul class="paths">{inputs}{more}</ul></details>'
         if facts.inputs
         else _none("No input files recorded.")
     )
@@ -125,13 +129,17 @@ def section_funnel(facts: RunFacts) -> str:
         return _none("No stages recorded in stats.json.")
     labels = [s.label for s in facts.stages]
     chart = _img(
-        plots.funnel(labels, [s.kept for s in facts.stages], [s.n_dropped for s in facts.stages],
-                     [s.n_errors for s in facts.stages]),
+        plots.funnel(
+            labels,
+            [s.kept for s in facts.stages],
+            [s.n_dropped for s in facts.stages],
+            [s.n_errors for s in facts.stages],
+        ),
         "documents per stage",
     )
     rows = [
         f'<tr data-stage="{esc(s.label)}">{_txt("stage", s.label)}{_num("in", s.docs_in)}{_num("kept", s.kept)}'
-        f'{_num("dropped", s.n_dropped)}{_num("errors", s.n_errors)}'
+        f"{_num('dropped', s.n_dropped)}{_num('errors', s.n_errors)}"
         f'<td class="num">{_pct(s.kept, s.docs_in)}</td></tr>'
         for s in facts.stages
     ]
@@ -146,13 +154,16 @@ def section_funnel(facts: RunFacts) -> str:
     if rules:
         shown = rules[:MAX_RULE_BARS]
         rule_chart = _img(
-            plots.rule_bars([f"{s.label} · {reason}" for s, reason, _, _ in shown], [n for *_, n in shown],
-                            [kind == "error" for _, _, kind, _ in shown]),
+            plots.rule_bars(
+                [f"{s.label} · {reason}" for s, reason, _, _ in shown],
+                [n for *_, n in shown],
+                [kind == "error" for _, _, kind, _ in shown],
+            ),
             "documents removed per rule",
         )
         rule_rows = [
             f'<tr data-stage="{esc(s.label)}" data-rule="{esc(reason)}" data-kind="{kind}">'
-            f'{_txt("stage", s.label)}{_txt("rule", reason)}{_txt("kind", kind)}{_num("documents", n)}'
+            f"{_txt('stage', s.label)}{_txt('rule', reason)}{_txt('kind', kind)}{_num('documents', n)}"
             f'<td class="num">{_pct(n, s.docs_in)}</td></tr>'
             for s, reason, kind, n in rules
         ]
@@ -160,18 +171,21 @@ def section_funnel(facts: RunFacts) -> str:
             "<h3>Drops per rule</h3>"
             '<p class="hint">Amber: a filter decided to drop; red: an error (undecodable, timeout, exception).</p>'
             + rule_chart
-            + _table("drops", ["stage", "rule", "kind", "documents", "of stage input"], rule_rows, numeric_from=3)
+            + _table(
+                "drops", ["stage", "rule", "kind", "documents", "of stage input"], rule_rows, numeric_from=3
+            )
         )
     else:
         drops = "<h3>Drops per rule</h3>" + _none("No document was dropped.")
     extra_rows = [
         f'<tr data-stage="{esc(s.label)}" data-counter="{esc(str(k))}">{_txt("stage", s.label)}{_txt("counter", str(k))}'
-        f'{_num("value", v) if isinstance(v, (int, float)) and not isinstance(v, bool) else _txt("value", str(v))}</tr>'
+        f"{_num('value', v) if isinstance(v, (int, float)) and not isinstance(v, bool) else _txt('value', str(v))}</tr>"
         for s in facts.stages
         for k, v in s.extra.items()
     ]
     extra = (
-        "<h3>Stage counters</h3>" + _table("stage-counters", ["stage", "counter", "value"], extra_rows, numeric_from=2)
+        "<h3>Stage counters</h3>"
+        + _table("stage-counters", ["stage", "counter", "value"], extra_rows, numeric_from=2)
         if extra_rows
         else ""
     )
@@ -182,8 +196,8 @@ def section_throughput(facts: RunFacts) -> str:
     timed = [s for s in facts.stages if s.docs_per_second is not None]
     rows = [
         f'<tr data-stage="{esc(s.label)}">{_txt("stage", s.label)}{_num("in", s.docs_in)}'
-        f'{_num("seconds", s.seconds, _fmt_seconds(s.seconds))}'
-        f'{_num("docs_per_second", s.docs_per_second, _fmt_rate(s.docs_per_second))}</tr>'
+        f"{_num('seconds', s.seconds, _fmt_seconds(s.seconds))}"
+        f"{_num('docs_per_second', s.docs_per_second, _fmt_rate(s.docs_per_second))}</tr>"
         for s in facts.stages
     ]
     note = (
@@ -191,7 +205,10 @@ def section_throughput(facts: RunFacts) -> str:
         f"the rate of one worker; the whole run took {esc(_fmt_seconds(facts.seconds))} of wall time.</p>"
     )
     chart = (
-        _img(plots.throughput([s.label for s in timed], [s.docs_per_second for s in timed]), "throughput per stage")
+        _img(
+            plots.throughput([s.label for s in timed], [s.docs_per_second for s in timed]),
+            "throughput per stage",
+        )
         if timed
         else _none("No stage recorded its time.")
     )
@@ -222,9 +239,7 @@ def section_languages(facts: RunFacts) -> str:
 def _histogram_grid(items: list[tuple[str, np.ndarray, str]], colour: str, xlabel: str) -> str:
     panels = []
     for title, values, panel_id in items[:MAX_HISTOGRAMS]:
-        caption = (
-            f"n={len(values):,} · min {values.min():.4g} · median {np.median(values):.4g} · max {values.max():.4g}"
-        )
+        caption = f"n={len(values):,} · min {values.min():.4g} · median {np.median(values):.4g} · max {values.max():.4g}"
         panels.append(
             f'<figure id="{esc(panel_id)}" data-count="{len(values)}">'
             f"{_img(plots.histogram(values, title, xlabel, colour), title)}"
@@ -254,7 +269,10 @@ def section_scores(facts: RunFacts) -> str:
             '<p class="hint">The value each rule measured on the documents it removed: compare with the '
             "kept documents' scores above to see where the threshold cuts.</p>"
         )
-        items = [(f"{stage} · {reason}", v, f"dropped-{stage}-{reason}") for (stage, reason), v in facts.dropped_values.items()]
+        items = [
+            (f"{stage} · {reason}", v, f"dropped-{stage}-{reason}")
+            for (stage, reason), v in facts.dropped_values.items()
+        ]
         parts.append(_histogram_grid(items, plots.DROPPED, "measured value"))
     elif not facts.has_dropped:
         parts.append(_none("No dropped documents were written (output.write_dropped is off)."))
@@ -276,15 +294,22 @@ def section_dedup(facts: RunFacts) -> str:
         )
         items = [(str(k), int(v)) for k, v in hist.items()]
         chart = (
-            _img(plots.categories([k for k, _ in items], [v for _, v in items], "cluster size (documents)", "clusters",
-                                  log_y=max(v for _, v in items) > 50 * max(1, min(v for _, v in items))),
-                 f"cluster sizes of {label}")
+            _img(
+                plots.categories(
+                    [k for k, _ in items],
+                    [v for _, v in items],
+                    "cluster size (documents)",
+                    "clusters",
+                    log_y=max(v for _, v in items) > 50 * max(1, min(v for _, v in items)),
+                ),
+                f"cluster sizes of {label}",
+            )
             if items
             else _none("No duplicate clusters.")
         )
         rows = [f'<tr data-size="{esc(k)}">{_txt("size", k)}{_num("clusters", v)}</tr>' for k, v in items]
         blocks.append(
-            f"<h3>{esc(label)}</h3><div class=\"cards\">{figures}</div>{chart}"
+            f'<h3>{esc(label)}</h3><div class="cards">{figures}</div>{chart}'
             + (_table(f"clusters-{label}", ["cluster size", "clusters"], rows) if rows else "")
         )
     return "".join(blocks) if blocks else _none("The run has no deduplication stage.")
@@ -303,11 +328,13 @@ def section_tokens(facts: RunFacts) -> str:
         _figure_card(f"tokens-{split}", sum(t), _fmt_int(sum(t)), f"{split} tokens in {len(t):,} shard(s)")
         for split, t in sorted(by_split.items())
     )
-    chart = _img(plots.token_shards([s.name for s in shards], [s.tokens for s in shards], [s.split for s in shards]),
-                 "tokens per shard")
+    chart = _img(
+        plots.token_shards([s.name for s in shards], [s.tokens for s in shards], [s.split for s in shards]),
+        "tokens per shard",
+    )
     rows = [
         f'<tr data-shard="{esc(s.name)}">{_txt("shard", s.name)}{_txt("split", s.split)}{_num("tokens", s.tokens)}'
-        f'{_num("rows", s.rows)}</tr>'
+        f"{_num('rows', s.rows)}</tr>"
         for s in shards
     ]
     table = _table("token-shards", ["shard", "split", "tokens", "documents"], rows, numeric_from=2)
@@ -316,7 +343,9 @@ def section_tokens(facts: RunFacts) -> str:
 
 def section_config(facts: RunFacts) -> str:
     problems = (
-        "<h3>Problems while reading the output</h3><ul>" + "".join(f"<li>{esc(p)}</li>" for p in facts.problems) + "</ul>"
+        "<h3>Problems while reading the output</h3><ul>"
+        + "".join(f"<li>{esc(p)}</li>" for p in facts.problems)
+        + "</ul>"
         if facts.problems
         else ""
     )
@@ -377,7 +406,7 @@ def render_html(facts: RunFacts) -> str:
         body.append(f'<section id="{section_id}"><h2>{esc(title)}</h2>{content}</section>')
     generated = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     return (
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         f"<title>Thresher run report: {esc(facts.name)}</title>"
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<style>{CSS}</style></head><body>"

@@ -82,7 +82,12 @@ def flight_table(docs: list[Document], shard: str, label: str, stats: StageStats
 
 
 def read_shards(
-    path: str, file_index: int, fmt: str, docs_per_shard: int, max_bytes: int, phase: PhaseLayout | None = None
+    path: str,
+    file_index: int,
+    fmt: str,
+    docs_per_shard: int,
+    max_bytes: int,
+    phase: PhaseLayout | None = None,
 ) -> Iterator[pa.Table]:
     """One input file → in-flight tables of at most ``docs_per_shard`` documents / ``max_bytes``.
     When the file is read to its end, its list of shards is recorded (for ``--resume``)."""
@@ -105,7 +110,9 @@ def read_shards(
         chunk += 1
     if phase is not None:
         shards = [shard_name(file_index, c) for c in range(chunk)]
-        phase.run.write_json(phase.file_record(file_index), {"path": path, "shards": shards}, ensure_ascii=False)
+        phase.run.write_json(
+            phase.file_record(file_index), {"path": path, "shards": shards}, ensure_ascii=False
+        )
 
 
 class DecisionError(RuntimeError):
@@ -126,7 +133,9 @@ def read_phase_shard(shard_file: str, label: str, decisions_file: str | None, ru
         for row in sorted(rows, key=lambda r: r["kind"] != RENAME):
             doc = docs[row["pos"]] if 0 <= row["pos"] < len(docs) else None
             if doc is None or doc.id != row["id"]:
-                raise DecisionError(f"shard {shard}: the decision for {row['id']!r} at {row['pos']} matches no document")
+                raise DecisionError(
+                    f"shard {shard}: the decision for {row['id']!r} at {row['pos']} matches no document"
+                )
             if row["kind"] == RENAME:
                 doc.metadata["original_id"] = doc.id
                 doc.id = row["detail"]
@@ -139,7 +148,13 @@ def read_phase_shard(shard_file: str, label: str, decisions_file: str | None, ru
         row = decided.get(pos)
         if row is not None:
             doc.mark_dropped(
-                Drop(row["reason"], kind=row["kind"] or "dropped", value=row["value"], detail=row["detail"], stage=label)
+                Drop(
+                    row["reason"],
+                    kind=row["kind"] or "dropped",
+                    value=row["value"],
+                    detail=row["detail"],
+                    stage=label,
+                )
             )
         stats.record(doc.drop)
     return flight_table(docs, shard, label, stats)
@@ -155,7 +170,9 @@ def read_files_batch(
 
 def read_phase_batch(batch: pa.Table, label: str, run: RunLayout) -> Iterator[pa.Table]:
     """Ray body of a later phase's reader: a batch of (path, decisions) rows → shards."""
-    for path, decisions in zip(batch.column("path").to_pylist(), batch.column("decisions").to_pylist(), strict=True):
+    for path, decisions in zip(
+        batch.column("path").to_pylist(), batch.column("decisions").to_pylist(), strict=True
+    ):
         yield read_phase_shard(path, label, decisions, run)
 
 

@@ -31,7 +31,13 @@ STAGE_INPUT_COLUMNS = ("id", "text", "url", "scores")
 
 
 def run_dataset_stage(
-    stage: DatasetStage, label: str, files: list[PurePath], layout: RunLayout, *, local: bool, init_ray: Callable[[], None]
+    stage: DatasetStage,
+    label: str,
+    files: list[PurePath],
+    layout: RunLayout,
+    *,
+    local: bool,
+    init_ray: Callable[[], None],
 ) -> dict[str, Any]:
     """Run ``stage`` over the documents ``files`` (paths of ``layout``); writes its decisions and
     returns its figures."""
@@ -48,7 +54,10 @@ def run_dataset_stage(
         stage_work = Path(tempfile.mkdtemp(prefix=f"thresher-{label}-"))
     start = time.perf_counter()
     if local:
-        places = [read_stage_input(f, o, columns=("id",), layout=layout) for f, o in zip(names, offsets, strict=False)]
+        places = [
+            read_stage_input(f, o, columns=("id",), layout=layout)
+            for f, o in zip(names, offsets, strict=False)
+        ]
         all_ids = {i for t in places for i in t.column("id").to_pylist()}
         renames = unique_id_renames(_duplicate_id_rows(places), lambda ids: set(ids) & all_ids)
         tables = [
@@ -61,11 +70,19 @@ def run_dataset_stage(
 
         init_ray()
         items = [{"path": f, "offset": o} for f, o in zip(names, offsets, strict=False)]
-        places = ray.data.from_items(items, override_num_blocks=len(items)).map_batches(
-            _read_stage_input_batch, fn_kwargs={"columns": ("id",), "layout": layout}, batch_size=1,
-            batch_format="pyarrow",
-        ).materialize()
-        renames = unique_id_renames(_duplicate_id_rows_ray(places), functools.partial(_existing_ids_ray, places))
+        places = (
+            ray.data.from_items(items, override_num_blocks=len(items))
+            .map_batches(
+                _read_stage_input_batch,
+                fn_kwargs={"columns": ("id",), "layout": layout},
+                batch_size=1,
+                batch_format="pyarrow",
+            )
+            .materialize()
+        )
+        renames = unique_id_renames(
+            _duplicate_id_rows_ray(places), functools.partial(_existing_ids_ray, places)
+        )
         ds = ray.data.from_items(items, override_num_blocks=len(items)).map_batches(
             _read_stage_input_batch, fn_kwargs={"layout": layout}, batch_size=1, batch_format="pyarrow"
         )
@@ -80,11 +97,15 @@ def run_dataset_stage(
     for row in renames + rows:
         by_shard.setdefault(row["shard"], []).append(row)
     for shard, shard_rows in by_shard.items():
-        layout.write_parquet(layout.decisions(label, shard), pa.Table.from_pylist(shard_rows, schema=DECISION_SCHEMA))
+        layout.write_parquet(
+            layout.decisions(label, shard), pa.Table.from_pylist(shard_rows, schema=DECISION_SCHEMA)
+        )
     extra = stage.extra_stats()
     if renames:
         extra["renamed_duplicate_ids"] = len(renames)
-        logger.warning("%s: %d documents had an id an earlier document has; renamed ID#N", label, len(renames))
+        logger.warning(
+            "%s: %d documents had an id an earlier document has; renamed ID#N", label, len(renames)
+        )
     extra["seconds"] = round(time.perf_counter() - start, 3)
     layout.write_json(layout.stage_extra(label), extra, ensure_ascii=False)
     return extra
@@ -132,9 +153,17 @@ def unique_id_renames(dup_rows: list[dict], existing: Any) -> list[dict]:
             number[doc_id] += 1
         taken = existing([name for name, _, _ in proposals])
         renames += [
-            {"id": doc_id, "shard": row["shard"], "pos": row["pos"], "kind": RENAME, "reason": "duplicate_id",
-             "value": None, "detail": name}
-            for name, doc_id, row in proposals if name not in taken
+            {
+                "id": doc_id,
+                "shard": row["shard"],
+                "pos": row["pos"],
+                "kind": RENAME,
+                "reason": "duplicate_id",
+                "value": None,
+                "detail": name,
+            }
+            for name, doc_id, row in proposals
+            if name not in taken
         ]
         pending = [(doc_id, row) for name, doc_id, row in proposals if name in taken]
     return renames
@@ -143,13 +172,17 @@ def unique_id_renames(dup_rows: list[dict], existing: Any) -> list[dict]:
 def _duplicate_id_rows(places: list[pa.Table]) -> list[dict]:
     counts = Counter(i for t in places for i in t.column("id").to_pylist())
     dups = pa.array([i for i, n in counts.items() if n > 1], pa.string())
-    return [r for t in places for r in t.filter(pc.is_in(t.column("id"), dups)).to_pylist()] if len(dups) else []
+    return (
+        [r for t in places for r in t.filter(pc.is_in(t.column("id"), dups)).to_pylist()] if len(dups) else []
+    )
 
 
 def _duplicate_id_rows_ray(places: Any) -> list[dict]:
     partitions = min(200, places.count() // 1_000_000 + 1)  # Ray's default of 200 costs seconds on small runs
     counts = places.groupby("id", num_partitions=partitions).count()
-    several = counts.map_batches(lambda t: t.filter(pc.greater(t.column("count()"), 1)), batch_format="pyarrow")
+    several = counts.map_batches(
+        lambda t: t.filter(pc.greater(t.column("count()"), 1)), batch_format="pyarrow"
+    )
     dups = [r["id"] for r in several.take_all()]
     if not dups:
         return []

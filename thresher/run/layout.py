@@ -93,8 +93,10 @@ class RunLayout:
         """The layout of an output given as a local path (relative to where the command runs,
         like any CLI's), a URI (``s3://bucket/prefix``) or a :class:`Store`; ``storage`` is the
         config's :class:`~thresher.io.StorageConfig`."""
-        store = output if isinstance(output, Store) else Store.from_uri(
-            output if "://" in str(output) else Path(output).absolute(), storage
+        store = (
+            output
+            if isinstance(output, Store)
+            else Store.from_uri(output if "://" in str(output) else Path(output).absolute(), storage)
         )
         if store.is_local:
             root = Path(store.root).absolute()

@@ -92,9 +92,7 @@ def check_inputs_outside(inputs: list[str], output: Path, layout: OutputLayout, 
         path = Path(spec.removeprefix("file://")).resolve()
         for entry in owned:
             if _inside(path, entry):
-                raise InputInsideOutputError(
-                    f"input {spec} is inside {entry}, which this run writes; {hint}"
-                )
+                raise InputInsideOutputError(f"input {spec} is inside {entry}, which this run writes; {hint}")
 
 
 @dataclass
@@ -120,7 +118,11 @@ def survey(output: Path, layout: OutputLayout) -> OutputState:
         if not directory.is_dir():
             continue
         for entry in sorted(directory.iterdir()):
-            own = entry.is_file() and not entry.is_symlink() and (pattern.match(entry.name) or _TMP.match(entry.name))
+            own = (
+                entry.is_file()
+                and not entry.is_symlink()
+                and (pattern.match(entry.name) or _TMP.match(entry.name))
+            )
             (ours if own else foreign).append(entry)
     return OutputState(ours, foreign)
 
@@ -148,12 +150,17 @@ def survey_store(run: RunLayout, layout: OutputLayout) -> OutputState:
 
 
 def _listing(paths: list[PurePath], output: PurePath, most: int = 3) -> str:
-    names = [p.as_posix().removeprefix("./") if not p.is_absolute() else str(p.relative_to(output)) for p in paths[:most]]
+    names = [
+        p.as_posix().removeprefix("./") if not p.is_absolute() else str(p.relative_to(output))
+        for p in paths[:most]
+    ]
     more = f" and {len(paths) - most} more" if len(paths) > most else ""
     return ", ".join(names) + more
 
 
-def refuse_unless_free(output: Path | RunLayout, layout: OutputLayout, overwrite: bool, what: str) -> OutputState:
+def refuse_unless_free(
+    output: Path | RunLayout, layout: OutputLayout, overwrite: bool, what: str
+) -> OutputState:
     """Raise :class:`OutputExistsError` when ``output`` holds foreign files in the layout's
     directories (always), or entries of the layout without ``overwrite``. Returns the survey.
     ``output`` is a local directory or a run's layout (any store)."""
@@ -202,7 +209,9 @@ def clear(output: Path | RunLayout, layout: OutputLayout) -> None:
 IN_PLACE_HINT = "write the new dataset to another --output (e.g. OUTPUT-dedup)"
 
 
-def claim_output(layout: RunLayout, files: list[str], fingerprint: dict, *, resume: bool, overwrite: bool) -> bool:
+def claim_output(
+    layout: RunLayout, files: list[str], fingerprint: dict, *, resume: bool, overwrite: bool
+) -> bool:
     """Decide, before any work, whether a run may use ``layout``'s directory: True when it
     resumes the run there (``resume`` and the same ``fingerprint``: inputs and config). Refuses
     an input inside the run's own entries, foreign files among them, and a run's files unless

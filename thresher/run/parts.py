@@ -84,14 +84,21 @@ def compact_shard(shard: str, phase: PhaseLayout) -> dict[str, Any]:
     positions = table.column("pos").to_pylist()
     expected = table.column("shard_rows")[0].as_py() if table.num_rows else 0
     if positions != list(range(expected)):
-        raise ShardIncomplete(f"shard {shard}: expected positions 0..{expected - 1} exactly once, got {positions[:20]}…")
+        raise ShardIncomplete(
+            f"shard {shard}: expected positions 0..{expected - 1} exactly once, got {positions[:20]}…"
+        )
     stats = {label: s.to_dict() for label, s in stats_of(table).items()}
     docs = table_to_documents(table)
     write_rows(run, kept_table(docs), phase.documents(shard), phase.compression)
     dropped = phase.dropped(shard)
     if dropped is not None:
         write_rows(run, dropped_table(docs), dropped, phase.compression)
-    summary = {"shard": shard, "rows": len(docs), "kept": sum(1 for d in docs if d.drop is None), "stats": stats}
+    summary = {
+        "shard": shard,
+        "rows": len(docs),
+        "kept": sum(1 for d in docs if d.drop is None),
+        "stats": stats,
+    }
     run.write_json(phase.shard_record(shard), summary, ensure_ascii=False)
     run.rm(parts_dir, recursive=True)
     return summary
@@ -113,7 +120,10 @@ def finish_phase(phase: PhaseLayout) -> None:
     whose claimant died before finishing, drop the parts a retried block wrote after its shard
     was compacted, and fail on a shard that is still missing rows."""
     run = phase.run
-    shards = sorted({n for n in run.names(phase.parts) if not n.endswith(".claim") and not n.startswith(".")} | set(_shards_with_parts(phase)))
+    shards = sorted(
+        {n for n in run.names(phase.parts) if not n.endswith(".claim") and not n.startswith(".")}
+        | set(_shards_with_parts(phase))
+    )
     for shard in shards:
         parts_dir = phase.shard_parts(shard)
         if run.exists(phase.shard_record(shard)):  # compacted; these parts are a retry's copies

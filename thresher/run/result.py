@@ -77,4 +77,6 @@ def check_decisions_applied(label: str, stats: StageStats, extra: dict[str, Any]
     drop (``removed``): each decision dropped exactly one document."""
     dropped = sum(stats.dropped.values()) + sum(stats.errors.values())
     if "removed" in extra and dropped != extra["removed"]:
-        raise AccountingError(f"stage {label!r} decided to drop {extra['removed']} documents but {dropped} were dropped")
+        raise AccountingError(
+            f"stage {label!r} decided to drop {extra['removed']} documents but {dropped} were dropped"
+        )

@@ -78,8 +78,12 @@ class Runner:
             # A missing bucket, missing or refused credentials, a denied write: one line now.
             self.layout.store.probe()
             if cfg.export is not None and cfg.export.formats:
-                raise UsageError(f"export: exports to object storage ({self.layout.uri}) are not supported yet")
-        resuming = claim_output(self.layout, files, self._fingerprint(files), resume=self.resume, overwrite=self.overwrite)
+                raise UsageError(
+                    f"export: exports to object storage ({self.layout.uri}) are not supported yet"
+                )
+        resuming = claim_output(
+            self.layout, files, self._fingerprint(files), resume=self.resume, overwrite=self.overwrite
+        )
         phases = plan_run(cfg.stages)
         self.preflight(phases, resuming)
         self._remove_probe_leftovers()
@@ -127,13 +131,17 @@ class Runner:
 
     def _phase_layout(self, phase: PhasePlan) -> PhaseLayout:
         out = self.config.output
-        return self.layout.phase(phase.index, last=phase.last, write_dropped=out.write_dropped, compression=out.compression)
+        return self.layout.phase(
+            phase.index, last=phase.last, write_dropped=out.write_dropped, compression=out.compression
+        )
 
     def _init_ray(self) -> None:
         from thresher.raycontext import init_ray
 
         rc = self.config.ray
-        init_ray(rc.address, num_cpus=rc.num_cpus, object_store_memory=rc.object_store_memory, progress=rc.progress)
+        init_ray(
+            rc.address, num_cpus=rc.num_cpus, object_store_memory=rc.object_store_memory, progress=rc.progress
+        )
 
     # ----------------------------------------------------------------- phases
 
@@ -216,11 +224,17 @@ class Runner:
         try:
             for index, path in items:
                 if phase.index == 0:
-                    tables = blocks.read_shards(path, index, cfg.format, cfg.docs_per_shard, cfg.max_bytes_per_shard, layout)
+                    tables = blocks.read_shards(
+                        path, index, cfg.format, cfg.docs_per_shard, cfg.max_bytes_per_shard, layout
+                    )
                 else:
-                    tables = iter([
-                        blocks.read_phase_shard(path, phase.dataset_stage.label, self._decisions(phase, path), self.layout)
-                    ])
+                    tables = iter(
+                        [
+                            blocks.read_phase_shard(
+                                path, phase.dataset_stage.label, self._decisions(phase, path), self.layout
+                            )
+                        ]
+                    )
                 for table in tables:
                     write_parts(blocks.run_chain(table, runners), layout)
         finally:
@@ -238,10 +252,15 @@ class Runner:
         # repartitioned blocks fan out to every worker.
         if phase.index == 0:
             rows = [{"path": p, "index": i} for i, p in items]
-            reader, kwargs = blocks.read_files_batch, {
-                "fmt": cfg.format, "docs_per_shard": cfg.docs_per_shard,
-                "max_bytes": cfg.max_bytes_per_shard, "phase": layout,
-            }
+            reader, kwargs = (
+                blocks.read_files_batch,
+                {
+                    "fmt": cfg.format,
+                    "docs_per_shard": cfg.docs_per_shard,
+                    "max_bytes": cfg.max_bytes_per_shard,
+                    "phase": layout,
+                },
+            )
         else:
             rows = [{"path": p, "decisions": self._decisions(phase, p)} for _, p in items]
             reader, kwargs = blocks.read_phase_batch, {"label": phase.dataset_stage.label, "run": self.layout}

@@ -83,12 +83,19 @@ class ExportStep(RunStep):
 
         cfg = context.config.export
         if not context.layout.is_local:
-            raise UsageError(f"export: writing exports to {context.layout.uri} (object storage) is not supported yet")
+            raise UsageError(
+                f"export: writing exports to {context.layout.uri} (object storage) is not supported yet"
+            )
         figures = {}
         for fmt in cfg.formats:
             dst = context.layout.export_dir(fmt)
             manifest = export(
-                fmt, context.layout.root, dst, overwrite=True, max_file_bytes=cfg.max_file_bytes, finished=False
+                fmt,
+                context.layout.root,
+                dst,
+                overwrite=True,
+                max_file_bytes=cfg.max_file_bytes,
+                finished=False,
             )
             figures[fmt] = {"path": str(dst), "splits": manifest["splits"]}
         return figures

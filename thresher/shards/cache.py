@@ -48,7 +48,9 @@ class ShardCacheError(RuntimeError):
 class ShardCache:
     """Local copies of a store's shard files (see the module docstring). Picklable."""
 
-    def __init__(self, store: Store, directory: str | os.PathLike | None = None, max_bytes: int = DEFAULT_CACHE_BYTES):
+    def __init__(
+        self, store: Store, directory: str | os.PathLike | None = None, max_bytes: int = DEFAULT_CACHE_BYTES
+    ):
         if max_bytes < 1:
             raise ValueError("max_bytes must be positive")
         self.store = store
@@ -138,5 +140,3 @@ class ShardCache:
             p.unlink(missing_ok=True)
             total -= size
             logger.debug("shard cache: evicted %s (%d bytes)", p.name, size)
-
-

@@ -10,7 +10,9 @@ logger = logging.getLogger(__name__)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("shards", help="token shards: export (megatron, mds, jsonl, llmc, nanogpt), verify, sample")
+    parser = subparsers.add_parser(
+        "shards", help="token shards: export (megatron, mds, jsonl, llmc, nanogpt), verify, sample"
+    )
     sub = parser.add_subparsers(dest="shards_command", metavar="SUBCOMMAND", required=True)
 
     from thresher.shards.exports import EXPORTERS
@@ -23,7 +25,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         + ". DST is a directory, published when complete, with a manifest.json of counts and sha256s.",
     )
     export.add_argument("format", choices=list(EXPORTERS), help="the export format")
-    export.add_argument("src", help="a finished run's output directory (or, except for jsonl, a tokens directory)")
+    export.add_argument(
+        "src", help="a finished run's output directory (or, except for jsonl, a tokens directory)"
+    )
     export.add_argument("dst", help="the export directory to create")
     export.add_argument("--overwrite", action="store_true", help="replace an earlier export in DST")
     export.add_argument(
@@ -63,7 +67,9 @@ def _tokens_dir_problem(exc: Exception, tokens_dir: str) -> Exception:
 def _export(args: argparse.Namespace) -> int:
     from thresher.shards.exports import export
 
-    manifest = export(args.format, args.src, args.dst, overwrite=args.overwrite, max_file_bytes=args.max_file_bytes)
+    manifest = export(
+        args.format, args.src, args.dst, overwrite=args.overwrite, max_file_bytes=args.max_file_bytes
+    )
     for split, s in manifest["splits"].items():
         tokens = f", {s['tokens']} tokens" if s["tokens"] is not None else ""
         print(f"{split}: {s['documents']} documents{tokens} in {s['files']} files")

@@ -128,7 +128,9 @@ class TokenCorpus:
         for s in self.shards:
             size = sizes.get(s.path)
             if size is None:
-                raise ShardError(f"token shard listed in the manifest is missing: {self.store.uri_of(s.path)}")
+                raise ShardError(
+                    f"token shard listed in the manifest is missing: {self.store.uri_of(s.path)}"
+                )
             if size != s.bytes:
                 raise ShardError(
                     f"token shard {self.store.uri_of(s.path)} is {size} bytes, the manifest says {s.bytes}: "
@@ -339,7 +341,9 @@ class ConsumerEpoch:
             nonlocal fetched
             while len(futures) < self.read_ahead and (unit := next(todo, None)) is not None:
                 if files is not None:
-                    upto = min(first_use[int(self.corpus.unit_shard[unit])] + self.prefetch_files, len(file_order))
+                    upto = min(
+                        first_use[int(self.corpus.unit_shard[unit])] + self.prefetch_files, len(file_order)
+                    )
                     while fetched < upto:  # errors are left to read_unit, which names the shard
                         files.submit(self.corpus.local_file, file_order[fetched])
                         fetched += 1

@@ -127,8 +127,6 @@ def _ids_digest(ids: Sequence[str]) -> str:
     return h.hexdigest()
 
 
-
-
 def _to_list_array(token_arrays: Any, dtype: str) -> pa.ListArray:
     """Token lists as one Arrow list array of ``dtype``; rejects ids that do not fit."""
     value_type = pa.uint16() if dtype == "uint16" else pa.uint32()
@@ -255,14 +253,17 @@ def write_token_shard(
     )
     # No dictionary: token ids are near-uniform over a large vocabulary and plain pages
     # decode faster. No statistics on tokens: min/max of token ids prune nothing.
-    with atomic_path(final) as tmp, pq.ParquetWriter(
-        tmp,
-        schema,
-        compression="zstd",
-        use_dictionary=["id"],
-        write_statistics=["n_tokens"],
-        write_page_checksum=True,  # lets readers tell a damaged file from bad data
-    ) as writer:
+    with (
+        atomic_path(final) as tmp,
+        pq.ParquetWriter(
+            tmp,
+            schema,
+            compression="zstd",
+            use_dictionary=["id"],
+            write_statistics=["n_tokens"],
+            write_page_checksum=True,  # lets readers tell a damaged file from bad data
+        ) as writer,
+    ):
         for a, b in bounds:
             writer.write_table(table.slice(a, b - a), row_group_size=b - a)
     info = _info_from_file(final, meta)

@@ -57,7 +57,9 @@ def register_tokenizer(subparsers) -> None:
     train.add_argument(
         "--vocab-size", type=int, required=True, help="all ids: 256 bytes + merges + special tokens"
     )
-    train.add_argument("--output", required=True, metavar="DIR", help="a directory or a URI (s3://BUCKET/PATH)")
+    train.add_argument(
+        "--output", required=True, metavar="DIR", help="a directory or a URI (s3://BUCKET/PATH)"
+    )
     train.add_argument("--text-column", default="text")
     train.add_argument(
         "--special",

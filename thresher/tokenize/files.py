@@ -54,7 +54,9 @@ def save_tokenizer(tok: BPETokenizer, directory: str | os.PathLike) -> Path | st
     ranks = sorted(tok.mergeable_ranks().items(), key=lambda kv: kv[1])
     out.write_bytes(RANKS_FILE, b"".join(b"%s %d\n" % (base64.b64encode(t), r) for t, r in ranks))
     out.write_bytes(HF_FILE, json.dumps(to_hf_json(tok), ensure_ascii=False).encode("utf-8"))
-    out.write_bytes(HF_CONFIG_FILE, json.dumps(tokenizer_config(tok), indent=2, ensure_ascii=False).encode("utf-8"))
+    out.write_bytes(
+        HF_CONFIG_FILE, json.dumps(tokenizer_config(tok), indent=2, ensure_ascii=False).encode("utf-8")
+    )
     out.write_bytes(HF_SPECIAL_TOKENS_FILE, json.dumps(special_tokens_map(tok), indent=2).encode("utf-8"))
     config = {
         "format": FORMAT,

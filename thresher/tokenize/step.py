@@ -94,18 +94,27 @@ def _encode_shard(
         local = tempfile.mkdtemp(prefix="thresher-tokens-")
         try:
             table = layout.read_table(path, columns=["id", "text"])
-            infos = _encode_table(table, Path(path).stem, tokenizer_dir, tokenizer_hash, local, validation_fraction, target)
+            infos = _encode_table(
+                table, Path(path).stem, tokenizer_dir, tokenizer_hash, local, validation_fraction, target
+            )
             for info in infos:
                 layout.store.upload(Path(local) / info["path"], layout.key(layout.tokens_dir / info["path"]))
             return infos
         finally:
             shutil.rmtree(local, ignore_errors=True)
     table = pq.read_table(path, columns=["id", "text"])
-    return _encode_table(table, Path(path).stem, tokenizer_dir, tokenizer_hash, tokens_dir, validation_fraction, target)
+    return _encode_table(
+        table, Path(path).stem, tokenizer_dir, tokenizer_hash, tokens_dir, validation_fraction, target
+    )
 
 
 def _encode_table(
-    table: Any, prefix: str, tokenizer_dir: str, tokenizer_hash: str, tokens_dir: str, validation_fraction: float,
+    table: Any,
+    prefix: str,
+    tokenizer_dir: str,
+    tokenizer_hash: str,
+    tokens_dir: str,
+    validation_fraction: float,
     target: int,
 ) -> list[dict]:
     encoder = _encoder(tokenizer_dir, tokenizer_hash)

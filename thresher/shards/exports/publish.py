@@ -47,8 +47,6 @@ class ExportedFile:
     sha256: str = ""
 
 
-
-
 def is_export(path: Path) -> bool:
     """Whether ``path`` is an export directory this module published."""
     try:
