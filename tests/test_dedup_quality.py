@@ -140,8 +140,9 @@ def exact_pairs(corpus) -> list[tuple[str, str, float]]:
 
 
 def _truth(ids: list[str], pairs, threshold: float) -> set[str]:
-    """Documents that brute force drops: all but the smallest id of each component of the
-    graph of pairs with Jaccard >= threshold (the stage's "first" policy without shards)."""
+    """Documents that brute force drops: all but the first (by position in the corpus) of each
+    component of the graph of pairs with Jaccard >= threshold (the stage's "first" policy)."""
+    position = {i: n for n, i in enumerate(ids)}
     parent = {i: i for i in ids}
 
     def find(x):
@@ -154,7 +155,8 @@ def _truth(ids: list[str], pairs, threshold: float) -> set[str]:
         if j >= threshold:
             ra, rb = find(a), find(b)
             if ra != rb:
-                parent[max(ra, rb)] = min(ra, rb)
+                first, later = sorted((ra, rb), key=position.__getitem__)
+                parent[later] = first
     return {i for i in ids if find(i) != i}
 
 
