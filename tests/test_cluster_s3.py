@@ -52,6 +52,18 @@ def _can_unshare() -> bool:
     return probe.returncode == 0
 
 
+def _keep_checkout_visible(hide_tmp: str) -> str:
+    """``hide_tmp`` (a tmpfs over /tmp), keeping this checkout (the code and its .venv) visible
+    when it lives under /tmp, as a CI clone may: a node needs the code, not the run's files."""
+    if not str(ROOT).startswith("/tmp/"):
+        return hide_tmp
+    keep = f"/run/thresher-keep-{os.getpid()}"
+    return (
+        f"mkdir -p {keep} && mount --rbind {ROOT} {keep} && {hide_tmp} && mkdir -p {ROOT} && "
+        f"mount --rbind {keep} {ROOT} && umount -l {keep} && rmdir {keep}"
+    )
+
+
 def _env() -> dict:
     return dict(os.environ, RAY_AUTH_MODE="disabled", RAY_USAGE_STATS_ENABLED="0", PYTHONPATH=str(ROOT))
 
@@ -127,9 +139,9 @@ def test_two_nodes_without_a_shared_disk_write_the_local_run_to_s3(
         )
         time.sleep(8)
         worker_cmd = (
-            f"mount -t tmpfs tmpfs /tmp && mkdir -p {worker_temp} && exec {RAY} start "
-            f"--address=127.0.0.1:{port} --temp-dir={worker_temp} --min-worker-port=34000 "
-            f"--max-worker-port=34999 {' '.join(common)}"
+            f"{_keep_checkout_visible('mount -t tmpfs tmpfs /tmp')} && mkdir -p {worker_temp} && "
+            f"exec {RAY} start --address=127.0.0.1:{port} --temp-dir={worker_temp} "
+            f"--min-worker-port=34000 --max-worker-port=34999 {' '.join(common)}"
         )
         worker = subprocess.Popen(
             ["unshare", "--mount", "--propagation", "private", "sh", "-c", worker_cmd],
@@ -184,6 +196,9 @@ def test_two_nodes_without_a_shared_disk_write_the_local_run_to_s3(
                 "-not",
                 "-path",
                 f"{worker_temp}/*",
+                "-not",
+                "-path",
+                f"{ROOT}/*",  # the code the node runs (a CI checkout may live under /tmp)
             ],
             capture_output=True,
             text=True,
