@@ -41,6 +41,13 @@ RENAME = "rename"
 ``detail`` as its id and keeps the one it came with in ``metadata["original_id"]``."""
 
 
+def rename_document(doc: Document, new_id: str) -> None:
+    """A :data:`RENAME` decision applied: ``doc`` gets ``new_id`` and keeps the id it came with
+    in ``metadata["original_id"]``."""
+    doc.metadata["original_id"] = doc.id
+    doc.id = new_id
+
+
 def quiet_noisy_loggers() -> None:
     """Libraries that log a warning per page would drown a run's own messages."""
     for name in ("trafilatura", "htmldate", "courlan", "readability", "justext"):
@@ -137,8 +144,7 @@ def read_phase_shard(shard_file: str, label: str, decisions_file: str | None, ru
                     f"shard {shard}: the decision for {row['id']!r} at {row['pos']} matches no document"
                 )
             if row["kind"] == RENAME:
-                doc.metadata["original_id"] = doc.id
-                doc.id = row["detail"]
+                rename_document(doc, row["detail"])
                 stats.extra["renamed_duplicate_id"] += 1
             elif row["pos"] in decided:
                 raise DecisionError(f"shard {shard}: two decisions for the document at {row['pos']}")

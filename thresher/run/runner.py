@@ -34,7 +34,7 @@ from thresher.io import PROBE_PREFIX
 from thresher.readers import expand_inputs
 from thresher.registry import stage_class
 from thresher.run import blocks
-from thresher.run.decisions import run_dataset_stage
+from thresher.run.decisions import UNIQUE_IDS, make_ids_unique, run_dataset_stage
 from thresher.run.layout import PhaseLayout, RunLayout, file_prefix
 from thresher.run.ownership import RUN_LAYOUT, claim_output, clear
 from thresher.run.parts import ShardIncomplete, finish_phase, write_parts
@@ -94,6 +94,12 @@ class Runner:
         for phase in phases:
             self._phase(phase, files, result)
         check_accounting(result.order, result.stages)
+        if not any(p.dataset_stage for p in phases):  # else the first dataset stage's phase did it
+            unique = make_ids_unique(
+                self._phase_layout(phases[-1]), local=self.local, init_ray=self._init_ray
+            )
+            if unique["renamed_duplicate_ids"]:
+                result.extra[UNIQUE_IDS] = unique
         self.layout.rm(self.layout.work, recursive=True)
         context = RunContext(cfg, self.layout, files, result, self.local, start, self._init_ray)
         run_steps(context, resume=self.resume)
