@@ -24,7 +24,14 @@ def register(subparsers) -> None:
     )
     p.add_argument("urls", nargs="*", metavar="URL", help="seed URLs (in addition to --seeds)")
     p.add_argument("--seeds", metavar="FILE", help="file with one seed URL per line (# comments)")
-    p.add_argument("--output", "-o", metavar="DIR", required=True, help="job directory")
+    p.add_argument(
+        "--output",
+        "-o",
+        metavar="DIR",
+        required=True,
+        help="job directory, or a URI (s3://bucket/job, gs://..., any fsspec URI): WARC files are "
+        "uploaded as they close, the resume journal beside them",
+    )
     p.add_argument("--config", metavar="YAML", help="crawl settings (top level or a crawl: section)")
     p.add_argument("--max-pages", type=int, help="stop after this many archived pages")
     p.add_argument(

@@ -33,9 +33,10 @@ from pathlib import Path
 from thresher.crawlers import recrawl
 from thresher.crawlers.config import CrawlConfig
 from thresher.crawlers.frontier import partition_of, read_journal
+from thresher.crawlers.output import StoreOutput, journal_key
 from thresher.crawlers.scope import netloc_of, url_key
 from thresher.crawlers.spider import PartitionSpec
-from thresher.crawlers.warc import iter_stored_responses, salvage_open_files
+from thresher.crawlers.warc import StoredResponse, iter_stored_responses, salvage_open_files
 
 logger = logging.getLogger(__name__)
 
@@ -57,15 +58,27 @@ class JobState:
             state.warc_files += 1
             try:
                 for rec in iter_stored_responses(path):
-                    if since is not None and rec.date < since:
-                        continue
-                    state.done[url_key(rec.url)] = rec.url
-                    if rec.is_page:
-                        state.host_pages[netloc_of(rec.url)] += 1
-                        state.pages += 1
+                    state.add(rec, since)
             except Exception as exc:  # a damaged file: its readable part still counts
                 logger.warning("reading %s for resume stopped early: %s", path, exc)
         return state
+
+    @classmethod
+    def from_store(cls, output: StoreOutput) -> JobState:
+        """The same, from the commit records of a job on a store (output.py)."""
+        state = cls()
+        state.warc_files = len(output.warc_names())
+        for rec in output.responses():
+            state.add(rec)
+        return state
+
+    def add(self, rec: StoredResponse, since: str | None = None) -> None:
+        if since is not None and rec.date < since:
+            return
+        self.done[url_key(rec.url)] = rec.url
+        if rec.is_page:
+            self.host_pages[netloc_of(rec.url)] += 1
+            self.pages += 1
 
 
 def _job_dirs(out_dir: Path) -> tuple[Path, Path]:
@@ -92,11 +105,13 @@ def plan_run(
     work: dict[int, tuple[int, str]],
     seeds: set[int],
     job: JobState,
+    store: StoreOutput | None = None,
 ) -> list[Path]:
     """Write one spec per partition, every partition (one without seeds of its own gets its
     work handed over by the others while they run); returns their paths. The page budget left
-    is shared by all of them (partition.SharedBudget), not split in advance."""
-    _, state_dir = _job_dirs(out_dir)
+    is shared by all of them (partition.SharedBudget), not split in advance. With ``store``
+    the specs go to its local scratch directory and the partitions write to the store."""
+    state_dir = store.state_dir if store is not None else _job_dirs(out_dir)[1]
     n = config.partitions
     shares: list[list[tuple[str, int, str]]] = [[] for _ in range(n)]
     for key, (depth, url) in work.items():
@@ -130,6 +145,8 @@ def plan_run(
             host_pages={h: c for h, c in job.host_pages.items() if partition_of(h, n) == part},
             run_tag=run_id,
             budget_path=str(budget_path),
+            output_uri=store.uri if store is not None else "",
+            journal_key=journal_key(tag) if store is not None else "",
         )
         path = state_dir / f"spec-{tag}.json"
         path.write_text(json.dumps(asdict(spec), indent=1), encoding="utf-8")
@@ -223,11 +240,12 @@ def _run_on_ray(specs: list[Path], stop_file: Path) -> list[dict]:
     return sorted(results, key=lambda r: r["partition"])
 
 
-def _new_run_id(state_dir: Path) -> str:
-    """A timestamp no earlier run of the job used (two runs may start in the same second)."""
+def _new_run_id(state_dir: Path, taken: set[str] = frozenset()) -> str:
+    """A timestamp no earlier run of the job used (two runs may start in the same second);
+    ``taken``: the ids of runs whose journals are on the job's store."""
     run_id = base = time.strftime("%Y%m%dT%H%M%S")
     n = 1
-    while any(state_dir.glob(f"*-{run_id}-*")) or any(state_dir.glob(f"*-{run_id}.*")):
+    while run_id in taken or any(state_dir.glob(f"*-{run_id}-*")) or any(state_dir.glob(f"*-{run_id}.*")):
         n += 1
         run_id = f"{base}.{n}"
     return run_id
@@ -243,18 +261,55 @@ def _remove_shared_files(state_dir: Path, run_id: str) -> None:
 def crawl(config: CrawlConfig, out_dir: str | Path, use_ray: bool | None = None) -> dict:
     """Run (or resume) the crawl job in ``out_dir``; returns and writes ``crawl-stats.json``.
 
-    ``use_ray`` defaults to ``config.partitions > 1``; Ray must already be initialised then.
+    ``out_dir`` is a local directory or a store's URI (``s3://bucket/job``, any fsspec URI;
+    output.py), probed with a write before any work. ``use_ray`` defaults to
+    ``config.partitions > 1``; Ray must already be initialised then.
     """
-    out_dir = Path(out_dir)
-    warc_dir, state_dir = _job_dirs(out_dir)
+    store = None
+    if _is_uri(str(out_dir)):
+        store = _open_store(config, str(out_dir))
+    try:
+        return _crawl(config, out_dir, use_ray, store)
+    finally:
+        if store is not None:
+            store.close()
+
+
+def _is_uri(target: str) -> bool:
+    return "://" in target and not target.startswith("file://")
+
+
+def _open_store(config: CrawlConfig, uri: str) -> StoreOutput:
+    """The job's store, checked with a probe write (a missing bucket, no credentials or no
+    permission is one line, before anything is fetched or written)."""
+    from thresher.errors import UsageError
+    from thresher.io import Store
+
+    if config.recrawl:
+        raise UsageError("--recrawl needs a local --output for now (its capture index is a local file)")
+    backend = Store.from_uri(uri)
+    backend.probe()
+    return StoreOutput(backend)
+
+
+def _crawl(config: CrawlConfig, out_dir: str | Path, use_ray: bool | None, store: StoreOutput | None) -> dict:
+    if store is None:
+        out_dir = Path(out_dir)
+        warc_dir, state_dir = _job_dirs(out_dir)
+    else:
+        out_dir, warc_dir, state_dir = store.scratch, None, store.state_dir
+
+    def scan(since: str | None) -> JobState:
+        return JobState.scan(warc_dir, since) if store is None else JobState.from_store(store)
+
     use_ray = config.partitions > 1 if use_ray is None else use_ray
     started = time.monotonic()
-    salvaged = salvage_open_files(warc_dir)
+    salvaged = salvage_open_files(warc_dir) if store is None else store.salvage()
     since = recrawl.begin_pass(out_dir) if config.recrawl else None
-    job = JobState.scan(warc_dir, since)
+    job = scan(since)
     pages_before = job.pages
     seeds = {url_key(u): (0, u) for u in config.seeds}
-    work = _journal_entries(sorted(state_dir.glob("journal-*.tsv")))
+    work = _journal_entries(sorted(state_dir.glob("journal-*.tsv")) if store is None else store.journals())
     work.update(seeds)
     work = {k: v for k, v in work.items() if k not in job.done}
     if job.done:
@@ -264,30 +319,36 @@ def crawl(config: CrawlConfig, out_dir: str | Path, use_ray: bool | None = None)
             job.warc_files,
             len(work),
         )
-    run_id = _new_run_id(state_dir)
+    run_id = _new_run_id(state_dir, store.taken_run_ids() if store is not None else frozenset())
     partitions: list[dict] = []
-    specs = plan_run(config, out_dir, run_id, work, set(seeds), job) if work else []
+    specs = plan_run(config, out_dir, run_id, work, set(seeds), job, store) if work else []
     if specs:
         logger.info("%d partitions, %d URLs queued", len(specs), len(work))
         partitions = _run_specs(specs, use_ray, state_dir / f"stop-{run_id}")
         _remove_shared_files(state_dir, run_id)
-        job = JobState.scan(warc_dir, since)
+        job = scan(since)
     complete = all(p.get("finish_reason") == "finished" for p in partitions)
     elapsed = time.monotonic() - started
     summary = summarise(partitions, elapsed)
     if since is not None and complete and not summary["failed_partitions"]:
         recrawl.end_pass(out_dir)
     summary.update(
-        output_dir=str(out_dir),
+        output_dir=str(out_dir) if store is None else store.uri,
         rounds=1 if specs else 0,
         partitions_configured=config.partitions,
         ray=use_ray,
         salvaged_warc_files=salvaged,
         pages_archived_before=pages_before,
         pages_archived_total=job.pages,
-        warc_files=sorted(str(p) for p in warc_dir.glob("*.warc.gz")),
     )
-    (out_dir / "crawl-stats.json").write_text(json.dumps(summary, indent=2, sort_keys=True), encoding="utf-8")
+    if store is None:
+        summary["warc_files"] = sorted(str(p) for p in warc_dir.glob("*.warc.gz"))
+        (out_dir / "crawl-stats.json").write_text(
+            json.dumps(summary, indent=2, sort_keys=True), encoding="utf-8"
+        )
+    else:
+        summary["warc_files"] = [store.store.uri_of(f"warc/{n}") for n in store.warc_names()]
+        store.write_summary(summary)
     return summary
 
 
@@ -328,6 +389,8 @@ def summarise(partitions: list[dict], elapsed: float) -> dict:
         if p.get("failed"):
             failed += 1
             continue
+        if p.get("warc_not_uploaded"):  # archived, counted below, but not on the job's store
+            failed += 1
         for k in totals:
             totals[k] += p.get(k, 0)
         for k, counter in merged.items():

@@ -67,6 +67,10 @@ class PartitionSpec:
     """Names this run's shared files (partition.py): budget, hand-overs, states."""
     budget_path: str = ""
     """The page budget ``max_pages`` shared by all partitions of the run (partition.py)."""
+    output_uri: str = ""
+    """The job's store when it is not ``output_dir`` (s3://, gs://...): WARC files are staged
+    locally and uploaded when they close, the journal beside them as ``journal_key`` (output.py)."""
+    journal_key: str = ""
 
     @classmethod
     def load(cls, path: str | Path) -> PartitionSpec:
@@ -111,11 +115,22 @@ class CrawlState:
         self.pages = 0
         self.payload_bytes = 0
         self.started = time.monotonic()
+        self.output = None
+        warc_dir, on_close, first_serial = Path(spec.output_dir) / "warc", None, None
+        if spec.output_uri:
+            from thresher.crawlers.output import PartitionOutput
+
+            journal = Path(spec.journal_path) if spec.journal_path else None
+            self.output = PartitionOutput(spec.output_uri, journal, spec.journal_key, self.frontier.flush)
+            warc_dir, on_close = self.output.staging, self.output.committer
+            first_serial = self.output.first_serial(config.warc_prefix, spec.partition)
         self.writer = RollingWarcWriter(
-            Path(spec.output_dir) / "warc",
+            warc_dir,
             config.warc_prefix,
             spec.partition,
             config.warc_max_bytes,
+            on_close=on_close,
+            first_serial=first_serial,
             warcinfo={
                 "software": f"thresher crawler (Scrapy {scrapy.__version__})",
                 "format": "WARC File Format 1.1",
@@ -355,8 +370,9 @@ class ThresherSpider(scrapy.Spider):
             self.state.mail.close()
         self.state.budget.close()
         self.state.writer.close()
+        failed = self.state.output.close() if self.state.output is not None else []
         self.state.frontier.close()
-        write_partition_stats(self, reason)
+        write_partition_stats(self, reason, failed)
 
     # ------------------------------------------------------------------ callbacks
 
@@ -548,7 +564,7 @@ def failure_reason(exc: BaseException) -> str | None:
     return type(exc).__name__
 
 
-def write_partition_stats(spider: ThresherSpider, reason: str) -> None:
+def write_partition_stats(spider: ThresherSpider, reason: str, not_uploaded: list[str] = ()) -> None:
     state = spider.state
     scrapy_stats = spider.crawler.stats.get_stats()
     elapsed = time.monotonic() - state.started
@@ -560,6 +576,7 @@ def write_partition_stats(spider: ThresherSpider, reason: str) -> None:
         "payload_bytes": state.payload_bytes,
         "warc_bytes": state.writer.bytes_written,
         "warc_files": state.writer.files_closed,
+        "warc_not_uploaded": list(not_uploaded),
         "requests": scrapy_stats.get("downloader/request_count", 0),
         "response_bytes": scrapy_stats.get("downloader/response_bytes", 0),
         "status_codes": {

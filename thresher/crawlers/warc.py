@@ -25,7 +25,7 @@ import os
 import re
 import uuid
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -125,6 +125,10 @@ class RollingWarcWriter:
     Every record is flushed as its own gzip member, so a process killed mid-write leaves at
     most one partial member at the end of the ``.open`` file, which ``salvage_open_files``
     cuts off on the next start.
+
+    ``on_close``, if given, is called with each finished file's path and returns where the file
+    now is (output.py: ``directory`` is local staging and the file is uploaded to the job's
+    store); ``first_serial`` then numbers the files after those already on the store.
     """
 
     def __init__(
@@ -134,6 +138,8 @@ class RollingWarcWriter:
         partition: int,
         max_bytes: int,
         warcinfo: dict[str, str],
+        on_close: Callable[[Path], str] | None = None,
+        first_serial: int | None = None,
     ):
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
@@ -141,7 +147,10 @@ class RollingWarcWriter:
         self.partition = partition
         self.max_bytes = max_bytes
         self.warcinfo = warcinfo
-        self._serial = next_serial(self.directory, prefix, partition)
+        self._serial = (
+            next_serial(self.directory, prefix, partition) if first_serial is None else first_serial
+        )
+        self.on_close = on_close
         self._file = None
         self._path: Path | None = None
         self._warcinfo_id = ""
@@ -230,19 +239,26 @@ class RollingWarcWriter:
         self._file.close()
         final = self._path.with_name(self._path.name[: -len(OPEN_SUFFIX)])
         os.replace(self._path, final)
-        self.files_closed.append(str(final))
-        logger.info("closed %s", final.name)
         self._file = None
         self._path = None
+        logger.info("closed %s", final.name)
+        self.files_closed.append(self.on_close(final) if self.on_close is not None else str(final))
 
     def close(self) -> None:
         self.close_current()
 
 
 def next_serial(directory: Path, prefix: str, partition: int) -> int:
+    return serial_after(
+        (p.name for p in directory.iterdir()) if directory.exists() else (), prefix, partition
+    )
+
+
+def serial_after(names: Iterable[str], prefix: str, partition: int) -> int:
+    """The serial of the partition's next file: one past the highest among ``names``."""
     serial = 0
-    for path in directory.iterdir() if directory.exists() else ():
-        m = _NAME_RE.match(path.name)
+    for name in names:
+        m = _NAME_RE.match(name)
         if m and m["prefix"] == prefix and int(m["part"]) == partition:
             serial = max(serial, int(m["serial"]))
     return serial + 1
