@@ -269,7 +269,7 @@ def _s3_filesystem(config: StorageConfig) -> Any:
     except ImportError as exc:
         raise MissingDependency("s3fs is needed for s3:// URIs (pip install s3fs)") from exc
     fs = s3fs.S3FileSystem(
-        skip_instance_cache=True,  # our own instance: its retry setting below is not shared
+        skip_instance_cache=True,  # our own instance (shared by our Stores only): its retry setting is ours
         # No listings cache: a run lists a prefix, then others write below it (another process, a
         # Ray worker) and a cached listing would answer "not there" for objects that now exist.
         use_listings_cache=False,
@@ -286,6 +286,39 @@ def _s3_filesystem(config: StorageConfig) -> Any:
 
 
 def _filesystem(protocol: str, config: StorageConfig) -> Any:
+    """The process's client for ``protocol`` under ``config``, made once per process and shared by
+    every Store on it: a new S3 client loads botocore's service model, resolves credentials and
+    opens its own connections (a second or more on a busy machine), and a run makes many Stores
+    (the layout, the tokenizer, the report, each DataLoader worker's corpus). A change of the
+    environment the client was made from (another endpoint, other credentials) makes a new one."""
+    key = (os.getpid(), protocol, config, _client_environment())
+    with _CLIENTS_LOCK:
+        fs = _CLIENTS.get(key)
+        if fs is None:
+            fs = _CLIENTS[key] = _new_filesystem(protocol, config)
+        return fs
+
+
+_CLIENTS: dict[tuple[int, str, StorageConfig, str], Any] = {}
+_CLIENTS_LOCK = threading.Lock()
+_CLIENT_ENV = (
+    *SECRET_ENV,
+    "AWS_PROFILE",
+    "AWS_DEFAULT_REGION",
+    "AWS_REGION",
+    "AWS_CONFIG_FILE",
+    "AWS_SHARED_CREDENTIALS_FILE",
+)
+
+
+def _client_environment() -> str:
+    """A digest of the environment a client reads its endpoint and credentials from (a digest:
+    the cache's keys hold no secret)."""
+    values = "\0".join(f"{name}={os.environ.get(name, '')}" for name in _CLIENT_ENV)
+    return hashlib.sha256(values.encode()).hexdigest()
+
+
+def _new_filesystem(protocol: str, config: StorageConfig) -> Any:
     if protocol in ("s3", "s3a"):
         return _s3_filesystem(config)
     import fsspec
@@ -665,6 +698,8 @@ class Store:
                 self.write_bytes(name, b"thresher storage probe\n")
                 self.rm(name)
             elif not self.exists():
+                if not self.is_local:
+                    self.ls()  # names a missing bucket ("The specified bucket does not exist")
                 raise FileNotFoundError(self.uri)
         except MissingDependency:
             raise
