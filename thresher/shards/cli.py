@@ -26,9 +26,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     export.add_argument("format", choices=list(EXPORTERS), help="the export format")
     export.add_argument(
-        "src", help="a finished run's output directory (or, except for jsonl, a tokens directory)"
+        "src",
+        help="a finished run's output directory (or, except for jsonl, a tokens directory): a path or a "
+        "URI (s3://bucket/run, any fsspec URI)",
     )
-    export.add_argument("dst", help="the export directory to create")
+    export.add_argument("dst", help="the export directory to create: a path or a URI")
     export.add_argument("--overwrite", action="store_true", help="replace an earlier export in DST")
     export.add_argument(
         "--max-file-bytes",
@@ -40,7 +42,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     export.set_defaults(func=_export)
 
     verify = sub.add_parser("verify", help="check every shard against manifest.json (size, sha256)")
-    verify.add_argument("tokens_dir")
+    verify.add_argument("tokens_dir", help="a tokens directory: a path or a URI (s3://bucket/run/tokens)")
     verify.set_defaults(func=_verify)
 
     sample = sub.add_parser(
@@ -78,11 +80,15 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _verify(args: argparse.Namespace) -> int:
+    from thresher.io import Store
     from thresher.shards.tokens import verify_tokens_dir
 
+    store = Store.from_uri(args.tokens_dir)  # a malformed URI: a usage error, before any request
     try:
-        problems = verify_tokens_dir(args.tokens_dir)
+        problems = verify_tokens_dir(store)
     except (FileNotFoundError, ValueError) as exc:  # no manifest, or not ours
+        if not store.is_local and not store.exists():
+            store.probe(write=False)  # a missing bucket or a denied read says so
         raise _tokens_dir_problem(exc, args.tokens_dir) from exc
     for p in problems:
         logger.error("%s", p)

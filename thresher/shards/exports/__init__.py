@@ -15,7 +15,10 @@ documents' text and metadata, the others their tokens), a ``manifest.json`` with
 and per file and each file's sha256, and appears at once (:mod:`.publish`). The source must be a
 finished run (:mod:`.source`). ``thresher shards export FORMAT SRC DST`` runs one; a config's
 ``export:`` section (:class:`ExportConfig`) runs them at the end of a run, into
-``OUTPUT/exports/FORMAT`` (the run's export step, :mod:`thresher.run.steps`).
+``OUTPUT/exports/FORMAT`` (the run's export step, :mod:`thresher.run.steps`). Source and
+destination may each be a local directory or a URI (``s3://``, ``gs://``, any fsspec URI): token
+shards on a store are read through the loaders' checked shard cache, files for a store are built
+locally and uploaded one by one as each is complete, the manifest last (:mod:`.publish`).
 """
 
 from __future__ import annotations
@@ -38,13 +41,13 @@ class Exporter:
     file size it cuts at unless told, what it needs of the run."""
 
     name: str
-    writer: str  # "module:function" in this package, called (source, out_dir, max_file_bytes)
+    writer: str  # "module:function" in this package, called (source, ExportDir, max_file_bytes)
     default_max_file_bytes: int | None  # None: no limit of ours (the format's own, if any)
     summary: str
     needs_tokens: bool = True
     needs_documents: bool = False
 
-    def write(self, source: Any, out: os.PathLike, max_file_bytes: int | None) -> list[Any]:
+    def write(self, source: Any, out: Any, max_file_bytes: int | None) -> list[Any]:
         module, function = self.writer.split(":")
         return getattr(importlib.import_module(f"{__name__}.{module}"), function)(source, out, max_file_bytes)
 
@@ -100,8 +103,11 @@ def export(
     finished: bool = True,
 ) -> dict[str, Any]:
     """Export the run (or tokens directory) ``src`` as ``fmt`` into the directory ``dst``; returns
-    the export's manifest. ``finished=False`` lets a run export itself before its stats are written."""
-    from thresher.shards.exports.publish import export_directory, write_manifest
+    the export's manifest. Either may be a local path or a URI (``s3://bucket/prefix``, any fsspec
+    URI). The destination is checked first (a probe write on an object store), then the source,
+    before any file is written. ``finished=False`` lets a run export itself before its stats are
+    written."""
+    from thresher.shards.exports.publish import export_directory, open_destination, write_manifest
     from thresher.shards.exports.source import ExportSource
 
     exporter = EXPORTERS.get(fmt)
@@ -109,15 +115,19 @@ def export(
         raise UsageError(f"unknown export format {fmt!r}; one of {', '.join(FORMATS)}")
     if max_file_bytes is not None and max_file_bytes < 1:
         raise UsageError(f"max_file_bytes must be positive, got {max_file_bytes}")
+    target = open_destination(dst, overwrite)
     source = ExportSource.open(
         src, need_tokens=exporter.needs_tokens, need_documents=exporter.needs_documents, finished=finished
     )
     limit = max_file_bytes or exporter.default_max_file_bytes
-    with export_directory(dst, overwrite=overwrite) as out:
-        files = exporter.write(source, out, limit)
-        manifest = write_manifest(
-            out, fmt=fmt, source=source.describe(), files=files, settings={"max_file_bytes": limit}
-        )
+    try:
+        with export_directory(target, overwrite=overwrite) as out:
+            files = exporter.write(source, out, limit)
+            manifest = write_manifest(
+                out, fmt=fmt, source=source.describe(), files=files, settings={"max_file_bytes": limit}
+            )
+    finally:
+        source.close()
     for split, s in manifest["splits"].items():
         tokens = s["tokens"] if s["tokens"] is not None else "-"
         logger.info(
@@ -127,6 +137,6 @@ def export(
             s["documents"],
             tokens,
             s["files"],
-            dst,
+            target.uri,
         )
     return manifest

@@ -17,12 +17,11 @@ boundary may fall inside a document (these trainers read a stream, not documents
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import numpy as np
 
 from thresher.errors import UsageError
-from thresher.shards.exports.publish import ExportedFile
+from thresher.shards.exports.publish import ExportDir, ExportedFile
 from thresher.shards.exports.source import ExportSource
 
 HEADER_INTS = 256
@@ -48,7 +47,7 @@ def _file_names(split: str, n_files: int, numbered: bool) -> list[str]:
 
 
 def _write_split(
-    source: ExportSource, out: Path, split: str, fmt: str, tokens_per_file: int
+    source: ExportSource, out: ExportDir, split: str, fmt: str, tokens_per_file: int
 ) -> list[ExportedFile]:
     total = sum(s.tokens for s in source.shards(split))
     n_files = max(1, -(-total // tokens_per_file))
@@ -60,7 +59,7 @@ def _write_split(
     files = []
     for name, size in zip(names, sizes, strict=True):
         documents = 0
-        with open(out / name, "wb") as f:
+        with open(out.path(name), "wb") as f:
             if fmt == "llmc":
                 header = np.zeros(HEADER_INTS, dtype="<i4")
                 header[0], header[1] = LLMC_HEADER[source.dtype.name]
@@ -79,11 +78,14 @@ def _write_split(
                     pending_ends[pending_ends > take.size] - take.size,
                 )
                 written += take.size
+        out.finished(name)
         files.append(ExportedFile(name, split, documents=documents, tokens=size))
     return files
 
 
-def write_flat(source: ExportSource, out: Path, fmt: str, max_file_bytes: int | None) -> list[ExportedFile]:
+def write_flat(
+    source: ExportSource, out: ExportDir, fmt: str, max_file_bytes: int | None
+) -> list[ExportedFile]:
     if fmt == "nanogpt" and source.dtype != np.uint16:
         raise UsageError("nanoGPT reads uint16 tokens; this vocabulary needs uint32 (export llmc instead)")
     itemsize = source.dtype.itemsize
@@ -102,9 +104,9 @@ def write_flat(source: ExportSource, out: Path, fmt: str, max_file_bytes: int | 
     return files
 
 
-def write_llmc(source: ExportSource, out: Path, max_file_bytes: int | None) -> list[ExportedFile]:
+def write_llmc(source: ExportSource, out: ExportDir, max_file_bytes: int | None) -> list[ExportedFile]:
     return write_flat(source, out, "llmc", max_file_bytes)
 
 
-def write_nanogpt(source: ExportSource, out: Path, max_file_bytes: int | None) -> list[ExportedFile]:
+def write_nanogpt(source: ExportSource, out: ExportDir, max_file_bytes: int | None) -> list[ExportedFile]:
     return write_flat(source, out, "nanogpt", max_file_bytes)

@@ -23,13 +23,10 @@ from __future__ import annotations
 import gzip
 import json
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
-import pyarrow.parquet as pq
-
 from thresher.errors import InputProblem
-from thresher.shards.exports.publish import ExportedFile
+from thresher.shards.exports.publish import ExportDir, ExportedFile
 from thresher.shards.exports.source import ExportSource
 
 COLUMNS = ("id", "text", "url", "warc_date", "language", "language_score", "source", "metadata", "scores")
@@ -60,36 +57,35 @@ def record(row: dict[str, Any]) -> dict[str, Any]:
     return {"id": doc_id, "text": row["text"], "source": row.get("source") or "", "metadata": metadata}
 
 
-def _read_documents(path: Path) -> list[dict[str, Any]]:
-    schema = pq.read_schema(path)
-    columns = [c for c in COLUMNS if c in schema.names]
-    if "id" not in columns or "text" not in columns:
-        raise InputProblem(f"{path}: a documents shard needs id and text columns")
-    return pq.read_table(path, columns=columns).to_pylist()
+def _read_documents(source: ExportSource, rel: str) -> list[dict[str, Any]]:
+    return source.read_documents(rel, COLUMNS).to_pylist()
 
 
 def documents_in_token_order(source: ExportSource, split: str) -> Iterator[dict[str, Any]]:
     """The split's documents rows, in the order of its token shards."""
-    loaded: tuple[Path, dict[str, dict[str, Any]]] | None = None
+    loaded: tuple[str, dict[str, dict[str, Any]]] | None = None
     for block in source.token_blocks(split, columns=("id",)):
-        path = source.documents_of_shard(block.shard)
-        if loaded is None or loaded[0] != path:
-            loaded = (path, {row["id"]: row for row in _read_documents(path)})
+        rel = source.documents_of_shard(block.shard)
+        if loaded is None or loaded[0] != rel:
+            loaded = (rel, {row["id"]: row for row in _read_documents(source, rel)})
         rows = loaded[1]
         for doc_id in block.ids:
             row = rows.get(doc_id)
             if row is None:
-                raise InputProblem(f"{source.tokens_dir / block.shard}: document {doc_id!r} is not in {path}")
+                raise InputProblem(
+                    f"{source.token_shard_uri(block.shard)}: document {doc_id!r} is not in "
+                    f"{source.documents_uri(rel)}"
+                )
             yield row
 
 
 def all_documents(source: ExportSource) -> Iterator[dict[str, Any]]:
-    for path in source.documents_files():
-        yield from _read_documents(path)
+    for rel in source.documents_files():
+        yield from _read_documents(source, rel)
 
 
 class _PartWriter:
-    def __init__(self, out: Path, split: str, max_bytes: int) -> None:
+    def __init__(self, out: ExportDir, split: str, max_bytes: int) -> None:
         self.out, self.split, self.max_bytes = out, split, max_bytes
         self.files: list[ExportedFile] = []
         self._gz: gzip.GzipFile | None = None
@@ -99,8 +95,7 @@ class _PartWriter:
             self._close_part()
         if self._gz is None:
             rel = f"{self.split}/{self.split}-{len(self.files):05d}.jsonl.gz"
-            (self.out / rel).parent.mkdir(parents=True, exist_ok=True)
-            self._raw = open(self.out / rel, "wb")
+            self._raw = open(self.out.path(rel), "wb")
             self._gz = gzip.GzipFile(filename="", mode="wb", fileobj=self._raw, mtime=0)
             self.files.append(ExportedFile(rel, self.split, documents=0, tokens=None))
             self._size = 0
@@ -112,6 +107,7 @@ class _PartWriter:
         self._gz.close()
         self._raw.close()
         self._gz = None
+        self.out.finished(self.files[-1].path)
 
     def close(self) -> list[ExportedFile]:
         if self._gz is not None:
@@ -119,7 +115,7 @@ class _PartWriter:
         return self.files
 
 
-def write_jsonl(source: ExportSource, out: Path, max_file_bytes: int) -> list[ExportedFile]:
+def write_jsonl(source: ExportSource, out: ExportDir, max_file_bytes: int) -> list[ExportedFile]:
     """Write every split as ``out/SPLIT/SPLIT-NNNNN.jsonl.gz``; returns the files written."""
     files: list[ExportedFile] = []
     for split in source.splits():

@@ -26,12 +26,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-from pathlib import Path
 
 import numpy as np
 
 from thresher.errors import UsageError
-from thresher.shards.exports.publish import ExportedFile
+from thresher.shards.exports.publish import ExportDir, ExportedFile
 from thresher.shards.exports.source import ExportSource
 
 MDS_VERSION = 2
@@ -57,7 +56,7 @@ def encode_sample(doc_id: str, tokens: np.ndarray) -> bytes:
 
 
 class _ShardWriter:
-    def __init__(self, out: Path, split: str, encodings: list[str], size_limit: int) -> None:
+    def __init__(self, out: ExportDir, split: str, encodings: list[str], size_limit: int) -> None:
         self.out, self.split, self.size_limit = out, split, size_limit
         self.config = {
             "column_encodings": encodings,
@@ -106,8 +105,8 @@ class _ShardWriter:
             ]
         )
         basename = f"shard.{len(self.shards):05d}.mds"
-        (self.out / self.split).mkdir(parents=True, exist_ok=True)
-        (self.out / self.split / basename).write_bytes(data)
+        self.out.path(f"{self.split}/{basename}").write_bytes(data)
+        self.out.finished(f"{self.split}/{basename}")
         info = {"basename": basename, "bytes": len(data), "hashes": {HASH: hashlib.sha256(data).hexdigest()}}
         self.shards.append({**self.config, "raw_data": info, "samples": n, "zip_data": None})
         self.files.append(
@@ -118,11 +117,12 @@ class _ShardWriter:
     def close(self) -> list[ExportedFile]:
         self.flush()
         index = json.dumps({"shards": self.shards, "version": MDS_VERSION}, sort_keys=True)
-        (self.out / self.split / "index.json").write_text(index)
+        self.out.path(f"{self.split}/index.json").write_text(index)
+        self.out.finished(f"{self.split}/index.json")
         return [*self.files, ExportedFile(f"{self.split}/index.json", self.split, role="index")]
 
 
-def write_mds(source: ExportSource, out: Path, max_file_bytes: int) -> list[ExportedFile]:
+def write_mds(source: ExportSource, out: ExportDir, max_file_bytes: int) -> list[ExportedFile]:
     """Write every split as ``out/SPLIT/index.json`` and its shards; returns the files written."""
     if max_file_bytes > MAX_SHARD_BYTES:
         raise UsageError(f"MDS shards hold at most {MAX_SHARD_BYTES} bytes (uint32 offsets)")

@@ -23,12 +23,11 @@ blends prefixes by weight, and the export manifest gives each one's token count.
 from __future__ import annotations
 
 import struct
-from pathlib import Path
 
 import numpy as np
 
 from thresher.errors import UsageError
-from thresher.shards.exports.publish import ExportedFile
+from thresher.shards.exports.publish import ExportDir, ExportedFile
 from thresher.shards.exports.source import ExportSource
 
 INDEX_HEADER = b"MMIDIDX\x00\x00"
@@ -45,10 +44,9 @@ def disk_dtype(tokens: np.dtype) -> np.dtype:
 class _Prefix:
     """One ``.bin`` being written and the lengths of its sequences, for the ``.idx`` at close."""
 
-    def __init__(self, out: Path, rel: str, split: str, dtype: np.dtype) -> None:
+    def __init__(self, out: ExportDir, rel: str, split: str, dtype: np.dtype) -> None:
         self.out, self.rel, self.split, self.dtype = out, rel, split, dtype
-        (out / rel).parent.mkdir(parents=True, exist_ok=True)
-        self.bin = open(out / f"{rel}.bin", "wb")
+        self.bin = open(out.path(f"{rel}.bin"), "wb")
         self.lengths: list[np.ndarray] = []
         self.documents = 0
         self.tokens = 0
@@ -67,11 +65,12 @@ class _Prefix:
 
     def close(self) -> list[ExportedFile]:
         self.bin.close()
+        self.out.finished(f"{self.rel}.bin")
         lengths = np.concatenate(self.lengths) if self.lengths else np.zeros(0, np.int64)
         pointers = np.zeros(len(lengths), np.int64)
         np.cumsum(lengths[:-1] * self.dtype.itemsize, out=pointers[1:])
         n = len(lengths)
-        with open(self.out / f"{self.rel}.idx", "wb") as idx:
+        with open(self.out.path(f"{self.rel}.idx"), "wb") as idx:
             idx.write(INDEX_HEADER)
             idx.write(struct.pack("<Q", INDEX_VERSION))
             idx.write(struct.pack("<B", DTYPE_CODES[self.dtype.name]))
@@ -80,13 +79,14 @@ class _Prefix:
             idx.write(lengths.astype("<i4").tobytes())
             idx.write(pointers.astype("<i8").tobytes())
             idx.write(np.arange(n + 1, dtype="<i8").tobytes())
+        self.out.finished(f"{self.rel}.idx")
         return [
             ExportedFile(f"{self.rel}.bin", self.split, documents=self.documents, tokens=self.tokens),
             ExportedFile(f"{self.rel}.idx", self.split, role="index"),
         ]
 
 
-def write_megatron(source: ExportSource, out: Path, max_file_bytes: int) -> list[ExportedFile]:
+def write_megatron(source: ExportSource, out: ExportDir, max_file_bytes: int) -> list[ExportedFile]:
     """Write every split as ``out/SPLIT/SPLIT-NNNNN.{bin,idx}``; returns the files written."""
     dtype = disk_dtype(source.dtype)
     files: list[ExportedFile] = []
