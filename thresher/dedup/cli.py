@@ -49,9 +49,13 @@ def register(subparsers) -> None:
         action="append",
         default=[],
         metavar="INDEX",
-        help="index directory of an earlier run (repeatable): drop documents duplicating it",
+        help="index directory (or URI) of an earlier run (repeatable): drop documents duplicating it",
     )
-    p.add_argument("--index-output", default=None, help="save this run's band keys here for later --against")
+    p.add_argument(
+        "--index-output",
+        default=None,
+        help="save this run's band keys here (a path or a URI) for later --against",
+    )
     p.add_argument("--keep", choices=["first", "longest", "score"], default="first")
     p.add_argument("--score-key", default="quality")
     p.add_argument("--no-exact", action="store_true", help="skip the exact-text pass")
@@ -65,14 +69,19 @@ def register(subparsers) -> None:
     p.set_defaults(func=run)
 
 
+def _absolute(path: str) -> str:
+    """A local path made absolute; a URI (``s3://bucket/index``, ``file://...``) as given."""
+    return path if "://" in path else os.path.abspath(path)
+
+
 def dedup_config(args: argparse.Namespace) -> dict:
     """The pipeline config (as YAML would give it) that the flags describe."""
     common = {"keep": args.keep, "score_key": args.score_key, "local_max_docs": args.local_max_docs}
     near = {
         **common,
         "verify": not args.no_verify,
-        "against": [os.path.abspath(a) for a in args.against] or None,
-        "index_output": os.path.abspath(args.index_output) if args.index_output else None,
+        "against": [_absolute(a) for a in args.against] or None,
+        "index_output": _absolute(args.index_output) if args.index_output else None,
     }
     for key in ("threshold", "verify_threshold"):
         if getattr(args, key) is not None:
@@ -80,7 +89,7 @@ def dedup_config(args: argparse.Namespace) -> dict:
     stages = [] if args.no_exact else [{"exact_dedup": {**common, "url": args.url}}]
     return {
         "name": "dedup",
-        "input": {"paths": [p if "://" in p else os.path.abspath(p) for p in args.inputs]},
+        "input": {"paths": [_absolute(p) for p in args.inputs]},
         "output": {"path": args.output, "write_dropped": True},
         "ray": {"progress": False},
         "stages": [*stages, {"minhash_dedup": near}],

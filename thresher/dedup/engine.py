@@ -39,11 +39,15 @@ spills to disk when memory is short.
 
 "First" is the document's place in the run: the smallest (shard, pos), so the result does
 not depend on how Ray splits blocks, on the number of workers, or on the documents' ids.
-Persistent indexes name their documents by id (hashed), which a run keeps unique.
+Persistent indexes name their documents by id (hashed), which a run keeps unique. An index is a
+directory on a local disk or an object store (``s3://bucket/index``, any fsspec URI): its files
+are written through :class:`~thresher.io.Store` (one atomic file or object per block) and read
+with pyarrow datasets over the store's file system (row-group pushdown by key range either way).
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import uuid
@@ -57,7 +61,7 @@ import pyarrow.compute as pc
 from thresher.dedup import components as cc
 from thresher.dedup.executor import LocalExecutor, RayExecutor, Stream
 from thresher.dedup.signatures import fmix64, hash64
-from thresher.io import write_parquet_atomic
+from thresher.io import Store
 from thresher.stage import DECISION_SCHEMA
 
 logger = logging.getLogger(__name__)
@@ -192,13 +196,43 @@ def _write_index_block(doc_table: pa.Table, out: str) -> None:
     if table.num_rows == 0:
         return
     name = f"part-{uuid.uuid4().hex}.parquet"
-    write_parquet_atomic(table, f"{out.rstrip('/')}/keys/{name}", row_group_size=65536, compression="zstd")
+    store = index_store(out)
+    store.write_parquet(f"keys/{name}", table, row_group_size=65536, compression="zstd")
     if "sig" in doc_table.column_names:
         with_keys = doc_table.filter(pa.array(counts > 0)).select(["node", "sig"])
         sigs = with_keys.take(np.argsort(with_keys.column("node").to_numpy(), kind="stable"))
-        write_parquet_atomic(
-            sigs, f"{out.rstrip('/')}/sigs/{name}", row_group_size=8192, compression="snappy"
-        )
+        store.write_parquet(f"sigs/{name}", sigs, row_group_size=8192, compression="snappy")
+
+
+@functools.lru_cache(maxsize=16)
+def index_store(uri: str) -> Store:
+    """The store of an index directory (a path or a URI), one per process and index: its client
+    is made once, not once per block (a Store makes its client again after a fork)."""
+    return Store.from_uri(uri)
+
+
+def index_dataset(directories: list[str], sub: str, schema: pa.Schema | None = None):
+    """The Parquet files of ``sub`` (``keys`` or ``sigs``) of every index, as one pyarrow dataset.
+    A local index is a directory dataset (hidden temporary files are skipped by pyarrow); on an
+    object store the listing's files are read through the store's fsspec file system."""
+    import pyarrow.dataset as pads
+
+    parts = []
+    for directory in directories:
+        store = index_store(directory)
+        if store.is_local:
+            parts.append(pads.dataset(str(store.local_path(sub)), format="parquet", schema=schema))
+            continue
+        files = [
+            f"{store.root}/{rel}"
+            for rel in store.find(sub)
+            if rel.endswith(".parquet") and not rel.rsplit("/", 1)[-1].startswith((".", "_"))
+        ]
+        if files:
+            parts.append(pads.dataset(files, filesystem=store.fs, format="parquet", schema=schema))
+    if not parts:
+        return pads.dataset([], schema=schema or pa.schema([]), format="parquet")
+    return pads.dataset(parts)
 
 
 class _Pieces:
@@ -242,11 +276,7 @@ class _Pieces:
 
 
 def _index_keys(against: list[str]):
-    import pyarrow.dataset as pads
-
-    return pads.dataset(
-        [pads.dataset(f"{a.rstrip('/')}/keys", format="parquet", schema=INDEX_SCHEMA) for a in against]
-    )
+    return index_dataset(against, "keys", INDEX_SCHEMA)
 
 
 def _old_pairs(dataset, low: int, high: int | None, new_keys: np.ndarray) -> pa.Table:
@@ -286,12 +316,10 @@ def _old_rows(old: pa.Table) -> pa.Table:
 
 def _old_sigs(against: list[str], old: pa.Table) -> pa.Table | None:
     """Saved signatures of the earlier runs' documents in ``old``, keyed by salted node."""
-    import pyarrow.dataset as pads
-
     if old.num_rows == 0:
         return None
     nodes = pa.array(np.unique(old.column("node").to_numpy()))
-    dataset = pads.dataset([pads.dataset(f"{a.rstrip('/')}/sigs", format="parquet") for a in against])
+    dataset = index_dataset(against, "sigs")
     found = dataset.to_table(filter=pc.field("node").isin(nodes))
     return found.set_column(0, "node", pa.array(_salted(found.column("node").to_numpy()), pa.uint64()))
 

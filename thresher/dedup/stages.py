@@ -14,7 +14,6 @@ import functools
 import json
 import logging
 import math
-import os
 import time
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -24,7 +23,14 @@ import numpy as np
 import pyarrow as pa
 
 from thresher.dataconfig import option
-from thresher.dedup.engine import DOC_TABLE_SCHEMA, EngineResult, EngineSettings, run_engine, sig_array
+from thresher.dedup.engine import (
+    DOC_TABLE_SCHEMA,
+    EngineResult,
+    EngineSettings,
+    index_store,
+    run_engine,
+    sig_array,
+)
 from thresher.dedup.executor import LocalExecutor, RayExecutor
 from thresher.dedup.signatures import (
     BAND_KEY_VERSION,
@@ -39,7 +45,6 @@ from thresher.dedup.signatures import (
 )
 from thresher.dedup.text import NORMALIZATION_VERSION, normalize, shingle_batch
 from thresher.document import Document, Drop
-from thresher.io import write_json_atomic
 from thresher.stage import DECISION_SCHEMA, DatasetStage
 
 logger = logging.getLogger(__name__)
@@ -96,10 +101,11 @@ class MinHashDedupConfig(_CommonConfig):
     """Verification compares every pair of documents sharing a band up to this many documents
     per band key, a star and a chain above it."""
     against: str | list[str] | None = None
-    """Index directories (``index_output`` of earlier runs): documents duplicating any of their
-    documents are dropped, the earlier documents always being the ones kept."""
+    """Index directories (``index_output`` of earlier runs; paths or URIs such as
+    ``s3://bucket/index``): documents duplicating any of their documents are dropped, the earlier
+    documents always being the ones kept."""
     index_output: str | None = None
-    """Directory to save this run's band keys to, for later runs' ``against``."""
+    """Directory (a path or a URI) to save this run's band keys to, for later runs' ``against``."""
     max_cc_steps: int = option(64, ge=1)
 
     def validate(self, where: str) -> None:
@@ -427,16 +433,23 @@ class MinHashDedup(_KeyDedup):
 
     def _checked_index_params(self) -> dict[str, Any]:
         """The parameters this run's index records, once every ``against`` index is known to be
-        built with this run's settings and ``index_output`` to hold no index yet."""
+        built with this run's settings and ``index_output`` to hold no index yet. Either may be
+        a local directory or a URI: an ``against`` on an object store that is not there (a
+        missing bucket, a denied read) is an input error, an ``index_output`` there must pass a
+        probe write (a missing bucket, refused credentials, a denied write: an output error)."""
         from thresher.config import ConfigError
 
         params = self.config.index_params()
         for path in self.config.against_list():
-            meta = os.path.join(path, "params.json")
-            if not os.path.exists(meta):
-                raise ConfigError(f"{self.name}.against: {path} is not a dedup index (no params.json)")
-            with open(meta, encoding="utf-8") as f:
-                theirs = json.load(f)
+            store = index_store(path)
+            try:
+                theirs = store.read_json("params.json")
+            except FileNotFoundError:
+                if not store.is_local and not store.exists():
+                    store.probe(write=False)
+                raise ConfigError(
+                    f"{self.name}.against: {path} is not a dedup index (no params.json)"
+                ) from None
             theirs = {"signatures": None, **theirs}  # indexes from before verification existed
             if theirs["signatures"] and not params["signatures"]:
                 # An index with signatures serves runs with or without verification.
@@ -447,22 +460,25 @@ class MinHashDedup(_KeyDedup):
                     f"{self.name}.against: {path} was built with other settings (index, this run): {diff}"
                 )
         out = self.config.index_output
-        keys_dir = os.path.join(out, "keys") if out else None
-        if keys_dir and os.path.isdir(keys_dir) and os.listdir(keys_dir):
-            raise ConfigError(
-                f"{self.name}.index_output: {out} already holds an index; choose a new directory"
-            )
+        if out:
+            store = index_store(out)
+            if not store.is_local:
+                store.probe()
+            if store.find("keys"):
+                raise ConfigError(
+                    f"{self.name}.index_output: {out} already holds an index; choose a new directory"
+                )
         return params
 
     def prepare(self) -> None:
         params = self._checked_index_params()  # again: the run may have started long ago
         out = self.config.index_output
         if out:
-            keys_dir = os.path.join(out, "keys")
-            os.makedirs(keys_dir, exist_ok=True)
+            store = index_store(out)
+            store.makedirs("keys")
             if self.config.verify:
-                os.makedirs(os.path.join(out, "sigs"), exist_ok=True)
-            write_json_atomic(os.path.join(out, "params.json"), params, indent=2, sort_keys=True)
+                store.makedirs("sigs")
+            store.write_json("params.json", params, indent=2, sort_keys=True)
 
     def extra_stats(self) -> dict[str, Any]:
         out = super().extra_stats()
