@@ -265,3 +265,51 @@ def test_two_partitions_commit_to_one_store(s3_server, s3_bucket, tmp_path):
     assert {"-p000-", "-p001-"} <= {p.name[len("thresher") : len("thresher") + 6] for p in warcs}
     final = pages(warcs)
     assert len(final) == 2 * ALL_PAGES and max(final.values()) == 1
+
+
+@pytest.mark.slow
+def test_store_refusing_writes_midway_keeps_the_files_and_a_resume_finishes(
+    s3_server, s3_bucket, s3_env, tmp_path
+):
+    """The store starts answering 403 to every write after some files are committed: the crawl
+    ends with a failure (one thresher: line, non-zero exit), the files it could not upload are
+    kept in its staging directory and named in its log; once writes are allowed again, a resume
+    fetches their pages again, once, and the job holds every page once."""
+    from tests.s3faults import FaultPlan, FaultProxy
+
+    out = f"{s3_bucket}/crawl"
+    (tmp_path / "tmp").mkdir()
+    with FaultProxy((s3_server.host, s3_server.port), FaultPlan()) as proxy, LocalSite(DEMO) as site:
+        s3_env.setenv("AWS_ENDPOINT_URL", proxy.endpoint)
+        env = dict(os.environ, TMPDIR=str(tmp_path / "tmp"))
+        proc = subprocess.Popen(
+            crawl_command(site, out, delay=0.12),
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        deadline = time.time() + 90
+        while sum(k.startswith("warc/") for k in bucket_objects(s3_server, out)) < 2:
+            assert proc.poll() is None and time.time() < deadline
+            time.sleep(0.05)
+        proxy.plan.deny_writes = True
+        stdout, stderr = proc.communicate(timeout=180)
+        committed = set(pages(download_warcs(s3_server, out, tmp_path / "committed")))
+        assert proc.returncode != 0
+        lines = [line for line in stderr.splitlines() if line.startswith("thresher:")]
+        assert len(lines) == 1, stderr
+        kept = sorted((tmp_path / "tmp").glob("thresher-crawl-staging-*/*.warc.gz"))
+        assert kept and all(p.name in stderr for p in kept)
+        in_kept = set(pages(kept))
+        assert len(committed) + len(in_kept) == ALL_PAGES and not committed & in_kept
+        proxy.plan.deny_writes = False
+        restart = time.time()
+        resumed = crawl(site, out)
+        assert resumed.returncode == 0, resumed.stderr
+        refetched = page_hits(site, restart)
+    assert set(refetched) == in_kept and max(refetched.values()) == 1
+    final = pages(download_warcs(s3_server, out, tmp_path / "final"))
+    assert len(final) == ALL_PAGES and max(final.values()) == 1
+    assert not [s for s in secrets() if s in stderr + stdout]

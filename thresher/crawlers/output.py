@@ -164,7 +164,12 @@ class PartitionOutput:
         if not failed:
             shutil.rmtree(self.staging, ignore_errors=True)
         else:
-            logger.error("%d WARC files were not uploaded and are kept in %s", len(failed), self.staging)
+            logger.error(
+                "%d WARC files were not uploaded to %s and are kept: %s",
+                len(failed),
+                self.store.uri,
+                " ".join(failed),
+            )
         return failed
 
 

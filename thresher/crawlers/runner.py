@@ -347,8 +347,18 @@ def _crawl(config: CrawlConfig, out_dir: str | Path, use_ray: bool | None, store
             json.dumps(summary, indent=2, sort_keys=True), encoding="utf-8"
         )
     else:
-        summary["warc_files"] = [store.store.uri_of(f"warc/{n}") for n in store.warc_names()]
-        store.write_summary(summary)
+        try:
+            summary["warc_files"] = [store.store.uri_of(f"warc/{n}") for n in store.warc_names()]
+            store.write_summary(summary)
+        except Exception as exc:  # the partitions logged what they could not upload, and kept it
+            from thresher.errors import OutputProblem
+            from thresher.io import scrub_secrets
+
+            problem = scrub_secrets(f"{type(exc).__name__}: {exc}")
+            raise OutputProblem(
+                f"{store.uri}: crawl-stats.json not written ({problem}); "
+                f"{summary['failed_partitions']} partitions failed"
+            ) from exc
     return summary
 
 
