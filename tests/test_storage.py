@@ -92,6 +92,21 @@ def test_store_pickles_and_reconnects(s3_bucket):
     assert again == store and again.config == FAST and again.read_bytes("k") == b"v"
 
 
+def test_stores_share_one_client_per_environment(s3_server, s3_bucket, s3_env):
+    """Every Store of a process on the same backend, config and environment uses one client (a new
+    one costs botocore's service model, credentials and connections: about a second on a busy
+    machine, once per Store a run made); another endpoint or other credentials get their own."""
+    a = Store.from_uri(f"{s3_bucket}/run", FAST)
+    b = pickle.loads(pickle.dumps(Store.from_uri(f"{s3_bucket}/run/tokenizer", FAST)))
+    assert a.fs is b.fs
+    assert Store.from_uri(s3_bucket, StorageConfig(retries=1)).fs is not a.fs
+    s3_env.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{s3_server.port}/")
+    moved = Store.from_uri(f"{s3_bucket}/run", FAST)
+    assert moved.fs is not a.fs
+    moved.write_bytes("k", b"v")
+    assert a.read_bytes("k") == b"v"
+
+
 def test_probe_missing_bucket(s3_server):
     store = Store.from_uri("s3://thresher-no-such-bucket/out")
     with pytest.raises(OutputProblem, match="the bucket does not exist"):
