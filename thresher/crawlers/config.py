@@ -25,6 +25,11 @@ DEFAULT_DENY_EXTENSIONS = sorted(
     tar tgz tif tiff ttf txt wav webm webp wma wmv woff woff2 xls xlsx xml xz zip zst""".split()
 )
 
+MAX_CONCURRENT_PER_IP = 1024
+MAX_IP_DELAY = 60.0
+MIN_DNS_TTL = 0.01  # a test's; on the web, seconds to hours
+MAX_DNS_TTL = 7 * 24 * 3600.0
+
 
 @dataclass
 class CrawlConfig:
@@ -90,6 +95,17 @@ class CrawlConfig:
     """Connections to one host (host:port) at once."""
     download_delay: float = 0.0
     """Minimum seconds between requests to one host; robots.txt ``Crawl-delay`` raises it per host."""
+    concurrent_per_ip: int = 8
+    """Transfers at once to one server address, whatever its hosts' slots allow: thousands of
+    sites can share one IP (shared hosting), and each would otherwise get its own connection.
+    A loopback address counts per port (``allow_private`` crawls of local test servers).
+    0: no per-address limit (e.g. a crawl of hosts behind one CDN address, with its consent)."""
+    ip_delay: float = 0.0
+    """Minimum seconds between the starts of two transfers to one server address (0: only
+    ``concurrent_per_ip`` applies), on top of each host's own delay."""
+    dns_cache_ttl: float = 900.0
+    """Seconds a resolved address is used before the name is resolved again (the system
+    resolver does not tell the record's TTL); a site that moves is followed within this."""
     autothrottle: bool = True
     autothrottle_start_delay: float = 1.0
     autothrottle_max_delay: float = 30.0
@@ -174,6 +190,12 @@ class CrawlConfig:
             raise ConfigError(f"{where}.robots_retry_delay: must be > 0")
         if self.download_delay < 0:
             raise ConfigError(f"{where}.download_delay: must be >= 0")
+        if not 0 <= self.concurrent_per_ip <= MAX_CONCURRENT_PER_IP:
+            raise ConfigError(f"{where}.concurrent_per_ip: must be 0 (no limit) to {MAX_CONCURRENT_PER_IP}")
+        if not 0 <= self.ip_delay <= MAX_IP_DELAY:
+            raise ConfigError(f"{where}.ip_delay: must be 0 to {MAX_IP_DELAY:g} seconds")
+        if not MIN_DNS_TTL <= self.dns_cache_ttl <= MAX_DNS_TTL:
+            raise ConfigError(f"{where}.dns_cache_ttl: must be {MIN_DNS_TTL:g} to {MAX_DNS_TTL:g} seconds")
         if self.warc_max_bytes < 1024:
             raise ConfigError(f"{where}.warc_max_bytes: must be >= 1024")
         if not re.fullmatch(r"[A-Za-z0-9_.-]+", self.warc_prefix):

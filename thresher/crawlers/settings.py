@@ -26,6 +26,10 @@ def scrapy_settings(config: CrawlConfig) -> dict:
         "CONCURRENT_ITEMS": 1,
         "DNSCACHE_ENABLED": True,
         "DNSCACHE_SIZE": 100_000,  # one entry per host; netsafety resolves through this cache
+        "TWISTED_DNS_RESOLVER": "thresher.crawlers.dns.ExpiringResolver",  # entries expire (dns_cache_ttl)
+        "THRESHER_DNS_TTL": config.dns_cache_ttl,
+        "THRESHER_CONCURRENT_PER_IP": config.concurrent_per_ip,  # downloader.AddressGate
+        "THRESHER_IP_DELAY": config.ip_delay,
         "CONCURRENT_REQUESTS_PER_DOMAIN": config.concurrent_per_host,
         "DOWNLOAD_DELAY": config.download_delay,
         "AUTOTHROTTLE_ENABLED": config.autothrottle,

@@ -598,6 +598,8 @@ def write_partition_stats(spider: ThresherSpider, reason: str, not_uploaded: lis
         "optout": _counters(scrapy_stats, "thresher/optout/"),
         "optout_flagged": _counters(scrapy_stats, "thresher/optout_flagged/"),
         "tdmrep": _counters(scrapy_stats, "thresher/tdmrep/"),
+        "dns": _counters(scrapy_stats, "thresher/dns/"),
+        "politeness": _counters(scrapy_stats, "thresher/politeness/"),
         "recrawl": _counters(scrapy_stats, "thresher/recrawl/"),
         "handed_over": scrapy_stats.get("thresher/handed_over", 0),
         "handoffs_received": scrapy_stats.get("thresher/handoffs_received", 0),
