@@ -171,7 +171,6 @@ def _kill_after_commits(site: LocalSite, s3_server, out: str, files: int, scratc
     return set(pages(download_warcs(s3_server, out, scratch)))
 
 
-@pytest.mark.slow
 def test_crawl_killed_midway_resumes_on_s3_exactly_once(s3_server, s3_bucket, tmp_path):
     out = f"{s3_bucket}/crawl"
     with LocalSite(DEMO) as site:
@@ -313,3 +312,18 @@ def test_store_refusing_writes_midway_keeps_the_files_and_a_resume_finishes(
     final = pages(download_warcs(s3_server, out, tmp_path / "final"))
     assert len(final) == ALL_PAGES and max(final.values()) == 1
     assert not [s for s in secrets() if s in stderr + stdout]
+
+
+def test_recrawl_on_a_uri_is_refused_in_one_line(s3_server, s3_bucket):
+    with LocalSite(DEMO) as site:
+        result = subprocess.run(
+            crawl_command(site, f"{s3_bucket}/crawl") + ["--recrawl"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert not site.hits
+    lines = [line for line in result.stderr.splitlines() if line.startswith("thresher:")]
+    assert result.returncode == 2 and len(lines) == 1 and "--recrawl needs a local --output" in lines[0]
+    assert not bucket_objects(s3_server, f"{s3_bucket}/crawl")

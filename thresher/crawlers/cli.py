@@ -132,6 +132,8 @@ def run_crawl(args) -> int:
     overrides = flag_overrides(args)
     # A ConfigError (or the errors below) is one `thresher: ...` line with its exit code (thresher/cli.py).
     config = load_crawl_config(args.config, overrides)
+    if config.recrawl and "://" in args.output and not args.output.startswith("file://"):
+        raise UsageError("--recrawl needs a local --output for now (its capture index is a local file)")
     seeds = list(config.seeds) + list(args.urls)
     if args.seeds:
         if not Path(args.seeds).exists():

@@ -206,15 +206,21 @@ class StoreOutput:
         return adopted
 
     def responses(self) -> Iterator[StoredResponse]:
-        """Every response of the committed WARC files, from their records."""
-        for name in self.warc_names():
+        """Every response of the committed WARC files, from their records (read
+        ``storage.max_concurrency`` at a time: a job has thousands of files)."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        def read(name: str) -> dict:
             try:
-                record = self.store.read_json(record_key(name))
+                return self.store.read_json(record_key(name))
             except FileNotFoundError:
                 logger.warning("%s has no commit record; its pages count as not archived", name)
-                continue
-            for url, status, date, revisit in record.get("responses", []):
-                yield StoredResponse(url, int(status), date, bool(revisit))
+                return {}
+
+        with ThreadPoolExecutor(self.store.config.max_concurrency) as pool:
+            for record in pool.map(read, self.warc_names()):
+                for url, status, date, revisit in record.get("responses", []):
+                    yield StoredResponse(url, int(status), date, bool(revisit))
 
     def journals(self) -> list[Path]:
         """The store's journals, downloaded to the scratch directory."""
