@@ -117,6 +117,7 @@ def test_the_same_warc_twice_without_dedup_renames_the_second_copy(tmp_path):
     assert all(d["source"].startswith(str(second)) for d in docs[half:])
     stats = json.loads((tmp_path / "out" / "stats.json").read_text())
     assert stats["extra"]["unique_ids"] == {"renamed_duplicate_ids": half}
+    assert (tmp_path / "out" / "report.html").is_file()  # the report takes the new figure
 
 
 def test_a_run_to_object_storage_makes_ids_unique(tmp_path, s3_bucket):
@@ -178,3 +179,48 @@ def test_resume_after_an_interrupted_run_gives_the_same_ids(tmp_path):
     assert _documents(tmp_path / "out" / "documents") == _documents(reference / "documents")
     stats = json.loads((tmp_path / "out" / "stats.json").read_text())
     assert stats["extra"]["unique_ids"] == {"renamed_duplicate_ids": 3}
+
+
+def test_renaming_a_shard_again_changes_nothing(tmp_path):
+    """What a resumed rename pass meets: a shard its killed attempt already rewrote is left as it
+    is (all of its renames are there), and a shard that matches its decisions only in part is
+    a loud error, never renamed twice."""
+    from thresher.document import Document, kept_table
+    from thresher.run.blocks import DecisionError
+    from thresher.run.decisions import UNIQUE_IDS, make_ids_unique, rename_shard
+    from thresher.run.layout import RunLayout
+    from thresher.stage import DECISION_SCHEMA
+
+    en = _sentences("en", 4)
+    layout = RunLayout.at(tmp_path / "out")
+    phase = layout.phase(0, last=True, write_dropped=False)
+    phase.make_dirs()
+    docs = [Document(id=i, text=t) for i, t in zip(["A", "B", "A", "A"], en, strict=True)]
+    shard = phase.documents("00000-00000")
+    layout.write_parquet(shard, kept_table(docs))
+    figures = make_ids_unique(phase, local=True, init_ray=lambda: None)
+    assert figures == {"renamed_duplicate_ids": 2}
+    renamed = pq.read_table(shard).to_pylist()
+    assert _ids(renamed) == [("A", None), ("B", None), ("A#2", "A"), ("A#3", "A")]
+    decisions = layout.decisions(UNIQUE_IDS, "00000-00000")
+    layout.makedirs(decisions.parent)
+    rows = [
+        {"id": "A", "shard": "00000-00000", "pos": pos, "kind": "rename", "reason": "duplicate_id"}
+        | {"value": None, "detail": name}
+        for pos, name in ((2, "A#2"), (3, "A#3"))
+    ]
+    pq.write_table(pa.Table.from_pylist(rows, schema=DECISION_SCHEMA), decisions)
+    assert rename_shard(str(shard), str(decisions), phase) is False  # already applied: not written
+    assert pq.read_table(shard).to_pylist() == renamed
+    half = [dict(r) for r in renamed]
+    half[3].update(id="A", metadata=None)  # one rename applied, one not: never half a shard
+    pq.write_table(pa.Table.from_pylist(half, schema=pq.read_schema(shard)), shard)
+    with pytest.raises(DecisionError, match="1 of its 2 renames are already applied"):
+        rename_shard(str(shard), str(decisions), phase)
+    rows[1]["detail"] = "A#9"  # a decision for another document: refused
+    pq.write_table(pa.Table.from_pylist(rows, schema=DECISION_SCHEMA), decisions)
+    layout.write_parquet(shard, pa.Table.from_pylist(renamed, schema=pq.read_schema(shard)))
+    with pytest.raises(DecisionError, match="matches no document"):
+        rename_shard(str(shard), str(decisions), phase)
+    assert layout.read_json(layout.step_done(UNIQUE_IDS)) == figures
+    assert make_ids_unique(phase, local=True, init_ray=lambda: None) == figures  # done: not redone
