@@ -12,6 +12,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from tests.s3faults import FaultPlan, FaultProxy
 from thresher.cli import main
 
 
@@ -146,3 +147,39 @@ def test_index_uris_that_cannot_work_stop_the_run_before_any_work(
     assert not (out / "documents").exists()
     keys = sorted(o["Key"] for o in client.list_objects_v2(Bucket=bucket)["Contents"])
     assert keys == ["notes/readme.txt", "used/keys/part-0.parquet"]
+
+
+def test_an_index_output_the_credentials_may_not_write(
+    s3_server, s3_bucket, s3_env, corpus, tmp_path, capsys
+):
+    with FaultProxy((s3_server.host, s3_server.port), FaultPlan(deny_writes=True)) as proxy:
+        s3_env.setenv("AWS_ENDPOINT_URL", proxy.endpoint)
+        code, line = error_line(
+            capsys,
+            "dedup",
+            str(corpus / "old.jsonl"),
+            "--output",
+            str(tmp_path / "out"),
+            "--index-output",
+            f"{s3_bucket}/i",
+        )
+    assert (code, line) == (
+        4,
+        f"thresher: output error: {s3_bucket}/i: permission denied (the credentials may not write here)",
+    )
+    assert s3_server.client().list_objects_v2(Bucket=s3_bucket[5:]).get("KeyCount", 0) == 0
+    assert not (tmp_path / "out" / "documents").exists()
+
+
+@pytest.mark.slow
+def test_an_index_on_s3_from_ray_workers(s3_server, s3_bucket, corpus, tmp_path, ray_session):
+    """The Ray path (documents keyed in Ray Data, clustering as Ray tasks): index blocks are
+    written by the workers to S3, and a later Ray run against it drops what the local path drops."""
+    index = f"{s3_bucket}/ray-index"
+    old, new = str(corpus / "old.jsonl"), str(corpus / "new.jsonl")
+    assert dedup(old, "--output", str(tmp_path / "r1"), "--index-output", index, "--local-max-docs", "0") == 0
+    assert s3_parquet(s3_server, s3_bucket, "ray-index/keys/")  # written by a Ray task
+    assert dedup(new, "--output", str(tmp_path / "r2"), "--against", index, "--local-max-docs", "0") == 0
+    stats = json.loads((tmp_path / "r2" / "stats.json").read_text())
+    assert stats["extra"]["02-minhash_dedup"]["executor"].startswith("ray:")
+    assert outcome(tmp_path / "r2")[1] == {f"r{i}": ("minhash_duplicate", f"a{i}") for i in range(3, 60, 7)}

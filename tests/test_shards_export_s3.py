@@ -13,6 +13,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
+from tests.s3faults import FaultPlan, FaultProxy
 from tests.test_shards_formats import error_line, import_streaming, run_config, run_dir, token_docs
 from thresher.cli import main
 from thresher.shards.exports import FORMATS
@@ -228,3 +229,30 @@ def test_a_damaged_source_on_s3_publishes_nothing(s3_server, s3_bucket, run_dir,
     code, line = error_line(capsys, "shards", "export", "mds", src, f"{s3_bucket}/mds")
     assert code == 3 and "token shards do not match the manifest" in line, line
     assert objects(s3_server, s3_bucket, "mds") == {}
+
+
+def test_a_bucket_the_credentials_may_not_write(s3_server, s3_bucket, s3_env, run_dir, capsys):
+    with FaultProxy((s3_server.host, s3_server.port), FaultPlan(deny_writes=True)) as proxy:
+        s3_env.setenv("AWS_ENDPOINT_URL", proxy.endpoint)
+        code, line = error_line(capsys, "shards", "export", "nanogpt", str(run_dir), f"{s3_bucket}/nano")
+    assert (code, line) == (
+        4,
+        f"thresher: output error: {s3_bucket}/nano: permission denied (the credentials may not write here)",
+    )
+    assert objects(s3_server, s3_bucket) == {}
+
+
+def test_an_export_through_a_faulty_connection_is_the_same_export(
+    s3_server, s3_bucket, s3_env, run_dir, s3_run, tmp_path
+):
+    """503 SlowDown, 500, resets and bodies broken off mid-download on the way: retried, and the
+    files are the local export's."""
+    assert main(["shards", "export", "mds", str(run_dir), str(tmp_path / "local")]) == 0
+    plan = FaultPlan(seed=5, slowdown=0.05, error500=0.1, reset=0.05, truncate=0.15)
+    with FaultProxy((s3_server.host, s3_server.port), plan) as proxy:
+        s3_env.setenv("AWS_ENDPOINT_URL", proxy.endpoint)
+        assert main(["shards", "export", "mds", s3_run, f"{s3_bucket}/mds"]) == 0
+    assert proxy.counts["truncate"] and proxy.counts["error500"], proxy.counts
+    remote, expected = objects(s3_server, s3_bucket, "mds"), local_files(tmp_path / "local")
+    assert sorted(remote) == sorted(expected)
+    assert all(remote[rel] == data for rel, data in expected.items() if rel != "manifest.json")
