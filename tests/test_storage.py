@@ -189,6 +189,34 @@ def test_faults_are_retried_and_content_is_identical(s3_server, s3_bucket, s3_en
         assert secret not in caplog.text
 
 
+def test_store_calls_are_one_request_each(s3_server, s3_bucket, s3_env):
+    """A run makes hundreds of these calls and each request costs a round trip (and, on a shared
+    machine, the S3 server's CPU): a whole read is one GET, a listing one LIST whether or not
+    anything is there, removing a file one DELETE, removing a tree one LIST and one bulk DELETE
+    (s3fs alone: HEAD + GET, LIST + HEAD + LIST, and LIST + HEAD + LIST + DELETE)."""
+    Store.from_uri(s3_bucket).write_bytes("seed", b"")
+    store = Store.from_uri(f"{s3_bucket}/run", FAST)
+    for rel in ("parts1/a.parquet", "parts1/b/c.parquet", "parts10/d.parquet", "stats.json"):
+        store.write_bytes(rel, rel.encode())
+    with FaultProxy((s3_server.host, s3_server.port), FaultPlan()) as proxy:
+        s3_env.setenv("AWS_ENDPOINT_URL", proxy.endpoint)
+        store = Store.from_uri(f"{s3_bucket}/run", FAST)
+
+        def requests(call):
+            before = proxy.counts["pass"]
+            result = call()
+            return result, proxy.counts["pass"] - before
+
+        assert requests(lambda: store.read_bytes("stats.json")) == (b"stats.json", 1)
+        assert requests(lambda: store.find("parts1")) == (["parts1/a.parquet", "parts1/b/c.parquet"], 1)
+        assert requests(lambda: store.find("nothing-here")) == ([], 1)
+        assert requests(lambda: store.sizes("parts10")) == ({"parts10/d.parquet": 17}, 1)
+        assert requests(lambda: store.rm("stats.json")) == (None, 1)
+        assert requests(lambda: store.rm("parts1", recursive=True)) == (None, 2)
+        assert requests(lambda: store.rm("nothing-here", recursive=True)) == (None, 1)
+        assert store.find() == ["parts10/d.parquet"]
+
+
 def test_downloads_survive_truncated_bodies(s3_server, s3_bucket, s3_env, tmp_path):
     data = os.urandom(300_000)
     Store.from_uri(s3_bucket).write_bytes("big.bin", data)

@@ -185,6 +185,9 @@ _SCHEME_PACKAGES = {
     "abfs": "adlfs",
 }
 _BUCKET_SCHEMES = frozenset(_SCHEME_PACKAGES)
+STREAM_DOWNLOAD_BYTES = 256 << 20
+"""Objects up to this size are downloaded from S3 in one streamed GET (token shards are ~70-130 MiB)."""
+_GLOB = re.compile(r"[*?\[]")  # what fsspec reads as a glob pattern in a path
 
 
 @dataclass(frozen=True)
@@ -447,6 +450,14 @@ class Store:
         """The fsspec file system (for code that hands it to pyarrow or fsspec itself)."""
         return self._connect()
 
+    @property
+    def _is_s3(self) -> bool:
+        return self.protocol in ("s3", "s3a")
+
+    def _one_request(self) -> dict[str, Any]:
+        """s3fs's arguments for reading an object whole in one GET, without a HEAD first."""
+        return {"max_concurrency": 1} if self._is_s3 else {}
+
     def _retry(self, what: str, rel: str, fn: Callable[[], T]) -> T:
         """``fn()``, repeated after a mid-stream failure (:func:`_mid_stream`) with exponential
         backoff and full jitter, at most ``config.retries`` times; at most
@@ -511,8 +522,7 @@ class Store:
                 return []
             root = Path(self.root)
             return sorted(str(p.relative_to(root)) for p in base.rglob("*") if p.is_file())
-        full = self._full(rel)
-        found = self._retry("list", rel, lambda: self.fs.find(full, withdirs=False))
+        found = self._retry("list", rel, lambda: self._below(self._full(rel)))
         prefix = self.root + "/"
         return sorted(f[len(prefix) :] for f in found if f.startswith(prefix))
 
@@ -521,10 +531,19 @@ class Store:
         if self.is_local:
             root = Path(self.root)
             return {f: (root / f).stat().st_size for f in self.find(rel)}
-        full = self._full(rel)
-        found = self._retry("list", rel, lambda: self.fs.find(full, withdirs=False, detail=True))
+        found = self._retry("list", rel, lambda: self._below(self._full(rel)))
         prefix = self.root + "/"
         return {k[len(prefix) :]: int(v["size"]) for k, v in found.items() if k.startswith(prefix)}
+
+    def _below(self, full: str) -> dict[str, dict[str, Any]]:
+        """{key: info} of the object ``full`` and every object below it, in one listing (paginated).
+        s3fs's find of a prefix with nothing below it HEADs the key and lists again (a missing file
+        or an empty directory?); the parent's keys that start with the name are one LIST either way."""
+        parent, _, name = full.rpartition("/")
+        if not (self._is_s3 and parent and name):
+            return self.fs.find(full, withdirs=False, detail=True)
+        found = self.fs.find(parent, prefix=name, withdirs=False, detail=True)
+        return {k: v for k, v in found.items() if k == full or k.startswith(full + "/")}
 
     def digest(self, rel: str, algorithm: str = "sha256") -> str:
         """The hex digest of a file, read as a stream (started again if it breaks off)."""
@@ -541,9 +560,11 @@ class Store:
         return self._retry("read", rel, run)
 
     def read_bytes(self, rel: str) -> bytes:
+        """The whole file: on S3 one GET (s3fs would first HEAD the object for its size, to split a
+        large one into parallel ranges; the files read whole here are records and parts)."""
         if self.is_local:
             return Path(self._full(rel)).read_bytes()
-        return self._retry("read", rel, lambda: self.fs.cat_file(self._full(rel)))
+        return self._retry("read", rel, lambda: self.fs.cat_file(self._full(rel), **self._one_request()))
 
     def read_text(self, rel: str, encoding: str = "utf-8") -> str:
         return self.read_bytes(rel).decode(encoding)
@@ -568,13 +589,18 @@ class Store:
 
     def download(self, rel: str, dest: str | os.PathLike) -> Path:
         """A copy of ``rel`` on the local disk at ``dest``, published atomically there; a download
-        interrupted mid-stream starts again (:meth:`_retry`)."""
+        interrupted mid-stream starts again (:meth:`_retry`).
+
+        On S3 an object up to :data:`STREAM_DOWNLOAD_BYTES` comes in one streamed GET; a larger one
+        in parallel ranges of that size (s3fs splits at 50 MiB by default: each range is a request
+        of its own, and a loader already downloads several shards at once)."""
         if self.is_local:
             return copy_file_atomic(self._full(rel), dest)
+        kwargs = {"chunksize": STREAM_DOWNLOAD_BYTES} if self._is_s3 else {}
 
         def fetch() -> Path:
             with atomic_path(dest) as tmp:
-                self.fs.get_file(self._full(rel), str(tmp))
+                self.fs.get_file(self._full(rel), str(tmp), **kwargs)
             return Path(dest)
 
         return self._retry("download", rel, fetch)
@@ -675,11 +701,28 @@ class Store:
                 p.unlink(missing_ok=True)
             return
 
+        full = self._full(rel)
+
         def remove() -> None:
-            try:
-                self.fs.rm(self._full(rel), recursive=recursive)
-            except FileNotFoundError:
-                pass
+            if not self._is_s3:
+                try:
+                    self.fs.rm(full, recursive=recursive)
+                except FileNotFoundError:
+                    pass
+                return
+            # s3fs's rm lists, HEADs and lists again before its bulk delete; here a file is one
+            # DELETE (S3 answers a missing key with success) and a tree one listing and a bulk
+            # DELETE per 1,000 keys.
+            if not recursive:
+                self.fs.rm_file(full)
+                return
+            keys = sorted(self._below(full))
+            literal = [k for k in keys if not _GLOB.search(k)]
+            if literal:
+                self.fs.rm(literal)  # a list of plain keys: no listing, bulk deletes only
+            for key in keys:
+                if _GLOB.search(key):  # rm would read it as a glob
+                    self.fs.rm_file(key)
 
         self._retry("remove", rel, remove)
 
