@@ -3,7 +3,11 @@ one page budget for all, and the server's access log as the judge of double fetc
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from collections import Counter
+from pathlib import Path
 
 import pytest
 
@@ -15,6 +19,7 @@ from thresher.crawlers.scope import netloc_of
 from thresher.crawlers.warc import iter_stored_responses
 
 PAGES = 8
+ROOT = Path(__file__).resolve().parents[1]
 
 
 class WebPageHandler(LoggingHandler):
@@ -167,3 +172,24 @@ def test_partitions_run_our_crawler_whatever_the_working_directory(tmp_path, web
     summary = crawl(config_for(web[:1], 1, max_pages=3), tmp_path / "job", use_ray=False)
     assert summary["failed_partitions"] == 0
     assert summary["pages_archived_total"] == 3
+
+
+def test_partitions_forked_from_a_single_threaded_driver(tmp_path, web):
+    """``thresher crawl`` forks its partitions (Scrapy is imported once, not once per
+    partition): each still fetches only its hosts, a page once, and ends with its own stats."""
+    job = tmp_path / "job"
+    cmd = [sys.executable, "-m", "thresher.cli", "-v", "crawl", web[0].url("/"), "--output", str(job)]
+    cmd += ["--allow-private", "--partitions", "2", "--set", "allowed_domains=[127.0.0.1]"]
+    cmd += ["--set", "autothrottle=false", "--set", "max_depth=20", "--set", "log_level=WARNING"]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stderr.count("forked from the driver") == 2, done.stderr[-2000:]
+    summary = json.loads((job / "crawl-stats.json").read_text(encoding="utf-8"))
+    assert summary["failed_partitions"] == 0
+    assert {p["finish_reason"] for p in summary["partitions"]} == {"finished"}
+    archived = archived_urls(job)
+    assert max(archived.values()) == 1 and sum(archived.values()) == 6 * PAGES + 1
+    assert summary["pages_archived_total"] == summary["pages"] == 6 * PAGES + 1
+    for site in web:
+        hits = Counter(h.path for h in site.hits)
+        assert max(hits.values()) == 1, (site.port, hits.most_common(3))

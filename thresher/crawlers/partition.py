@@ -27,6 +27,7 @@ import json
 import logging
 import os
 import struct
+import time
 from pathlib import Path
 
 from scrapy import signals
@@ -53,12 +54,17 @@ class SharedBudget:
     ``limit`` 0 is no budget: nothing is counted and every request may go.
     """
 
+    SPENT_LOOK_S = 0.05
+    """``spent()`` reads the file at most this often; reserve and commit read it anyway."""
+
     def __init__(self, path: str | Path | None, limit: int):
         self.limit = limit
         self._fd = None
         if limit and path:
             self._fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         self._local = [0, 0]  # no file (tests, one-off spiders): this process only
+        self._archived_seen = 0
+        self._seen_at = float("-inf")
 
     def _update(self, reserved: int = 0, archived: int = 0, test=None) -> tuple[int, int, bool]:
         if self._fd is None:
@@ -66,6 +72,7 @@ class SharedBudget:
             ok = test is None or test(r, a)
             if ok:
                 self._local = [r + reserved, a + archived]
+            self._archived_seen, self._seen_at = self._local[1], time.monotonic()
             return self._local[0], self._local[1], ok
         fcntl.flock(self._fd, fcntl.LOCK_EX)
         try:
@@ -75,9 +82,10 @@ class SharedBudget:
             if ok and (reserved or archived):
                 r, a = r + reserved, a + archived
                 os.pwrite(self._fd, _COUNTERS.pack(r, a), 0)
-            return r, a, ok
         finally:
             fcntl.flock(self._fd, fcntl.LOCK_UN)
+        self._archived_seen, self._seen_at = a, time.monotonic()
+        return r, a, ok
 
     def reserve(self) -> bool:
         if not self.limit:
@@ -93,8 +101,16 @@ class SharedBudget:
             self._update(reserved=-1)
 
     def spent(self) -> bool:
-        """Every page of the budget archived (by any partition)."""
-        return bool(self.limit) and self._update()[1] >= self.limit
+        """Every page of the budget archived (by any partition).
+
+        Asked several times per page; the archived count only grows, so a look less than
+        ``SPENT_LOOK_S`` old answers. A stale "not yet" only delays the close that long: a
+        request still needs its reservation, which the file grants."""
+        if not self.limit:
+            return False
+        if self._archived_seen < self.limit and time.monotonic() - self._seen_at >= self.SPENT_LOOK_S:
+            self._update()
+        return self._archived_seen >= self.limit
 
     def close(self) -> None:
         if self._fd is not None:
@@ -204,6 +220,7 @@ class Coordinator:
         self.partitions = spec.partitions
         self._loop = None
         self._last = None
+        self._published = None
         self._closing = False
 
     @classmethod
@@ -254,8 +271,14 @@ class Coordinator:
             self._close("finished")
 
     def _publish(self, idle: bool, mail: Mailboxes) -> None:
+        """Write the live record when it changed (a busy partition's counts change at every
+        tick; an idle one's record stays, and the others' looks at it agree)."""
+        record = (idle, mail.sent, mail.received)
+        if record == self._published:
+            return
         path = live_path(self.state_dir, self.tag, self.spider.spec.partition)
         write_json_atomic(path, {"idle": idle, "sent": mail.sent, "received": mail.received})
+        self._published = record
 
     def _all_done(self) -> bool:
         looks = []

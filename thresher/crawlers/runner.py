@@ -34,6 +34,7 @@ from thresher.crawlers import recrawl
 from thresher.crawlers.config import CrawlConfig
 from thresher.crawlers.frontier import partition_of, read_journal
 from thresher.crawlers.output import StoreOutput, journal_key
+from thresher.crawlers.run_partition import start as start_partition
 from thresher.crawlers.scope import netloc_of, url_key
 from thresher.crawlers.spider import PartitionSpec
 from thresher.crawlers.warc import StoredResponse, iter_stored_responses, salvage_open_files
@@ -207,7 +208,7 @@ def _run_specs(specs: list[Path], use_ray: bool, stop_file: Path) -> list[dict]:
         return []
     if use_ray:
         return _run_on_ray(specs, stop_file)
-    procs = {subprocess.Popen(partition_command(p), env=_child_env()): p for p in specs}
+    procs = {start_partition(p, partition_command(p), _child_env()): p for p in specs}
     results = []
     try:
         while procs:
@@ -326,7 +327,10 @@ def _crawl(config: CrawlConfig, out_dir: str | Path, use_ray: bool | None, store
         logger.info("%d partitions, %d URLs queued", len(specs), len(work))
         partitions = _run_specs(specs, use_ray, state_dir / f"stop-{run_id}")
         _remove_shared_files(state_dir, run_id)
-        job = scan(since)
+        if any(p.get("failed") or p.get("warc_not_uploaded") for p in partitions):
+            job = scan(since)  # what a partition that died left: from the WARC files
+        else:  # each partition counted its pages; a second read of every WARC file was serial
+            job.pages += sum(p.get("pages", 0) for p in partitions)
     complete = all(p.get("finish_reason") == "finished" for p in partitions)
     elapsed = time.monotonic() - started
     summary = summarise(partitions, elapsed)
