@@ -100,6 +100,36 @@ def test_a_run_without_dedup_makes_ids_unique_on_ray_as_local(tmp_path):
             assert pq.read_table(tmp_path / "ray" / sub / name).to_pylist() == a
 
 
+@pytest.mark.usefixtures("ray_session")
+def test_the_clusters_id_count_gives_the_drivers_decisions(tmp_path):
+    """A small run on a disk reads its ids on the driver; a large one, or one on object storage,
+    counts them in the cluster (Ray Data's groupby): both decide the same renames."""
+    from thresher.run.decisions import duplicate_id_renames
+    from thresher.run.layout import RunLayout
+
+    en = _sentences("en", 6)
+    rows = [("X", en[0]), ("Y", en[1]), ("X", en[2]), ("X#2", en[3]), ("X", en[4]), ("Y", en[5])]
+    out = tmp_path / "read"
+    run_pipeline(_config([_jsonl(tmp_path / "a.jsonl", rows)], out, [], docs_per_shard=2), local=True)
+    layout = RunLayout.at(tmp_path / "copy")  # the documents as read, before any rename
+    layout.makedirs(layout.documents_dir)
+    for f in sorted((out / "documents").glob("*.parquet")):
+        docs = pq.read_table(f)
+        original = [json.loads(m or "{}").get("original_id") for m in docs.column("metadata").to_pylist()]
+        ids = [o or i for o, i in zip(original, docs.column("id").to_pylist(), strict=True)]
+        layout.write_parquet(layout.documents_dir / f.name, docs.set_column(0, "id", pa.array(ids)))
+    files = [str(f) for f in layout.document_files()]
+    on_driver = duplicate_id_renames(files, layout, local=False, init_ray=lambda: None, documents=6)
+    in_cluster = duplicate_id_renames(files, layout, local=False, init_ray=lambda: None)
+    key = lambda r: (r["shard"], r["pos"])  # noqa: E731
+    assert sorted(in_cluster, key=key) == sorted(on_driver, key=key)
+    assert [(r["shard"], r["pos"], r["detail"]) for r in sorted(on_driver, key=key)] == [
+        ("00000-00001", 0, "X#3"),
+        ("00000-00002", 0, "X#4"),
+        ("00000-00002", 1, "Y#2"),
+    ]
+
+
 def test_the_same_warc_twice_without_dedup_renames_the_second_copy(tmp_path):
     """A real WARC given twice (the same WARC-Record-IDs) through extraction only: every page of
     the second copy is kept under ``ID#2``."""

@@ -60,7 +60,9 @@ def run_dataset_stage(
     else:  # scratch space of the driver's stage object only: never shared between nodes
         stage_work = Path(tempfile.mkdtemp(prefix=f"thresher-{label}-"))
     start = time.perf_counter()
-    renames = duplicate_id_renames(names, layout, offsets[:-1], local=local, init_ray=init_ray)
+    renames = duplicate_id_renames(
+        names, layout, offsets[:-1], local=local, init_ray=init_ray, documents=offsets[-1]
+    )
     if local:
         tables = [
             rename_ids(read_stage_input(f, o, layout=layout), _rename_map(renames))
@@ -123,6 +125,13 @@ def _read_stage_input_batch(
     return pa.concat_tables(tables)
 
 
+DRIVER_ID_PASS_MAX_DOCS = 500_000
+"""Up to this many documents on a local (or shared) disk, a Ray run's ids pass reads the ``id``
+columns on the driver (at most tens of MB of ids): Ray Data's groupby took 4.8-7.6 s however small
+the run (3 shards on 2 cores). Beyond it, or on an object store (where a shard is read whole),
+the cluster counts the ids."""
+
+
 def duplicate_id_renames(
     files: list[str],
     layout: RunLayout,
@@ -130,15 +139,18 @@ def duplicate_id_renames(
     *,
     local: bool,
     init_ray: Callable[[], None],
+    documents: int | None = None,
 ) -> list[dict]:
-    """The rename decisions (:func:`unique_id_renames`) that make the ids of the documents
-    ``files`` unique, from one pass that reads their ``id`` column only. In-process the ids are
-    held in memory; on Ray they are counted by a groupby in the cluster and the driver holds
-    only the documents whose id several have."""
+    """The rename decisions (:func:`unique_id_renames`) that make the ids of the ``documents``
+    (when known) of ``files`` unique, from one pass that reads their ``id`` column only.
+    In-process, and on Ray for a small run on a disk (:data:`DRIVER_ID_PASS_MAX_DOCS`), the ids
+    are held in memory; otherwise the cluster counts them with a groupby and the driver holds
+    only the documents whose id several have. Both give the same decisions."""
     if not files:
         return []
     offsets = offsets or [0] * len(files)
-    if local:
+    small = layout.is_local and documents is not None and documents <= DRIVER_ID_PASS_MAX_DOCS
+    if local or small:
         places = [
             read_stage_input(f, o, columns=("id",), layout=layout)
             for f, o in zip(files, offsets, strict=True)
@@ -245,12 +257,15 @@ def rename_ids(table: pa.Table, renames: dict[tuple[str, int], str]) -> pa.Table
 # --------------------------------------------------------------------------- runs without a dataset stage
 
 
-def make_ids_unique(phase: PhaseLayout, *, local: bool, init_ray: Callable[[], None]) -> dict[str, int]:
+def make_ids_unique(
+    phase: PhaseLayout, *, local: bool, init_ray: Callable[[], None], documents: int | None = None
+) -> dict[str, int]:
     """Unique ids in the output of a run that has no dataset stage (whose first phase would have
     renamed them): after the last phase, one ids-only pass over ``documents/`` finds the
     documents whose id an earlier one (by shard, then position) has, and only the shards that
     hold one are written again, with the same :data:`RENAME` decisions a dataset stage applies
-    (``ID#2``…, ``metadata.original_id``). Returns ``{"renamed_duplicate_ids": N}``.
+    (``ID#2``…, ``metadata.original_id``). ``documents``: how many the phase kept (from its shard
+    records). Returns ``{"renamed_duplicate_ids": N}``.
 
     ``--resume`` safe: the decisions are written (then committed by their figures,
     ``_progress/extra-unique_ids.json``) before any shard is touched, a resumed run applies the
@@ -268,7 +283,7 @@ def make_ids_unique(phase: PhaseLayout, *, local: bool, init_ray: Callable[[], N
         run.rm(decisions_dir, recursive=True)
         run.makedirs(decisions_dir)
         files = [str(f) for f in phase.document_files()]
-        renames = duplicate_id_renames(files, run, local=local, init_ray=init_ray)
+        renames = duplicate_id_renames(files, run, local=local, init_ray=init_ray, documents=documents)
         by_shard: dict[str, list[dict]] = {}
         for row in renames:
             by_shard.setdefault(row["shard"], []).append(row)

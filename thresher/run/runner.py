@@ -96,7 +96,10 @@ class Runner:
         check_accounting(result.order, result.stages)
         if not any(p.dataset_stage for p in phases):  # else the first dataset stage's phase did it
             unique = make_ids_unique(
-                self._phase_layout(phases[-1]), local=self.local, init_ray=self._init_ray
+                self._phase_layout(phases[-1]),
+                local=self.local,
+                init_ray=self._init_ray,
+                documents=result.documents,
             )
             if unique["renamed_duplicate_ids"]:
                 result.extra[UNIQUE_IDS] = unique
