@@ -327,3 +327,40 @@ def test_recrawl_on_a_uri_is_refused_in_one_line(s3_server, s3_bucket):
     lines = [line for line in result.stderr.splitlines() if line.startswith("thresher:")]
     assert result.returncode == 2 and len(lines) == 1 and "--recrawl needs a local --output" in lines[0]
     assert not bucket_objects(s3_server, f"{s3_bucket}/crawl")
+
+
+@pytest.mark.slow
+def test_storage_section_sets_the_retries_of_the_crawls_store(s3_server, s3_bucket, s3_env, tmp_path):
+    """The config's storage: section reaches the partitions' store: on an S3 that answers a fifth
+    of its requests with 500, with retries: 0 uploads fail (logged; the files are kept and tried
+    again) and nothing crashes; with the default retries no upload fails and every page is there
+    once. A bad value is a config error naming the key."""
+    from tests.s3faults import FaultPlan, FaultProxy
+
+    out = f"{s3_bucket}/crawl"
+    no_retries, bad = tmp_path / "no-retries.yaml", tmp_path / "bad.yaml"
+    no_retries.write_text("crawl:\n  max_depth: 5\nstorage:\n  retries: 0\n", encoding="utf-8")
+    bad.write_text("crawl:\n  max_depth: 5\nstorage:\n  retries: -1\n", encoding="utf-8")
+    plan = FaultPlan(seed=3, error500=0.2)
+    with LocalSite(DEMO) as site:
+        rejected = subprocess.run(
+            crawl_command(site, out) + ["--config", str(bad)], cwd=ROOT, capture_output=True, text=True
+        )
+        assert rejected.returncode == 2 and "storage.retries" in rejected.stderr
+        with FaultProxy((s3_server.host, s3_server.port), plan) as proxy:
+            s3_env.setenv("AWS_ENDPOINT_URL", proxy.endpoint)
+            failed = subprocess.run(
+                crawl_command(site, f"{s3_bucket}/no-retries") + ["--config", str(no_retries)],
+                cwd=ROOT,
+                capture_output=True,
+                text=True,
+            )
+        assert "ERROR thresher.crawlers.output: uploading" in failed.stderr  # not retried
+        assert 'runner.py", line' not in failed.stderr  # no traceback from the driver
+        with FaultProxy((s3_server.host, s3_server.port), plan) as proxy:
+            s3_env.setenv("AWS_ENDPOINT_URL", proxy.endpoint)
+            flaky = crawl(site, out)
+            assert flaky.returncode == 0, flaky.stderr
+            assert proxy.counts["error500"] > 5 and "ERROR thresher.crawlers.output" not in flaky.stderr
+    final = pages(download_warcs(s3_server, out, tmp_path / "final"))
+    assert len(final) == ALL_PAGES and max(final.values()) == 1

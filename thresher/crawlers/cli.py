@@ -126,12 +126,13 @@ def flag_overrides(args) -> list[str]:
 
 
 def run_crawl(args) -> int:
-    from thresher.crawlers.config import load_crawl_config
+    from thresher.crawlers.config import load_crawl_config, load_storage_config
     from thresher.crawlers.runner import crawl, format_summary
 
     overrides = flag_overrides(args)
     # A ConfigError (or the errors below) is one `thresher: ...` line with its exit code (thresher/cli.py).
     config = load_crawl_config(args.config, overrides)
+    storage = load_storage_config(args.config)
     if config.recrawl and "://" in args.output and not args.output.startswith("file://"):
         raise UsageError("--recrawl needs a local --output for now (its capture index is a local file)")
     seeds = list(config.seeds) + list(args.urls)
@@ -166,7 +167,7 @@ def run_crawl(args) -> int:
 
         init_ray(args.ray_address)
     try:
-        summary = crawl(config, args.output, use_ray=use_ray)
+        summary = crawl(config, args.output, use_ray=use_ray, storage=storage)
     finally:
         if site is not None:
             site.stop()

@@ -17,6 +17,7 @@ from typing import Any
 from thresher.config import ConfigError, apply_overrides, from_dict, read_yaml
 from thresher.crawlers.optout import DEFAULT_AI_TOKENS, validate_signals
 from thresher.crawlers.optout import SIGNALS as OPTOUT_SIGNALS
+from thresher.io import StorageConfig
 
 # Extensions that are never HTML; links ending in them are not requested at all.
 DEFAULT_DENY_EXTENSIONS = sorted(
@@ -242,6 +243,15 @@ def crawl_config(
     """Build a validated CrawlConfig from a mapping plus ``key=value`` overrides."""
     merged = apply_overrides(dict(data or {}), overrides or [])
     return from_dict(CrawlConfig, merged, where)
+
+
+def load_storage_config(path: str | Path | None) -> StorageConfig:
+    """The ``storage:`` section (retries, timeouts, concurrency of an ``s3://`` output) of a
+    config file with a ``crawl:`` section; the defaults otherwise."""
+    data = read_yaml(path, "crawl config") if path is not None else None
+    if isinstance(data, dict) and isinstance(data.get("crawl"), dict):
+        return from_dict(StorageConfig, data.get("storage"), "storage")
+    return StorageConfig()
 
 
 def load_crawl_config(path: str | Path | None, overrides: list[str] | None = None) -> CrawlConfig:

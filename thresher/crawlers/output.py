@@ -39,7 +39,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from thresher.crawlers.warc import StoredResponse, iter_stored_responses, serial_after
-from thresher.io import Store, scrub_secrets
+from thresher.io import StorageConfig, Store, scrub_secrets
 
 logger = logging.getLogger(__name__)
 
@@ -146,9 +146,14 @@ class PartitionOutput:
     continue from, and the committer the WARC writer calls."""
 
     def __init__(
-        self, output_uri: str, journal: Path | None, journal_key: str, flush_journal: Callable[[], None]
+        self,
+        output_uri: str,
+        journal: Path | None,
+        journal_key: str,
+        flush_journal: Callable[[], None],
+        storage: dict | None = None,
     ):
-        self.store = Store.from_uri(output_uri)
+        self.store = Store.from_uri(output_uri, StorageConfig(**storage) if storage else None)
         self.staging = Path(tempfile.mkdtemp(prefix="thresher-crawl-staging-"))
         self.committer = WarcCommitter(self.store, journal, journal_key, flush_journal)
 

@@ -38,6 +38,7 @@ from thresher.crawlers.run_partition import start as start_partition
 from thresher.crawlers.scope import netloc_of, url_key
 from thresher.crawlers.spider import PartitionSpec
 from thresher.crawlers.warc import StoredResponse, iter_stored_responses, salvage_open_files
+from thresher.io import StorageConfig
 
 logger = logging.getLogger(__name__)
 
@@ -148,6 +149,7 @@ def plan_run(
             budget_path=str(budget_path),
             output_uri=store.uri if store is not None else "",
             journal_key=journal_key(tag) if store is not None else "",
+            storage=asdict(store.store.config) if store is not None else {},
         )
         path = state_dir / f"spec-{tag}.json"
         path.write_text(json.dumps(asdict(spec), indent=1), encoding="utf-8")
@@ -259,28 +261,52 @@ def _remove_shared_files(state_dir: Path, run_id: str) -> None:
             path.unlink(missing_ok=True)
 
 
-def crawl(config: CrawlConfig, out_dir: str | Path, use_ray: bool | None = None) -> dict:
+def crawl(
+    config: CrawlConfig,
+    out_dir: str | Path,
+    use_ray: bool | None = None,
+    storage: StorageConfig | None = None,
+) -> dict:
     """Run (or resume) the crawl job in ``out_dir``; returns and writes ``crawl-stats.json``.
 
     ``out_dir`` is a local directory or a store's URI (``s3://bucket/job``, any fsspec URI;
-    output.py), probed with a write before any work. ``use_ray`` defaults to
+    output.py), probed with a write before any work; ``storage``: its retries and timeouts (the
+    config's ``storage:`` section). ``use_ray`` defaults to
     ``config.partitions > 1``; Ray must already be initialised then.
     """
     store = None
     if _is_uri(str(out_dir)):
-        store = _open_store(config, str(out_dir))
+        store = _open_store(config, str(out_dir), storage)
+    elif str(out_dir).startswith("file://"):
+        out_dir = str(out_dir)[len("file://") :]
     try:
         return _crawl(config, out_dir, use_ray, store)
+    except (OSError, *_storage_errors()) as exc:
+        if store is None:
+            raise
+        from thresher.errors import OutputProblem
+        from thresher.io import _storage_problem
+
+        raise OutputProblem(f"{store.uri}: {_storage_problem(exc, write=True)}") from exc
     finally:
         if store is not None:
             store.close()
+
+
+def _storage_errors() -> tuple[type[BaseException], ...]:
+    """What a store's client raises besides OSError (s3fs turns most errors into OSErrors)."""
+    try:
+        from botocore.exceptions import BotoCoreError, ClientError
+    except ImportError:
+        return ()
+    return (BotoCoreError, ClientError)
 
 
 def _is_uri(target: str) -> bool:
     return "://" in target and not target.startswith("file://")
 
 
-def _open_store(config: CrawlConfig, uri: str) -> StoreOutput:
+def _open_store(config: CrawlConfig, uri: str, storage: StorageConfig | None) -> StoreOutput:
     """The job's store, checked with a probe write (a missing bucket, no credentials or no
     permission is one line, before anything is fetched or written)."""
     from thresher.errors import UsageError
@@ -288,7 +314,7 @@ def _open_store(config: CrawlConfig, uri: str) -> StoreOutput:
 
     if config.recrawl:
         raise UsageError("--recrawl needs a local --output for now (its capture index is a local file)")
-    backend = Store.from_uri(uri)
+    backend = Store.from_uri(uri, storage)
     backend.probe()
     return StoreOutput(backend)
 

@@ -71,6 +71,8 @@ class PartitionSpec:
     """The job's store when it is not ``output_dir`` (s3://, gs://...): WARC files are staged
     locally and uploaded when they close, the journal beside them as ``journal_key`` (output.py)."""
     journal_key: str = ""
+    storage: dict = field(default_factory=dict)
+    """The store's retries and timeouts (``thresher.io.StorageConfig`` as a dict)."""
 
     @classmethod
     def load(cls, path: str | Path) -> PartitionSpec:
@@ -121,7 +123,9 @@ class CrawlState:
             from thresher.crawlers.output import PartitionOutput
 
             journal = Path(spec.journal_path) if spec.journal_path else None
-            self.output = PartitionOutput(spec.output_uri, journal, spec.journal_key, self.frontier.flush)
+            self.output = PartitionOutput(
+                spec.output_uri, journal, spec.journal_key, self.frontier.flush, spec.storage
+            )
             warc_dir, on_close = self.output.staging, self.output.committer
             first_serial = self.output.first_serial(config.warc_prefix, spec.partition)
         self.writer = RollingWarcWriter(
