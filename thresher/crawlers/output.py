@@ -4,14 +4,16 @@ The job's store holds what a resumed job needs, wherever it runs::
 
     OUTPUT/warc/NAME.warc.gz            committed WARC files, each one whole object
     OUTPUT/state/archived/NAME.json     NAME's commit record: the responses it holds
-    OUTPUT/state/journal-TAG.tsv        the URLs a partition discovered (frontier.py)
+    OUTPUT/state/journal-TAG-NNNNN.tsv  the URLs a partition discovered (frontier.py), in segments
     OUTPUT/crawl-stats.json             summary of the latest run
 
 A partition writes its WARC file to a local staging directory (a temporary directory of its
 process) and, when the file closes, publishes it in three steps (:class:`WarcCommitter`):
 
-1. its link journal, uploaded whole: links are journaled before the page that holds them is
-   archived (frontier.py), so every page of the file has its links on the store before 2;
+1. the lines its link journal gained since the last upload, as the journal's next segment (an
+   upload is what is new, not the whole journal again): links are journaled before the page
+   that holds them is archived (frontier.py), so every page of the file has its links on the
+   store before 2;
 2. the WARC file, one PUT (or one completed multipart upload): on the store it is complete or
    it is not there at all, never partial;
 3. the file's commit record, read by a resume instead of the WARC file itself (a resume reads a
@@ -89,6 +91,8 @@ class WarcCommitter:
         self.journal_key = journal_key
         self.flush_journal = flush_journal
         self.pending: list[Path] = []
+        self._journal_offset = 0
+        self._segment = 1
 
     def __call__(self, path: Path) -> str:
         self.pending.append(path)
@@ -96,9 +100,20 @@ class WarcCommitter:
         return self.store.uri_of(f"{WARC_DIR}/{path.name}")
 
     def publish_journal(self) -> None:
+        """Upload the journal's lines written since the last upload as its next segment,
+        ``journal-TAG-NNNNN.tsv`` (every write is whole lines, and it is flushed first)."""
         self.flush_journal()
-        if self.journal is not None and self.journal.exists():
-            self.store.upload(self.journal, self.journal_key)
+        if self.journal is None or not self.journal.exists():
+            return
+        with open(self.journal, "rb") as fh:
+            fh.seek(self._journal_offset)
+            data = fh.read()
+        end = data.rfind(b"\n") + 1
+        if not end:
+            return
+        self.store.write_bytes(f"{self.journal_key[: -len('.tsv')]}-{self._segment:05d}.tsv", data[:end])
+        self._journal_offset += end
+        self._segment += 1
 
     def _drain(self) -> bool:
         try:
@@ -228,13 +243,13 @@ class StoreOutput:
                     yield StoredResponse(url, int(status), date, bool(revisit))
 
     def journals(self) -> list[Path]:
-        """The store's journals, downloaded to the scratch directory."""
-        paths = []
+        """The store's journal segments, downloaded to the scratch directory (several at once)."""
+        from concurrent.futures import ThreadPoolExecutor
+
         folder = self.scratch / "journals"
-        for name in sorted(_names(self.store, "state")):
-            if name.startswith("journal-") and name.endswith(".tsv"):
-                paths.append(self.store.download(f"state/{name}", folder / name))
-        return paths
+        names = [n for n in _names(self.store, "state") if n.startswith("journal-") and n.endswith(".tsv")]
+        with ThreadPoolExecutor(self.store.config.max_concurrency) as pool:
+            return list(pool.map(lambda n: self.store.download(f"state/{n}", folder / n), sorted(names)))
 
     def taken_run_ids(self) -> set[str]:
         """Run tags of the journals already on the store (a new run's id must differ)."""
