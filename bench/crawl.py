@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/crawl.py [--hosts 10,100,1000] [--budget 600] [--repeats 3]
                                     [--contenders t1,t1r,t2,t2r,bare,wget] [--one-seed]
+    .venv/bin/python bench/crawl.py --scaling --hosts 100,1000 --budget 20000 --repeats 1
 
 For each host count the bench generates the web (bench/synthweb.py: ~25 KB real-text pages,
 ~10 links within the host and ~2 across, robots.txt per host), starts its own nginx on it, and
@@ -280,6 +281,99 @@ HEADER = (
 )
 
 
+def _spin(n: int) -> int:
+    total = 0
+    for i in range(n):
+        total += i * i
+    return total
+
+
+def machine_parallelism(n: int = 8_000_000) -> float:
+    """How many times one CPU-bound Python process's work 2 processes do in the same time here,
+    now (2.0 on 2 free cores; less where other work or the host takes a share)."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("fork")
+    walls = []
+    for procs in (1, 2):
+        start = time.monotonic()
+        with ctx.Pool(procs) as pool:
+            pool.map(_spin, [n] * procs)
+        walls.append(time.monotonic() - start)
+    return 2 * walls[0] / walls[1]
+
+
+def scaling_line(hosts: int, seeding: str, rows1: list[dict], rows2: list[dict], goal: float) -> str:
+    """1 against 2 partitions (relaxed politeness, so CPU is the bound): pages/s, their ratio
+    per repeat (the two runs of a repeat follow each other, so they share the machine's load),
+    and the goal 0.8·P on crawls of at least 60 s."""
+    pps1 = statistics.median(r["pages"] / r["wall_s"] for r in rows1)
+    pps2 = statistics.median(r["pages"] / r["wall_s"] for r in rows2)
+    ratios = [
+        (b["pages"] / b["wall_s"]) / (a["pages"] / a["wall_s"]) for a, b in zip(rows1, rows2, strict=True)
+    ]
+    ratio = statistics.median(ratios)
+    walls = f"{median(rows1, 'wall_s'):.0f} / {median(rows2, 'wall_s'):.0f} s"
+    short = min(r["wall_s"] for r in rows1 + rows2) < 60
+    cpu = [statistics.median(1000 * r["cpu_s"] / max(r["pages"], 1) for r in rows) for rows in (rows1, rows2)]
+    return (
+        f"  partition scaling, {hosts} hosts, {seeding}: 1 partition {pps1:.1f} pages/s, "
+        f"2 partitions {pps2:.1f} pages/s: {ratio:.2f}x (goal >= {goal:.1f}x = 0.8*P: "
+        f"{'met' if ratio >= goal else 'NOT met'}{'; a crawl was under 60 s' if short else ''}); "
+        f"walls {walls}; CPU ms/page {cpu[0]:.1f} / {cpu[1]:.1f}; double fetches "
+        f"{max(r['double'] for r in rows1 + rows2)}; past budget {max(r['past_budget'] or 0 for r in rows1 + rows2)}; "
+        f"ratios per repeat {', '.join(f'{x:.2f}' for x in ratios)}"
+    )
+
+
+def seedings(web, which: str) -> list[tuple[str, list[str]]]:
+    kinds = {"all": ("every host a seed", web.seeds), "one": ("1 seed", web.seeds[:1])}
+    return [kinds[k.strip()] for k in which.split(",") if k.strip()]
+
+
+def scaling(args, env: dict) -> None:
+    """``--scaling``: 1 and 2 partitions, relaxed, from every host and from one seed, in turn."""
+    print(
+        f"{os.cpu_count()} CPUs; budget {args.budget} pages; {args.repeats} repeats; "
+        f"load {os.getloadavg()[0]:.1f}",
+        flush=True,
+    )
+    for hosts in [int(h) for h in args.hosts.split(",")]:
+        pages = args.pages_per_host or max(3, -(-2 * args.budget // hosts))
+        work = Path(tempfile.mkdtemp(prefix="bench-crawl-"))
+        try:
+            web = generate(work / "web", hosts, pages, seed=args.seed)
+            with Nginx(web) as nginx:
+                for seeding, seed_urls in seedings(web, args.scaling_seeds):
+                    seeds = work / "seeds.txt"
+                    seeds.write_text("\n".join(seed_urls) + "\n", encoding="utf-8")
+                    trees = [f"@{Path(args.before).resolve()}", ""] if args.before else [""]
+                    rows: dict[str, list[dict]] = {k + t: [] for t in trees for k in ("t1r", "t2r")}
+                    machine = []
+                    for rep in range(args.repeats):
+                        machine.append(machine_parallelism())
+                        for kind in rows:
+                            r = run_one(kind, web, nginx, seeds, args.budget, work, env)
+                            rows[kind].append(r)
+                            print(
+                                f"  {hosts} hosts, {seeding}, run {rep + 1} {label(kind)}: {r['pages']} pages "
+                                f"{r['wall_s']:.1f} s {r['pages'] / r['wall_s']:.1f}/s cpu {r['cpu_s']:.1f} s "
+                                f"double {r['double']} past {r['past_budget']} load {os.getloadavg()[0]:.1f}",
+                                flush=True,
+                            )
+                    for t in trees:
+                        line = scaling_line(hosts, seeding, rows["t1r" + t], rows["t2r" + t], 0.8 * 2)
+                        print(line + (" [before]" if t else ""), flush=True)
+                    print(
+                        f"  (before each repeat, two CPU-bound processes did "
+                        f"{', '.join(f'{m:.2f}' for m in machine)}x one here: what the machine "
+                        "gave two partitions, other work on it included)",
+                        flush=True,
+                    )
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--hosts", default="10,100,1000", help="comma-separated host counts")
@@ -296,10 +390,20 @@ def main() -> None:
         help="also run the thresher contenders from this source tree (e.g. a `git worktree` of "
         "an earlier commit), interleaved with the current one, so before/after share the load",
     )
+    ap.add_argument(
+        "--scaling",
+        action="store_true",
+        help="only 1 against 2 partitions (relaxed), from every host and from one seed: pages/s "
+        "and their ratio against the goal 0.8*P; choose --budget so that crawls last >= 60 s",
+    )
+    ap.add_argument("--scaling-seeds", default="all,one", help="with --scaling: all, one or all,one")
     args = ap.parse_args()
     if nginx_path() is None:
         print("bench/crawl.py: nginx is not installed (apt-get install nginx); skipped")
         return
+    if args.scaling:
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so nginx is stopped on the way out
+        return scaling(args, child_env())
     kinds = [k.strip() for k in args.contenders.split(",") if k.strip()]
     unknown = [k for k in kinds if k not in NAMES]
     if unknown:
