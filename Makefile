@@ -94,6 +94,7 @@ bench: $(VENV)/.installed-dev  ## run the benchmarks against the peers (installs
 	$(PY) bench/dedup.py
 	$(PY) bench/tokenizer.py
 	$(PY) bench/loader.py
+	$(PY) bench/storage.py
 	$(PY) bench/crawl.py
 
 CLUSTER ?= pipeline/cluster.yaml

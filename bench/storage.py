@@ -151,6 +151,9 @@ def epoch_rate(corpus: TokenCorpus, cfg: PackingConfig, epoch: int, read_threads
 
 
 def bench_loader(args: argparse.Namespace) -> None:
+    if not (args.work / "tokens" / "manifest.json").exists() and not args.data.exists():
+        print(f"loader: skipped (the token shards are built from {args.data}, which is not here)")
+        return
     tokens_dir = build(args.work, args.data, args.tokens)
     cfg = PackingConfig(args.seq_len, args.batch_size, seed=0, tail="drop")
     local = TokenCorpus(tokens_dir, "train")
