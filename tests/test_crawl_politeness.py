@@ -164,3 +164,23 @@ def test_address_gate_counts_and_spaces_starts():
     assert gate_key("127.0.0.1", 8001) == "127.0.0.1:8001"
     assert gate_key("::1", 8001) == "::1:8001"
     assert gate_key("93.184.215.14", 80) == "93.184.215.14"
+
+
+def test_well_known_files_do_not_wait_out_the_host_delay(tmp_path):
+    """Under AutoThrottle (1 s start delay) a host's robots.txt, tdmrep.json and first page
+    follow each other at once, none overlapping; its second page still waits the host's delay.
+    On the page slot, tdmrep.json and the first page each waited ~0.5 s (a 404 never lowers
+    AutoThrottle's delay): the first page came ~1 s after robots.txt."""
+    with LocalSite(DEMO, handler=SlowSiteHandler) as site:
+        site.server.timeline = []
+        config = CrawlConfig(
+            seeds=[site.url("/p/0.html")], allow_private=True, sitemaps=False, retries=0, timeout=20
+        )
+        crawl(config, tmp_path / "job")
+        timeline = sorted(site.server.timeline, key=lambda t: t[2])
+    paths = [path for _, path, _, _ in timeline]
+    assert paths[:3] == ["/robots.txt", "/.well-known/tdmrep.json", "/p/0.html"]
+    arrived = {path: a for _, path, a, _ in timeline}
+    assert arrived["/p/0.html"] - arrived["/robots.txt"] < 0.4
+    assert max_in_flight(timeline) == 1
+    assert arrived["/p/1.html"] - arrived["/p/0.html"] >= 0.5  # AutoThrottle: (1 s + 0.4 s) / 2

@@ -39,12 +39,14 @@ import logging
 from collections import deque
 from time import monotonic
 
-from scrapy.core.downloader import Downloader
+from scrapy.core.downloader import Downloader, Slot
 from scrapy.resolver import dnscache
 from scrapy.utils.asyncio import call_later
 from scrapy.utils.defer import maybe_deferred_to_future
 from scrapy.utils.httpobj import urlparse_cached
 from twisted.internet.defer import Deferred
+
+from thresher.crawlers.middlewares import WELL_KNOWN
 
 logger = logging.getLogger(__name__)
 
@@ -130,6 +132,23 @@ class PoliteDownloader(Downloader):
         self.ip_concurrency_cap = crawler.settings.getint("THRESHER_CONCURRENT_PER_IP")
         self.ip_delay = crawler.settings.getfloat("THRESHER_IP_DELAY")
         self.gates: dict[str, AddressGate] = {}
+
+    def _get_slot(self, request, spider=None):
+        """A host's well-known slot (middlewares.HostSlotMiddleware): one transfer at a time,
+        ``DOWNLOAD_DELAY`` apart, not the AutoThrottle start delay of page slots."""
+        key = self.get_slot_key(request)
+        if key in self.slots:
+            return key, self.slots[key]
+        if key.endswith(WELL_KNOWN):
+            self.slots[key] = Slot(1, self.settings.getfloat("DOWNLOAD_DELAY"), 0.0)
+            self._start_slot_gc()
+            return key, self.slots[key]
+        key, slot = super()._get_slot(request)
+        well_known = self.slots.get(key + WELL_KNOWN)
+        if key in self.per_slot_settings and well_known is not None:
+            # a robots.txt Crawl-delay: it counts from the robots.txt request
+            slot.lastseen = max(slot.lastseen, well_known.lastseen)
+        return key, slot
 
     async def _download(self, slot, request):
         gate = None

@@ -117,7 +117,7 @@ class RobotsPolicyMiddleware(RobotsTxtMiddleware):
         robots = Request(
             f"{url.scheme}://{url.netloc}/robots.txt",
             priority=self.DOWNLOAD_PRIORITY,
-            meta={"dont_obey_robotstxt": True},
+            meta={"dont_obey_robotstxt": True, "thresher_kind": "robots"},
             callback=NO_CALLBACK,
         )
         self._stats.inc_value("robotstxt/request_count")
