@@ -275,6 +275,29 @@ def summary_line(kind: str, rows: list[dict], bare_pps: float | None) -> str:
     )
 
 
+def _pps(rows: list[dict] | None) -> float | None:
+    return statistics.median(r["pages"] / r["wall_s"] for r in rows) if rows else None
+
+
+def goal_lines(hosts: int, results: dict[str, list[dict]], bare_pps: float | None) -> list[str]:
+    """Issue #21's goals against the bare spider of the same run: relaxed >= 0.9x (and CPU per
+    page), default politeness >= 0.8x from 300 hosts on."""
+    if not bare_pps:
+        return []
+    out = []
+    for kind, goal, applies in (("t1r", 0.9, True), ("t1", 0.8, hosts >= 300)):
+        rows = results.get(kind)
+        if not rows or not applies:
+            continue
+        ratio = _pps(rows) / bare_pps
+        cpu = statistics.median(1000 * r["cpu_s"] / max(r["pages"], 1) for r in rows)
+        out.append(
+            f"  goal: {label(kind)} >= {goal}x the bare spider: {ratio:.2f}x, "
+            f"{'met' if ratio >= goal else 'NOT met'} ({cpu:.1f} CPU ms/page over the whole command)"
+        )
+    return out
+
+
 HEADER = (
     f"  {'contender':<46} {'pages':>6} {'wall s':>7} {'pages/s':>8} {'/bare':>6} {'CPU ms':>7} "
     f"{'RSS MB':>7} {'req/p':>5} {'double':>6} {'past':>6} {'unarch':>6}"
@@ -414,6 +437,7 @@ def main() -> None:
     env = child_env()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so nginx is stopped on the way out
     print(f"{os.cpu_count()} CPUs; budget {args.budget} pages; medians of {args.repeats} runs", flush=True)
+    default_pps: dict[int, float | None] = {}
     for hosts in [int(h) for h in args.hosts.split(",")]:
         pages = args.pages_per_host or max(3, -(-2 * args.budget // hosts))
         work = Path(tempfile.mkdtemp(prefix="bench-crawl-"))
@@ -453,8 +477,14 @@ def main() -> None:
             for kind in kinds:
                 if results[kind]:
                     print(summary_line(kind, results[kind], bare_pps))
+            for line in goal_lines(hosts, results, bare_pps):
+                print(line)
+            default_pps[hosts] = _pps(results.get("t1"))
         finally:
             shutil.rmtree(work, ignore_errors=True)
+    if len([h for h, pps in default_pps.items() if pps]) > 1:
+        trend = ", ".join(f"{h} hosts {pps:.1f}" for h, pps in default_pps.items() if pps)
+        print(f"\ndefault politeness, 1 partition, pages/s as hosts are added: {trend}")
     mem = memory_per_queued_url()
     print(
         f"\nPython objects per queued URL: seen-set {mem['seen_b']:.0f} B + Request {mem['request_b']:.0f} B; "
