@@ -118,7 +118,7 @@ def test_run_to_s3_equals_the_local_run(s3_bucket, small_warc, local_run):
 
 
 @pytest.mark.slow
-@pytest.mark.usefixtures("ray_session")
+@pytest.mark.usefixtures("s3_server", "ray_session")  # the S3 environment before Ray starts its workers
 def test_ray_run_to_s3_equals_the_local_run(s3_bucket, small_warc, local_run):
     """On the embedded Ray: the workers write parts, claim and compact shards on S3."""
     out = f"{s3_bucket}/ray"
