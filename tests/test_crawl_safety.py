@@ -92,7 +92,6 @@ def test_redirect_to_private_address_refused(tmp_path):
             "/loopback",
             "/metadata",
             "/robots.txt",
-            "/sitemap.xml",
         ]
     assert summary["blocked_address"] == 3
     assert summary["pages"] == 0

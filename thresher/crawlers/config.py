@@ -73,8 +73,12 @@ class CrawlConfig:
     most. Links found while it is full are not queued (counted as ``overflow.frontier_full``);
     a link met again once the queue has drained is queued then. 0: no limit."""
     sitemaps: bool = True
-    """Read sitemaps named in robots.txt (or /sitemap.xml when none is named) for more URLs, on
-    the seeds' hosts (see ``sitemaps_all_hosts``)."""
+    """Read the sitemaps named by robots.txt ``Sitemap:`` lines for more URLs, on the seeds'
+    hosts (see ``sitemaps_all_hosts`` and ``guess_sitemap``)."""
+    guess_sitemap: bool = False
+    """Also request /sitemap.xml on hosts whose robots.txt names no sitemap (or on the seeds'
+    hosts when ``obey_robots`` is off). Off by default: on most hosts the guess is a 404 that
+    costs a request per host (at 300 hosts, default politeness, 114 pages/s with it, 160 without)."""
     sitemaps_all_hosts: bool = False
     """Also read the sitemaps of hosts reached by links: one or two more requests per host, a
     third of all requests on a broad crawl, for URLs that links mostly lead to anyway."""

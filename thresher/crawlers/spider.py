@@ -301,7 +301,7 @@ class ThresherSpider(scrapy.Spider):
                     continue
                 if kind == "seed":
                     state.scope.add_seed(url)
-                    if not self.config.obey_robots and self.config.sitemaps:
+                    if not self.config.obey_robots and self.config.sitemaps and self.config.guess_sitemap:
                         self._queue_sitemap(f"{urlsplit(url).scheme}://{urlsplit(url).netloc}/sitemap.xml")
                 why = state.scope.why_not(url, int(depth), is_seed=(kind == "seed"))
                 if why is not None:
@@ -343,7 +343,9 @@ class ThresherSpider(scrapy.Spider):
         rp = getattr(robotparser, "rp", None)
         named = list(getattr(rp, "sitemaps", []) or [])
         base = f"{urlsplit(request.url).scheme}://{urlsplit(request.url).netloc}"
-        for url in named or [base + "/sitemap.xml"]:
+        if not named and self.config.guess_sitemap:
+            named = [base + "/sitemap.xml"]  # opt-in guess: a 404 on most hosts
+        for url in named:
             if self.state.scope.host_allowed(url) or netloc_of(url) == netloc:
                 self._queue_sitemap(url)
 
