@@ -228,10 +228,14 @@ def _run_specs(specs: list[Path], use_ray: bool, stop_file: Path) -> list[dict]:
 
 def _run_on_ray(specs: list[Path], stop_file: Path) -> list[dict]:
     import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
     # num_cpus=0: all partitions must run at once (each waits for the others' hand-overs),
-    # whatever the CPUs; SPREAD puts them on different nodes of a cluster.
-    task = ray.remote(num_cpus=0, max_retries=0, scheduling_strategy="SPREAD")(run_partition_process)
+    # whatever the CPUs. They stay on the driver's node: their specs, the shared budget, the
+    # hand-over mailboxes and the liveness records are files in its state directory, which a
+    # partition on a node without that disk would not see (it would fail or wait forever).
+    here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
+    task = ray.remote(num_cpus=0, max_retries=0, scheduling_strategy=here)(run_partition_process)
     pending = [task.remote(str(p)) for p in specs]
     results = []
     while pending:
