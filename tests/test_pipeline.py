@@ -34,9 +34,10 @@ def _ids(out: Path, sub: str) -> list[str]:
 
 
 def _records(out: Path, sub: str) -> list[tuple[str, str]]:
-    """(id, source) pairs: the same WARC record can sit in two files (copies), its source cannot."""
-    rows = pq.read_table(out / sub, columns=["id", "source"]).to_pylist()
-    return [(r["id"], r["source"]) for r in rows]
+    """(id, source) pairs: the same WARC record can sit in two files (copies), its source cannot.
+    A copy's id was made unique (``ID#2``) at the end of the run; the id it came with is kept."""
+    rows = pq.read_table(out / sub).to_pylist()
+    return [(json.loads(r.get("metadata") or "{}").get("original_id", r["id"]), r["source"]) for r in rows]
 
 
 @pytest.fixture(scope="module")
