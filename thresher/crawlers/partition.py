@@ -64,6 +64,7 @@ class SharedBudget:
             self._fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         self._local = [0, 0]  # no file (tests, one-off spiders): this process only
         self._archived_seen = 0
+        self._reserved_seen = 0
         self._seen_at = float("-inf")
 
     def _update(self, reserved: int = 0, archived: int = 0, test=None) -> tuple[int, int, bool]:
@@ -72,7 +73,8 @@ class SharedBudget:
             ok = test is None or test(r, a)
             if ok:
                 self._local = [r + reserved, a + archived]
-            self._archived_seen, self._seen_at = self._local[1], time.monotonic()
+            self._reserved_seen, self._archived_seen = self._local
+            self._seen_at = time.monotonic()
             return self._local[0], self._local[1], ok
         fcntl.flock(self._fd, fcntl.LOCK_EX)
         try:
@@ -84,7 +86,7 @@ class SharedBudget:
                 os.pwrite(self._fd, _COUNTERS.pack(r, a), 0)
         finally:
             fcntl.flock(self._fd, fcntl.LOCK_UN)
-        self._archived_seen, self._seen_at = a, time.monotonic()
+        self._reserved_seen, self._archived_seen, self._seen_at = r, a, time.monotonic()
         return r, a, ok
 
     def reserve(self) -> bool:
@@ -111,6 +113,19 @@ class SharedBudget:
         if self._archived_seen < self.limit and time.monotonic() - self._seen_at >= self.SPENT_LOOK_S:
             self._update()
         return self._archived_seen >= self.limit
+
+    def taken(self) -> bool:
+        """Every page of the budget archived or reserved by a request in flight (by any
+        partition): a page request handed to the downloader now would only be refused
+        (``BudgetTaken``). The scheduler holds its page requests back meanwhile.
+
+        A look less than ``SPENT_LOOK_S`` old answers; this partition's own reservations
+        and releases update it at once, another partition's release is seen that late."""
+        if not self.limit:
+            return False
+        if time.monotonic() - self._seen_at >= self.SPENT_LOOK_S:
+            self._update()
+        return self._reserved_seen >= self.limit
 
     def close(self) -> None:
         if self._fd is not None:
@@ -251,6 +266,9 @@ class Coordinator:
             return self._close("stopped")
         if state.budget.spent():
             return self._close("max_pages")
+        scheduler = getattr(engine, "_slot", None) and engine._slot.scheduler
+        if getattr(scheduler, "held", False) and not state.budget.taken():
+            engine._slot.nextcall.schedule()  # another partition released pages of the budget
         mail = state.mail
         if mail is not None:
             mail.flush()

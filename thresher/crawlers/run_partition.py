@@ -10,6 +10,7 @@ driver runs threads, or a reactor is installed in it) each partition is a new in
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import os
 import signal
@@ -25,10 +26,27 @@ from thresher.crawlers.spider import PartitionSpec, ThresherSpider
 
 logger = logging.getLogger(__name__)
 
+GC_THRESHOLDS = (10_000, 20, 100)
+"""The partition's garbage-collector thresholds (Python's defaults: 700, 10, 10). A crawl makes
+reference cycles by the thousand (each failed request's Twisted ``Failure`` holds its traceback's
+frames) and keeps a few hundred thousand objects alive, and under the defaults the full
+collections that scan all of them took 40% of a partition's CPU (measured on the 1,000-host
+bench web: 15 full collections, 3.2 of 8.0 CPU-s). With these, cycles are still collected, in
+the young generations, and a full collection comes after a few hundred times more allocations."""
+
+
+def tune_gc() -> None:
+    """What the process holds before it crawls (modules, classes: the driver's, in a fork) goes
+    to the permanent generation, which no collection scans, and the thresholds are raised. No
+    collection first: it cost 0.14 CPU-s per partition, for the little garbage of imports."""
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
+
 
 def run(spec_path: str) -> int:
     from scrapy.crawler import CrawlerProcess
 
+    tune_gc()
     spec = PartitionSpec.load(spec_path)
     config = CrawlConfig(**spec.config)
     process = CrawlerProcess(settings=scrapy_settings(config), install_root_handler=True)
