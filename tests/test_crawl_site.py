@@ -285,6 +285,16 @@ def test_crawl_delay_honoured(crawled):
     assert min(gaps) >= 0.9, gaps
 
 
+def test_link_robots_txt_disallows_is_not_queued(crawled):
+    """A link whose host's robots.txt is parsed already and disallows it is counted as denied
+    without a request being made for it (before, the request went through the scheduler and the
+    middlewares to be refused there)."""
+    s = crawled["summary"]
+    assert s["robots_denied"] == 1 and s["errors"]["robots"] == 1
+    assert s["robots_txt"]["denied_unqueued"] == 1
+    assert "/private/secret.html" not in crawled["main"].paths()
+
+
 def test_failures_counted_not_archived(crawled):
     s = crawled["summary"]
     assert s["status_codes"]["404"] >= 1 and s["status_codes"]["500"] == 2

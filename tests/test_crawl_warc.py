@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import gzip
 import io
 import os
 
+import pytest
 from fastwarc.warc import ArchiveIterator as FastIterator
 from warcio.archiveiterator import ArchiveIterator
 
+from thresher.config import ConfigError
+from thresher.crawlers.config import CrawlConfig
 from thresher.crawlers.warc import (
     Exchange,
     RollingWarcWriter,
@@ -107,3 +111,24 @@ def test_response_head_format():
     assert head == b"HTTP/1.1 404 Not Found\r\nContent-Type: text/html\r\n\r\n"
     assert http_response_head(None, 599, []).startswith(b"HTTP/1.1 599\r\n")
     assert io.BytesIO(head).readline() == b"HTTP/1.1 404 Not Found\r\n"
+
+
+def test_gzip_level_is_the_configured_one(tmp_path):
+    """Each member is compressed at ``gzip_level`` (the gzip header's XFL byte says 4 for the
+    fastest level, 2 for the best), and reads back the same."""
+    sizes = {}
+    for level, xfl in ((1, 4), (9, 2)):
+        d = tmp_path / str(level)
+        w = RollingWarcWriter(d, "t", 0, 1_000_000, {"software": "test"}, gzip_level=level)
+        w.write(exchange(0, size=20_000))
+        w.close()
+        (path,) = d.glob("*.warc.gz")
+        data = path.read_bytes()
+        assert data[8] == xfl
+        assert b"page 0 " in gzip.decompress(data)
+        sizes[level] = len(data)
+    assert sizes[1] > sizes[9]
+    assert CrawlConfig(seeds=["http://a.example/"]).warc_gzip_level == 1
+    for bad in (0, 10):
+        with pytest.raises(ConfigError, match="warc_gzip_level"):
+            CrawlConfig(seeds=["http://a.example/"], warc_gzip_level=bad).validate("crawl")

@@ -163,6 +163,10 @@ class CrawlConfig:
     warc_prefix: str = "thresher"
     warc_max_bytes: int = 1024 * 1024 * 1024
     """Roll to a new WARC file once the current one (compressed) reaches this size."""
+    warc_gzip_level: int = 1
+    """zlib level of each record's gzip member (1-9). 1 is about twice as fast as 6, for 11-13%
+    more bytes (measured on ~25 KB pages: 0.27 against 0.58 ms per page on the bench's synthetic
+    pages, 0.13 against 0.27 ms on the demo site's)."""
     store_redirects: bool = True
     """Also archive 3xx responses (their targets are followed and archived separately)."""
 
@@ -203,6 +207,8 @@ class CrawlConfig:
             raise ConfigError(f"{where}.dns_cache_ttl: must be {MIN_DNS_TTL:g} to {MAX_DNS_TTL:g} seconds")
         if self.warc_max_bytes < 1024:
             raise ConfigError(f"{where}.warc_max_bytes: must be >= 1024")
+        if not 1 <= self.warc_gzip_level <= 9:
+            raise ConfigError(f"{where}.warc_gzip_level: must be 1 to 9")
         if not re.fullmatch(r"[A-Za-z0-9_.-]+", self.warc_prefix):
             raise ConfigError(f"{where}.warc_prefix: letters, digits, '_', '.', '-' only")
         if not re.fullmatch(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+", self.user_agent.split("/")[0]):

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import time
+from urllib.parse import urlsplit
 
 from scrapy import signals
 from scrapy.downloadermiddlewares.robotstxt import RobotsTxtMiddleware
@@ -66,6 +67,26 @@ class RobotsPolicyMiddleware(RobotsTxtMiddleware):
         self._expires: dict[str, float] = {}
         self._ai_groups: dict[str, tuple[str, ...]] = {}
         """Per host, the AI tokens its robots.txt has a group for."""
+        state = getattr(getattr(crawler, "spider", None), "state", None)
+        if state is not None:
+            state.robots = self  # the spider asks ``disallows`` before it queues a link
+
+    def disallows(self, url: str) -> bool:
+        """True when the URL's host has a parsed robots.txt, not expired, that disallows it for
+        our token: the spider then does not queue the link (counted as a denial, as here), which
+        spares a request's trip to this middleware to be refused (one link per page on the
+        bench web). False when that is not known yet: the request comes here and waits."""
+        netloc = urlsplit(url).netloc
+        rp = self._parsers.get(netloc)
+        if rp is None or isinstance(rp, (Deferred, Unreachable)):
+            return False
+        if time.monotonic() >= self._expires.get(netloc, 0.0):
+            return False
+        if rp.allowed(url, self._robotstxt_useragent or self._default_useragent):
+            return False
+        self._stats.inc_value("robotstxt/forbidden")
+        self._stats.inc_value("thresher/robots_txt/denied_unqueued")
+        return True
 
     def process_request_2(self, rp, request: Request) -> None:
         if isinstance(rp, Unreachable):

@@ -105,6 +105,8 @@ class CrawlState:
             if spec.partitions > 1 and spec.journal_path
             else None
         )
+        self.robots = None
+        """The robots.txt middleware (robots.RobotsPolicyMiddleware), which sets itself here."""
         self.crawl_delays: dict[str, float] = {}
         self.host_pages: Counter = Counter(spec.host_pages)
         self.sitemaps_per_host: Counter = Counter()
@@ -135,6 +137,7 @@ class CrawlState:
             config.warc_max_bytes,
             on_close=on_close,
             first_serial=first_serial,
+            gzip_level=config.warc_gzip_level,
             warcinfo={
                 "software": f"thresher crawler (Scrapy {scrapy.__version__})",
                 "format": "WARC File Format 1.1",
@@ -467,6 +470,9 @@ class ThresherSpider(scrapy.Spider):
         if not mine:  # journaled, and handed to its partition, which fetches it in this run
             state.hand_over(url, depth)
             stats.inc_value("thresher/handed_over")
+            return None
+        if state.robots is not None and state.robots.disallows(url):
+            stats.inc_value("thresher/errors/robots")  # journaled: a rerun asks robots.txt again
             return None
         return self.page_request(url, depth)
 

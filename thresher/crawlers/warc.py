@@ -129,6 +129,7 @@ class RollingWarcWriter:
     ``on_close``, if given, is called with each finished file's path and returns where the file
     now is (output.py: ``directory`` is local staging and the file is uploaded to the job's
     store); ``first_serial`` then numbers the files after those already on the store.
+    ``gzip_level`` is each member's zlib level (``CrawlConfig.warc_gzip_level``).
     """
 
     def __init__(
@@ -140,6 +141,7 @@ class RollingWarcWriter:
         warcinfo: dict[str, str],
         on_close: Callable[[Path], str] | None = None,
         first_serial: int | None = None,
+        gzip_level: int = 1,
     ):
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
@@ -147,6 +149,7 @@ class RollingWarcWriter:
         self.partition = partition
         self.max_bytes = max_bytes
         self.warcinfo = warcinfo
+        self.gzip_level = gzip_level
         self._serial = (
             next_serial(self.directory, prefix, partition) if first_serial is None else first_serial
         )
@@ -180,7 +183,7 @@ class RollingWarcWriter:
 
     def _write_member(self, record: bytes) -> None:
         assert self._file is not None
-        member = gzip.compress(record, compresslevel=6, mtime=0)
+        member = gzip.compress(record, compresslevel=self.gzip_level, mtime=0)
         self._file.write(member)
         self._file.flush()
         self.bytes_written += len(member)
