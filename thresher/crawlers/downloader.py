@@ -47,6 +47,7 @@ from scrapy.utils.httpobj import urlparse_cached
 from twisted.internet.defer import Deferred
 
 from thresher.crawlers.middlewares import WELL_KNOWN
+from thresher.crawlers.netsafety import literal_address
 
 logger = logging.getLogger(__name__)
 
@@ -191,10 +192,9 @@ class PoliteDownloader(Downloader):
     async def _address_of(self, host: str) -> str | None:
         """The host's address: a literal one, the DNS cache's (AddressGuardMiddleware resolved
         it already), or a lookup through the same cached resolver."""
-        try:
-            return str(ipaddress.ip_address(host.strip("[]")))
-        except ValueError:
-            pass
+        literal = literal_address(host)
+        if literal is not None:
+            return str(literal)
         address = dnscache.get(host)
         if isinstance(address, str):
             return address

@@ -19,6 +19,7 @@ must be named, as a host in ``allow_private_hosts`` or a network in ``allow_netw
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import logging
 from typing import NamedTuple
@@ -96,8 +97,10 @@ def _embedded(label: str, inner: ipaddress.IPv4Address) -> Refusal | None:
     return Refusal(refusal.kind, f"{label} of {inner}: {refusal.detail}")
 
 
+@functools.lru_cache(maxsize=4096)
 def address_refusal(ip: IPAddress) -> Refusal | None:
-    """None for a globally routable unicast address; otherwise why it is refused."""
+    """None for a globally routable unicast address; otherwise why it is refused (remembered
+    for the last 4,096 addresses: every request and every response asks)."""
     if isinstance(ip, ipaddress.IPv6Address):
         if ip.ipv4_mapped is not None:
             return _embedded("IPv4-mapped", ip.ipv4_mapped)
@@ -134,8 +137,14 @@ def is_public_address(address: str | IPAddress) -> bool:
 
 
 def literal_address(host: str) -> IPAddress | None:
+    """The address a URL's host names literally, or None for a name. ``ipaddress`` reads IPv4
+    only as dotted decimal and IPv6 only with a colon, so a name is told apart without the
+    exception a failed parse costs (every request of a crawl asks)."""
+    host = host.strip("[]")
+    if ":" not in host and not host.replace(".", "").isdigit():
+        return None
     try:
-        return ipaddress.ip_address(host.strip("[]"))
+        return ipaddress.ip_address(host)
     except ValueError:
         return None
 
