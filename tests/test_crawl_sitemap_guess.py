@@ -34,8 +34,10 @@ class SitemapHandler(LoggingHandler):
                 f"<url><loc>http://127.0.0.1:{port}{sitemaps[route]}</loc></url></urlset>"
             )
             return self._send(body.encode(), "application/xml")
-        if route in ("/leaf.html", "/only-in-guessed.html", "/only-in-named.html"):
+        if route in ("/leaf.html", "/only-in-guessed.html", "/below-named.html"):
             return self._send(b"<html><body><p>no links here</p></body></html>", "text/html")
+        if route == "/only-in-named.html":
+            return self._send(b'<html><body><a href="/below-named.html">on</a></body></html>', "text/html")
         return super().do_GET()
 
     def _send(self, body: bytes, ctype: str) -> None:
@@ -46,7 +48,7 @@ class SitemapHandler(LoggingHandler):
         self.wfile.write(body)
 
 
-def crawl_paths(tmp_path: Path, robots: str, **overrides) -> list[str]:
+def crawl_paths(tmp_path: Path, robots: str, max_depth: int = 1, **overrides) -> list[str]:
     site = LocalSite(DEMO, handler=SitemapHandler)
     site.server.robots = robots
     with site:
@@ -54,7 +56,7 @@ def crawl_paths(tmp_path: Path, robots: str, **overrides) -> list[str]:
             seeds=[site.url("/leaf.html")],
             allow_private=True,
             autothrottle=False,
-            max_depth=1,  # sitemap URLs are depth 1; the seed links nowhere
+            max_depth=max_depth,  # sitemap URLs are depth 1; the seed links nowhere
             timeout=5,
             retries=0,
             log_level="WARNING",
@@ -69,6 +71,14 @@ def test_no_sitemap_guess_by_default(tmp_path, robots):
     paths = crawl_paths(tmp_path, robots)
     assert "/robots.txt" in paths and "/leaf.html" in paths
     assert "/sitemap.xml" not in paths and "/only-in-guessed.html" not in paths
+
+
+def test_links_of_a_page_found_in_a_sitemap_are_at_depth_2(tmp_path):
+    """A sitemap's page is at depth 1 and its links at depth 2: Scrapy's DepthMiddleware (off
+    since issue #21) made such a page depth 2, so under max_depth 2 its links were dropped."""
+    robots = "User-agent: *\nDisallow:\n\nSitemap: http://127.0.0.1:{port}/named-sitemap.xml\n"
+    assert "/below-named.html" not in crawl_paths(tmp_path / "1", robots)
+    assert "/below-named.html" in crawl_paths(tmp_path / "2", robots, max_depth=2)
 
 
 def test_sitemap_named_by_robots_still_followed(tmp_path):

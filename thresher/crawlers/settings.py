@@ -67,6 +67,14 @@ def scrapy_settings(config: CrawlConfig) -> dict:
             f"{_MW}.BackoffRetryMiddleware": 555,
             f"{_MW}.RawCaptureMiddleware": 610,
         },
+        "SPIDER_MIDDLEWARES": {
+            # scope.Scope checks the URL length and depth before a request is made, and the
+            # spider sets each request's depth itself; these re-did it per request
+            "scrapy.spidermiddlewares.urllength.UrlLengthMiddleware": None,
+            "scrapy.spidermiddlewares.depth.DepthMiddleware": None,
+            # the spider copies no response meta into its requests
+            "scrapy.spidermiddlewares.metacopy.MetaCopyDetectionMiddleware": None,
+        },
         "TELNETCONSOLE_ENABLED": False,
         "EXTENSIONS": {"scrapy.extensions.remote_control.RemoteControl": None},  # no listening port
         "LOG_LEVEL": config.log_level,
