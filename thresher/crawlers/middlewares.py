@@ -177,7 +177,7 @@ class RawCaptureMiddleware:
 
     def process_request(self, request, spider=None):
         state = self.crawler.spider.state
-        if netloc_of(request.url) in state.crawl_delays:
+        if state.crawl_delays and netloc_of(request.url) in state.crawl_delays:
             # AutoThrottle may lower a slot's delay; never below what robots.txt asked for.
             request.meta["autothrottle_dont_adjust_delay"] = True
         if state.config.recrawl and request.meta.get("thresher_kind") == PAGE:

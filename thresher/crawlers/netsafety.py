@@ -136,10 +136,12 @@ def is_public_address(address: str | IPAddress) -> bool:
     return address_refusal(ip) is None
 
 
+@functools.lru_cache(maxsize=4096)
 def literal_address(host: str) -> IPAddress | None:
     """The address a URL's host names literally, or None for a name. ``ipaddress`` reads IPv4
     only as dotted decimal and IPv6 only with a colon, so a name is told apart without the
-    exception a failed parse costs (every request of a crawl asks)."""
+    exception a failed parse costs (every request of a crawl asks; the last 4,096 answers are
+    remembered)."""
     host = host.strip("[]")
     if ":" not in host and not host.replace(".", "").isdigit():
         return None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 from urllib.parse import urlsplit
@@ -25,8 +26,11 @@ def url_key(url: str) -> int:
     return int.from_bytes(hashlib.blake2b(canonical_url(url).encode(), digest_size=8).digest(), "big")
 
 
+@functools.lru_cache(maxsize=4096)
 def netloc_of(url: str) -> str:
-    """host:port in lower case, the unit of politeness (robots.txt, crawl-delay, slots)."""
+    """host:port in lower case, the unit of politeness (robots.txt, crawl-delay, slots).
+    Asked several times per request (queue, slot, capture, archive): the last 4,096 URLs'
+    answers are remembered."""
     parts = urlsplit(url)
     host = (parts.hostname or "").lower()
     port = parts.port
